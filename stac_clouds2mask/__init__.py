@@ -1,0 +1,1 @@
+"""STAC-native cloud and cloud-shadow masks for Sentinel-2."""
