@@ -1,0 +1,23 @@
+"""Errors that name what failed, so a batch can report per item and carry on."""
+
+from __future__ import annotations
+
+
+class Clouds2MaskError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(Clouds2MaskError):
+    """Bad invocation: a filter, URL or option that cannot be used as given."""
+
+
+class ItemError(Clouds2MaskError):
+    """One source item cannot be processed; names the item, the asset (if any) and why."""
+
+    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = None):
+        self.item_id = item_id
+        self.asset = asset
+        self.reason = reason
+        self.stage = stage
+        where = f"item {item_id!r}" + (f", asset {asset!r}" if asset else "")
+        super().__init__(f"{where}: {reason}")

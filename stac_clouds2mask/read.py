@@ -1,0 +1,189 @@
+"""Stage 2: read only the bands the model needs, through fsspec, onto one processing grid, as reflectance."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+
+from .errors import ItemError
+from .scene import Scene
+from .storage import StorageOptions, get_fs, is_remote
+
+L2A_PRODUCT_TYPES = ("S2MSI2A",)
+OFFSET_BASELINE = (4, 0)  # processing baseline from which L1C/L2A DNs carry +1000
+
+
+def product_level(item: pystac.Item) -> str:
+    """'L2A' when the item says so (product type, level or collection), else 'L1C'."""
+    props = item.properties
+    hints = [
+        str(props.get("s2:product_type", "")),
+        str(props.get("sample:product_level", "")),
+        str(props.get("processing:level", "")),
+        str(item.collection_id or ""),
+    ]
+    joined = " ".join(hints).upper()
+    return "L2A" if ("2A" in str(props.get("s2:product_type", "")).upper() or "L2A" in joined) else "L1C"
+
+
+def _asset_band(asset: pystac.Asset) -> dict[str, Any]:
+    """The single band description of an asset, merged from STAC 1.1 bands, eo:bands and raster:bands."""
+    merged: dict[str, Any] = {}
+    for key in ("raster:bands", "eo:bands", "bands"):
+        bands = asset.extra_fields.get(key)
+        if isinstance(bands, list) and len(bands) == 1 and isinstance(bands[0], dict):
+            merged.update(bands[0])
+    return merged
+
+
+def common_name(asset: pystac.Asset) -> str | None:
+    band = _asset_band(asset)
+    return band.get("eo:common_name") or band.get("common_name")
+
+
+def available_bands(item: pystac.Item) -> set[str]:
+    """Common names of the single-band data assets of the item."""
+    names = set()
+    for key, asset in item.assets.items():
+        name = common_name(asset) or key
+        names.add(name)
+    return names
+
+
+def find_asset(item: pystac.Item, band: str) -> tuple[str, pystac.Asset]:
+    """The asset holding a band: the asset keyed by the common name, else one whose band says so."""
+    if band in item.assets:
+        return band, item.assets[band]
+    for key, asset in item.assets.items():
+        if common_name(asset) == band:
+            return key, asset
+    raise ItemError(item.id, f"no asset for band {band!r}", asset=band, stage="read")
+
+
+def scale_offset(item: pystac.Item, key: str, asset: pystac.Asset) -> tuple[float, float]:
+    """DN -> reflectance: the asset's own scale/offset, else from the processing baseline."""
+    band = _asset_band(asset)
+    scale = band.get("raster:scale", band.get("scale"))
+    offset = band.get("raster:offset", band.get("offset"))
+    if scale is not None:
+        return float(scale), float(offset or 0.0)
+    baseline = item.properties.get("s2:processing_baseline")
+    if baseline is None:
+        raise ItemError(item.id, "no raster scale/offset and no s2:processing_baseline to derive them", asset=key, stage="read")
+    try:
+        major, minor = (int(p) for p in str(baseline).split(".")[:2])
+    except ValueError as exc:
+        raise ItemError(item.id, f"unreadable s2:processing_baseline {baseline!r}", asset=key, stage="read") from exc
+    return 0.0001, (-0.1 if (major, minor) >= OFFSET_BASELINE else 0.0)
+
+
+def declared_nodata(asset: pystac.Asset) -> float | None:
+    band = _asset_band(asset)
+    return band.get("nodata")
+
+
+def item_crs(item: pystac.Item, asset: pystac.Asset | None = None) -> CRS | None:
+    """CRS from proj:code (projection v2) or proj:epsg (v1), on the asset or the item."""
+    for fields in ((asset.extra_fields if asset else {}), item.properties):
+        code = fields.get("proj:code")
+        if code:
+            return CRS.from_user_input(code)
+        epsg = fields.get("proj:epsg")
+        if epsg:
+            return CRS.from_epsg(int(epsg))
+    return None
+
+
+def open_raster(href: str, options: StorageOptions | None = None) -> rasterio.DatasetReader:
+    """Open a COG or JP2 at a local path or any fsspec URL (streamed, not downloaded)."""
+    if not is_remote(href):
+        return rasterio.open(href[len("file://"):] if href.startswith("file://") else href)
+    fs, path = get_fs(href, options)
+    return rasterio.open(path, opener=fs)
+
+
+def _href(item: pystac.Item, key: str, asset: pystac.Asset) -> str:
+    href = asset.get_absolute_href()
+    if href is None:
+        raise ItemError(item.id, f"relative href {asset.href!r} and the item has no self link to resolve it", asset=key, stage="read")
+    return href
+
+
+def target_grid(bounds: tuple[float, float, float, float], resolution: float) -> tuple[Affine, int, int]:
+    """A north-up grid at `resolution` whose top-left corner is that of `bounds`."""
+    left, bottom, right, top = bounds
+    width = max(1, math.ceil(round((right - left) / resolution, 6)))
+    height = max(1, math.ceil(round((top - bottom) / resolution, 6)))
+    return Affine(resolution, 0.0, left, 0.0, -resolution, top), width, height
+
+
+def read_scene(
+    item: pystac.Item,
+    bands: Sequence[str],
+    resolution: float = 20.0,
+    options: StorageOptions | None = None,
+) -> Scene:
+    """Read `bands` of `item` onto a grid of `resolution` metres (or the data's own, if coarser).
+
+    The grid covers the extent of the finest needed band in the item's CRS. Finer bands are
+    averaged down, coarser ones taken nearest-neighbour, so nodata never bleeds into data.
+    """
+    found = [(band, *find_asset(item, band)) for band in bands]
+    with ExitStack() as stack:
+        datasets = []
+        for band, key, asset in found:
+            href = _href(item, key, asset)
+            try:
+                ds = stack.enter_context(open_raster(href, options))
+            except (RasterioIOError, OSError) as exc:
+                raise ItemError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
+            crs = ds.crs or item_crs(item, asset)
+            if crs is None:
+                raise ItemError(item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read")
+            if ds.transform.is_identity or ds.transform.b or ds.transform.d:
+                raise ItemError(item.id, f"no usable north-up geotransform in {href}", asset=key, stage="read")
+            datasets.append((band, key, asset, ds, crs))
+
+        finest = min(datasets, key=lambda d: abs(d[3].transform.a))
+        grid_crs = finest[4]
+        native = abs(finest[3].transform.a)
+        res = max(float(resolution), native)
+        transform, width, height = target_grid(tuple(finest[3].bounds), res)
+
+        refl = np.empty((len(bands), height, width), dtype=np.float32)
+        valid = np.ones((height, width), dtype=bool)
+        hrefs = {}
+        for i, (band, key, asset, ds, crs) in enumerate(datasets):
+            if crs != grid_crs:
+                raise ItemError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
+            nodata = declared_nodata(asset)
+            src_nodata = ds.nodata if ds.nodata is not None else (nodata if nodata is not None else 0)
+            resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
+            try:
+                with WarpedVRT(ds, crs=grid_crs, src_crs=crs, transform=transform, width=width, height=height,
+                               src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
+                    dn = vrt.read(1)
+            except (RasterioIOError, OSError) as exc:
+                raise ItemError(item.id, f"cannot read {ds.name}: {exc}", asset=key, stage="read") from exc
+            band_valid = dn != 0
+            if nodata is not None:
+                band_valid &= dn != nodata
+            valid &= band_valid
+            scale, offset = scale_offset(item, key, asset)
+            np.multiply(dn, np.float32(scale), out=refl[i], dtype=np.float32)
+            refl[i] += np.float32(offset)
+            hrefs[key] = ds.name
+        refl[:, ~valid] = 0.0
+    return Scene(item=item, reflectance=refl, valid=valid, bands=tuple(bands), crs=grid_crs,
+                 transform=transform, level=product_level(item), assets=hrefs)

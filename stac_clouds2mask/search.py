@@ -1,0 +1,249 @@
+"""Stage 1: find source items, from a STAC API (pystac-client) or a static STAC file at any fsspec URL.
+
+The same filters apply to both kinds of source, so a static catalog behaves like a small API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pystac
+import shapely.geometry
+from shapely.geometry.base import BaseGeometry
+
+from .errors import InvalidInputError
+from .storage import FsspecStacIO, StorageOptions, get_fs, read_json
+
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+DEFAULT_API_COLLECTION = "sentinel-2-l1c"
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Filters of a search, applied by the API where it can and locally otherwise."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    intersects: dict[str, Any] | None = None
+    datetime: str | None = None
+    max_cloud: float | None = None
+    ids: tuple[str, ...] | None = None
+    limit: int | None = None
+    collections: tuple[str, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.bbox is not None:
+            parse_bbox(self.bbox)
+        if self.datetime is not None:
+            parse_datetime_interval(self.datetime)
+        if self.intersects is not None:
+            geometry_from_geojson(self.intersects)
+        if self.max_cloud is not None and not 0 <= self.max_cloud <= 100:
+            raise InvalidInputError(f"--max-cloud must be between 0 and 100, got {self.max_cloud}")
+        if self.limit is not None and self.limit < 1:
+            raise InvalidInputError(f"--limit must be at least 1, got {self.limit}")
+
+
+def parse_bbox(values: Iterable[float]) -> tuple[float, float, float, float]:
+    """Check a W S E N bbox in degrees; W > E means it crosses the antimeridian."""
+    vals = tuple(float(v) for v in values)
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise InvalidInputError(f"bbox needs four finite numbers W S E N, got {list(values)}")
+    w, s, e, n = vals
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
+        raise InvalidInputError(f"bbox {list(vals)} is outside longitude -180..180 / latitude -90..90")
+    if s > n:
+        raise InvalidInputError(f"bbox {list(vals)} has south {s} above north {n}; the order is W S E N")
+    return vals  # type: ignore[return-value]
+
+
+def _parse_instant(text: str, end: bool) -> dt.datetime:
+    """A date or RFC 3339 date-time; a bare date covers its whole day (UTC)."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            t = dt.time.max if end else dt.time.min
+            return dt.datetime.combine(day, t, tzinfo=dt.timezone.utc)
+        value = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError as exc:
+        raise InvalidInputError(f"datetime {text!r} is not RFC 3339 (e.g. 2024-06-01 or 2024-06-01T10:00:00Z)") from exc
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def parse_datetime_interval(text: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Parse 'instant', 'start/end', 'start/..' or '../end' into aware bounds (None = open)."""
+    parts = text.split("/")
+    if len(parts) == 1:
+        return _parse_instant(parts[0], end=False), _parse_instant(parts[0], end=True)
+    if len(parts) != 2:
+        raise InvalidInputError(f"datetime {text!r} must be an instant or 'start/end'")
+    start = None if parts[0] in ("", "..") else _parse_instant(parts[0], end=False)
+    stop = None if parts[1] in ("", "..") else _parse_instant(parts[1], end=True)
+    if start is None and stop is None:
+        raise InvalidInputError(f"datetime {text!r} is open at both ends")
+    if start and stop and start > stop:
+        raise InvalidInputError(f"datetime {text!r} starts after it ends")
+    return start, stop
+
+
+def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
+    """A shapely geometry from a GeoJSON Geometry, Feature or FeatureCollection (union)."""
+    try:
+        kind = data.get("type")
+        if kind == "FeatureCollection":
+            geoms = [shapely.geometry.shape(f["geometry"]) for f in data["features"]]
+            geom = shapely.union_all(geoms) if geoms else None
+        elif kind == "Feature":
+            geom = shapely.geometry.shape(data["geometry"])
+        else:
+            geom = shapely.geometry.shape(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(f"--intersects is not a GeoJSON geometry, feature or feature collection: {exc}") from exc
+    if geom is None or geom.is_empty:
+        raise InvalidInputError("--intersects holds an empty geometry")
+    if not geom.is_valid:
+        raise InvalidInputError(f"--intersects geometry is invalid: {shapely.validation.explain_validity(geom)}")
+    return geom
+
+
+def load_geojson(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
+    """Read an AOI file (local path or any fsspec URL)."""
+    try:
+        return read_json(url, options)
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"--intersects file not found: {url}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--intersects file {url} is not JSON: {exc}") from exc
+
+
+def is_api(source: str) -> bool:
+    """A STAC API is an http(s) root that is not a .json file; everything else is a static STAC file."""
+    lower = source.lower().split("?")[0]
+    return lower.startswith(("http://", "https://")) and not lower.endswith((".json", ".geojson"))
+
+
+def search(source: str, filters: SearchFilters | None = None, options: StorageOptions | None = None) -> list[pystac.Item]:
+    """Items of a STAC API or static STAC file that pass the filters, in source order."""
+    filters = filters or SearchFilters()
+    if is_api(source):
+        return _search_api(source, filters)
+    return list(_limit(_filter_static(_read_static(source, options), filters), filters.limit))
+
+
+def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
+
+    try:
+        client = Client.open(url, stac_io=StacApiIO(timeout=60))
+    except (APIError, OSError, pystac.STACError) as exc:
+        raise InvalidInputError(f"cannot open the STAC API at {url}: {exc}") from exc
+    kwargs: dict[str, Any] = {
+        "collections": list(filters.collections or [DEFAULT_API_COLLECTION]),
+        "bbox": filters.bbox,
+        "intersects": filters.intersects and shapely.geometry.mapping(geometry_from_geojson(filters.intersects)),
+        "datetime": filters.datetime,
+        "ids": list(filters.ids) if filters.ids else None,
+        "max_items": filters.limit,
+    }
+    if filters.max_cloud is not None:
+        if client.conforms_to("FILTER"):
+            kwargs["filter"] = {"op": "<=", "args": [{"property": "eo:cloud_cover"}, filters.max_cloud]}
+            kwargs["filter_lang"] = "cql2-json"
+        else:
+            kwargs["query"] = {"eo:cloud_cover": {"lte": filters.max_cloud}}
+    try:
+        return list(client.search(**{k: v for k, v in kwargs.items() if v is not None}).items())
+    except APIError as exc:
+        raise InvalidInputError(f"search failed at {url}: {exc}") from exc
+
+
+def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.Item]:
+    try:
+        data = read_json(url, options)
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"STAC source not found: {url}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"STAC source {url} is not JSON: {exc}") from exc
+    kind = data.get("type")
+    base = _absolute_url(url, options)
+    if kind == "FeatureCollection":
+        for feature in data.get("features", []):
+            item = pystac.Item.from_dict(feature, migrate=True)
+            if item.get_self_href() is None:
+                item.set_self_href(base)
+            yield item
+    elif kind == "Feature":
+        item = pystac.Item.from_dict(data, migrate=True)
+        item.set_self_href(base)
+        yield item
+    elif kind in ("Catalog", "Collection"):
+        stac_io = FsspecStacIO(options)
+        root = pystac.read_dict(data, href=base, stac_io=stac_io)
+        yield from root.get_items(recursive=True)  # type: ignore[union-attr]
+    else:
+        raise InvalidInputError(f"{url} is not a STAC Catalog, Collection, Item or ItemCollection (type {kind!r})")
+
+
+def _absolute_url(url: str, options: StorageOptions | None) -> str:
+    fs, path = get_fs(url, options)
+    return fs.unstrip_protocol(path) if "://" in url and not url.startswith("file://") else path
+
+
+def _filter_static(items: Iterable[pystac.Item], f: SearchFilters) -> Iterator[pystac.Item]:
+    area = _area(f)
+    start, stop = parse_datetime_interval(f.datetime) if f.datetime else (None, None)
+    for item in items:
+        if f.ids and item.id not in f.ids:
+            continue
+        if f.collections and item.collection_id not in f.collections:
+            continue
+        if f.max_cloud is not None:
+            cloud = item.properties.get("eo:cloud_cover")
+            if cloud is None or cloud > f.max_cloud:
+                continue
+        if area is not None and (item.geometry is None or not area.intersects(shapely.geometry.shape(item.geometry))):
+            continue
+        if (start or stop) and not _in_interval(item, start, stop):
+            continue
+        yield item
+
+
+def _area(f: SearchFilters) -> BaseGeometry | None:
+    geoms = []
+    if f.bbox is not None:
+        w, s, e, n = parse_bbox(f.bbox)
+        if w <= e:
+            geoms.append(shapely.geometry.box(w, s, e, n))
+        else:
+            geoms.append(shapely.geometry.MultiPolygon([shapely.geometry.box(w, s, 180, n), shapely.geometry.box(-180, s, e, n)]))
+    if f.intersects is not None:
+        geoms.append(geometry_from_geojson(f.intersects))
+    if not geoms:
+        return None
+    area = geoms[0]
+    for g in geoms[1:]:
+        area = area.intersection(g)
+    return area
+
+
+def _in_interval(item: pystac.Item, start: dt.datetime | None, stop: dt.datetime | None) -> bool:
+    props = item.common_metadata
+    first = item.datetime or props.start_datetime
+    last = item.datetime or props.end_datetime
+    if first is None or last is None:
+        return False
+    return (stop is None or first <= stop) and (start is None or last >= start)
+
+
+def _limit(items: Iterable[pystac.Item], limit: int | None) -> Iterator[pystac.Item]:
+    for i, item in enumerate(items):
+        if limit is not None and i >= limit:
+            return
+        yield item

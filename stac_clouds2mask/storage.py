@@ -1,0 +1,122 @@
+"""One place that turns a URL into an fsspec filesystem, for reading sources and writing outputs.
+
+Local paths, s3:// (anonymous, with credentials, requester-pays, custom endpoint) and http(s)://
+all go through fsspec so that every stage reads and writes the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pystac
+from fsspec.core import url_to_fs
+
+S3_SCHEMES = ("s3://", "s3a://")
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How to reach object storage.
+
+    anon: None picks signed requests when AWS credentials are found (environment, config files,
+    container or instance role) and anonymous ones otherwise.
+    """
+
+    anon: bool | None = None
+    requester_pays: bool = False
+    endpoint_url: str | None = None
+
+    def fsspec_kwargs(self, url: str) -> dict[str, Any]:
+        """Keyword arguments for fsspec's filesystem of this URL."""
+        if not url.startswith(S3_SCHEMES):
+            return {}
+        kwargs: dict[str, Any] = {"anon": _have_no_credentials() if self.anon is None else self.anon}
+        if self.requester_pays:
+            kwargs["requester_pays"] = True
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            kwargs["client_kwargs"] = {"endpoint_url": endpoint}
+        return kwargs
+
+
+@functools.lru_cache(maxsize=1)
+def _have_no_credentials() -> bool:
+    import botocore.session
+
+    return botocore.session.Session().get_credentials() is None
+
+
+def is_remote(url: str) -> bool:
+    """True for URLs with a scheme other than file://."""
+    return "://" in url and not url.startswith("file://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL or path segments with '/', as object stores and STAC hrefs expect."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def absolute(url: str) -> str:
+    """Absolute form of a local path (URLs pass through), for hrefs that outlive the working directory."""
+    if is_remote(url):
+        return url
+    return os.path.abspath(url[len("file://"):] if url.startswith("file://") else url)
+
+
+def get_fs(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for a URL and the path inside it."""
+    return url_to_fs(url, **(options or StorageOptions()).fsspec_kwargs(url))
+
+
+def read_json(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
+    """Read a JSON document from any fsspec URL."""
+    fs, path = get_fs(url, options)
+    with fs.open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def write_bytes_atomic(url: str, data: bytes, options: StorageOptions | None = None) -> None:
+    """Write under a temporary name, then move into place, so readers never see a partial object."""
+    fs, path = get_fs(url, options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
+
+
+def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = None) -> None:
+    """Upload (or copy) a local file to a URL under a temporary name, then move it into place."""
+    fs, path = get_fs(url, options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fs.put_file(local_path, tmp)
+    fs.mv(tmp, path)
+
+
+class FsspecStacIO(pystac.StacIO):
+    """pystac I/O through fsspec, so catalogs on S3 (with our options) read like local ones."""
+
+    def __init__(self, options: StorageOptions | None = None):
+        super().__init__()
+        self.options = options or StorageOptions()
+
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        fs, path = get_fs(str(source), self.options)
+        with fs.open(path, "rb") as f:
+            return f.read().decode("utf-8")
+
+    def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
+        write_bytes_atomic(str(dest), txt.encode("utf-8"), self.options)
