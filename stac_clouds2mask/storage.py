@@ -35,7 +35,8 @@ class StorageOptions:
         """Keyword arguments for fsspec's filesystem of this URL."""
         if not url.startswith(S3_SCHEMES):
             return {}
-        kwargs: dict[str, Any] = {"anon": _have_no_credentials() if self.anon is None else self.anon}
+        anon = _have_no_credentials(*(os.environ.get(v) for v in _CREDENTIAL_VARS)) if self.anon is None else self.anon
+        kwargs: dict[str, Any] = {"anon": anon}
         if self.requester_pays:
             kwargs["requester_pays"] = True
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -44,8 +45,13 @@ class StorageOptions:
         return kwargs
 
 
-@functools.lru_cache(maxsize=1)
-def _have_no_credentials() -> bool:
+_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
+
+
+@functools.lru_cache(maxsize=8)
+def _have_no_credentials(*env_key: str | None) -> bool:
+    """Whether the AWS credential chain finds nothing; cached per credential environment (the
+    chain may ask the instance metadata service, which is slow off AWS)."""
     import botocore.session
 
     return botocore.session.Session().get_credentials() is None

@@ -1,0 +1,36 @@
+"""Array-level entry point, for users who already hold reflectance in memory (no STAC, no files)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .infer import Prediction, predict, resolve_device
+from .model import choose_model, get_model_spec, load_model
+
+
+def mask_array(
+    reflectance: np.ndarray,
+    bands: Sequence[str],
+    level: str = "L1C",
+    valid: np.ndarray | None = None,
+    *,
+    model: str = "auto",
+    device: str = "auto",
+    with_probabilities: bool = False,
+) -> Prediction:
+    """Classes (0 clear, 1 cloud, 2 shadow, 255 nodata) of a (bands, H, W) reflectance array.
+
+    `bands` names each input band by its common name (blue, green, red, nir, swir16, swir22); the
+    model is picked as for STAC items and the bands are reordered to what it expects.
+    """
+    if reflectance.ndim != 3 or reflectance.shape[0] != len(bands):
+        raise ValueError(f"reflectance must be (bands, H, W) with {len(bands)} bands, got shape {reflectance.shape}")
+    spec = choose_model(level, bands) if model == "auto" else get_model_spec(model)
+    order = [list(bands).index(b) for b in spec.bands]
+    data = np.ascontiguousarray(reflectance[order], dtype=np.float32)
+    mask = np.ones(data.shape[1:], dtype=bool) if valid is None else valid.astype(bool)
+    dev = resolve_device(device)
+    return predict(data, mask, spec, load_model(spec, dev, fold_bn=dev.type == "cpu"), device=str(dev),
+                   with_probabilities=with_probabilities)

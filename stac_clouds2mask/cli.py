@@ -1,0 +1,143 @@
+"""The command line: `stac-clouds2mask run` masks and publishes; `stac-clouds2mask models` lists the models."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import InvalidInputError
+from .model import list_models
+from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, run as run_pipeline
+from .search import EARTH_SEARCH, SearchFilters, load_geojson
+from .storage import StorageOptions
+
+app = typer.Typer(
+    help=(
+        "Cloud and cloud-shadow masks for Sentinel-2 items in STAC catalogs.\n\n"
+        "Finds items (STAC API or static catalog), reads only the bands the model needs, runs the pretrained "
+        "ukis-csmask U-Net natively in PyTorch, and publishes one COG mask plus one STAC item per source item.\n\n"
+        "Mask legend: 0 clear, 1 cloud, 2 cloud shadow, 255 nodata."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+
+
+class RichProgressDisplay(Progress):
+    """Items done / total, the current item and stage, and the time left."""
+
+    def __init__(self, bar: RichProgress):
+        self.bar = bar
+        self.task = bar.add_task("searching", total=None)
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total, description=f"{total} item(s)")
+
+    def stage(self, item_id: str, stage: str) -> None:
+        self.bar.update(self.task, description=f"{stage:<7} {item_id}")
+
+    def item_done(self, outcome: ItemOutcome) -> None:
+        mark = {"published": "[green]published", "skipped": "[yellow]skipped", "failed": "[red]failed"}[outcome.status]
+        detail = f": {outcome.error}" if outcome.status == "failed" else ""
+        timing = " ".join(f"{k} {v:.1f}s" for k, v in outcome.seconds.items())
+        self.bar.console.print(f"{mark}[/] {outcome.source_id}{detail} {('(' + timing + ')') if timing else ''}")
+        self.bar.advance(self.task)
+
+
+def _summary(report: RunReport) -> None:
+    pub, skip, fail = (report.by_status(s) for s in ("published", "skipped", "failed"))
+    console.print(f"\n[bold]{len(pub)} published, {len(skip)} skipped, {len(fail)} failed[/] of {len(report.outcomes)} item(s)")
+    if fail:
+        table = Table("source item", "stage", "error", title="Failed items", title_style="bold red")
+        for o in fail:
+            table.add_row(o.source_id, o.stage or "", o.error or "")
+        console.print(table)
+
+
+def _headers(values: list[str] | None) -> dict[str, str]:
+    headers = {}
+    for value in values or []:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            raise InvalidInputError(f"--api-header must look like 'Name: value', got {value!r}")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Argument(help="STAC API root URL, or a static catalog.json / collection.json / item / ItemCollection at any path or fsspec URL (s3://, https://).")] = EARTH_SEARCH,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where masks and the static catalog go: a folder or an fsspec URL such as s3://bucket/prefix.")] = ...,  # type: ignore[assignment]
+    bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(help="Area of interest W S E N in degrees (WGS84).", metavar="W S E N")] = None,
+    intersects: Annotated[Optional[str], typer.Option(help="Area of interest as a GeoJSON file (geometry, feature or feature collection).")] = None,
+    datetime: Annotated[Optional[str], typer.Option(help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-06-30 or 2024-06-01T00:00:00Z/..")] = None,
+    max_cloud: Annotated[Optional[float], typer.Option(help="Keep items whose eo:cloud_cover is at most this (%); items without it are left out.")] = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--ids", help="Only these item ids (repeat the option or separate with commas).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many items.")] = None,
+    collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", help="Source collection(s); for a STAC API the default is sentinel-2-l1c.")] = None,
+    publish_api: Annotated[Optional[str], typer.Option(help="Also publish the items to this STAC API (Transactions extension): POST, or PUT when the item exists.")] = None,
+    api_header: Annotated[Optional[list[str]], typer.Option(help="Extra HTTP header for --publish-api, e.g. 'Authorization: Bearer TOKEN'.")] = None,
+    resolution: Annotated[int, typer.Option(help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own resolution.")] = 20,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")] = "auto",
+    model: Annotated[str, typer.Option(help="auto (6-band when SWIR is present, L1C or L2A by the item's level) or a name from `stac-clouds2mask models`.")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option(help="Patches per batch (default: sized for the device).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace masks that are already published.")] = False,
+    requester_pays: Annotated[bool, typer.Option(help="Pay for reads from requester-pays buckets (e.g. s3://sentinel-s2-l1c).")] = False,
+    anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests (default: signed when AWS credentials are found).")] = None,
+    endpoint_url: Annotated[Optional[str], typer.Option(help="Custom S3 endpoint, e.g. https://eodata.dataspace.copernicus.eu (also AWS_ENDPOINT_URL).")] = None,
+) -> None:
+    """Mask every item that SOURCE yields for the filters, and publish COG masks plus STAC items to OUTPUT.
+
+    [bold]Examples[/]
+
+      stac-clouds2mask run ../shared/data/catalog.json -o ./masks
+
+      stac-clouds2mask run --bbox 11.0 51.0 12.0 52.0 --datetime 2024-06-01/2024-06-30 --max-cloud 40 --requester-pays -o s3://my-bucket/masks
+
+    Exit status: 0 all items published or skipped, 1 some items failed (listed at the end), 2 bad invocation.
+    """
+    try:
+        options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
+        id_list = tuple(i.strip() for v in ids or [] for i in v.split(",") if i.strip()) or None
+        filters = SearchFilters(
+            bbox=bbox, intersects=load_geojson(intersects, options) if intersects else None, datetime=datetime,
+            max_cloud=max_cloud, ids=id_list, limit=limit, collections=tuple(collection) if collection else None,
+        )
+        config = RunConfig(output=output, publish_api=publish_api, api_headers=_headers(api_header), resolution=resolution,
+                           device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with RichProgress(*columns, console=console, transient=False) as bar:
+            report = run_pipeline(source, config, filters, RichProgressDisplay(bar))
+    except InvalidInputError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    _summary(report)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List the embedded pretrained models (ukis-csmask 1.0.0 weights, run natively in PyTorch)."""
+    rows = [{"name": m.name, "level": m.level, "bands": list(m.bands), "version": m.version} for m in list_models()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "level", "bands", "version", title="Embedded models (auto picks 6-band when SWIR is present)")
+    for r in rows:
+        table.add_row(r["name"], r["level"], ", ".join(r["bands"]), r["version"])
+    Console().print(table)
+
+
+@app.callback(invoke_without_command=True)
+def main(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()

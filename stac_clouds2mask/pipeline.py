@@ -1,0 +1,183 @@
+"""The batch: search -> read -> infer -> publish, one source item at a time, failures isolated per item."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pystac
+import torch
+
+from . import __version__
+from .errors import Clouds2MaskError, InvalidInputError, ItemError
+from .infer import predict, resolve_device
+from .model import ModelSpec, choose_model, get_model_spec, load_model
+from .publish import Publisher, StacApi, StaticCatalog
+from .read import available_bands, product_level, read_scene
+from .scene import MaskResult
+from .search import SearchFilters, search
+from .storage import StorageOptions
+
+RESOLUTIONS = (10, 20, 30, 60)
+Status = Literal["published", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what gets written, and where."""
+
+    output: str
+    publish_api: str | None = None
+    api_headers: dict[str, str] = field(default_factory=dict)
+    resolution: float = 20
+    device: str = "auto"
+    model: str = "auto"
+    overwrite: bool = False
+    batch_size: int | None = None
+    options: StorageOptions = field(default_factory=StorageOptions)
+
+    def __post_init__(self) -> None:
+        if self.resolution not in RESOLUTIONS:
+            raise InvalidInputError(f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {self.resolution:g}")
+        if self.model != "auto":
+            try:
+                get_model_spec(self.model)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from exc
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one source item."""
+
+    source_id: str
+    status: Status
+    item: pystac.Item | None = None
+    error: str | None = None
+    stage: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+
+    def by_status(self, status: Status) -> list[ItemOutcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every item was published or skipped, 1 when any failed."""
+        return 1 if self.by_status("failed") else 0
+
+
+class Progress:
+    """Hooks for progress displays; the default does nothing."""
+
+    def start(self, total: int) -> None: ...
+    def stage(self, item_id: str, stage: str) -> None: ...
+    def patches(self, done: int, total: int) -> None: ...
+    def item_done(self, outcome: ItemOutcome) -> None: ...
+
+
+def select_model(item: pystac.Item, requested: str) -> ModelSpec:
+    """The requested model, or the best one for the item's level and bands; ItemError if none fits."""
+    level = product_level(item)
+    if requested != "auto":
+        spec = get_model_spec(requested)
+        if spec.level != level:
+            raise ItemError(item.id, f"model {spec.name} is for {spec.level} but the item is {level}", stage="model")
+        missing = [b for b in spec.bands if b not in available_bands(item)]
+        if missing:
+            raise ItemError(item.id, f"no asset for band(s) {', '.join(missing)} needed by {spec.name}", asset=missing[0], stage="model")
+        return spec
+    try:
+        return choose_model(level, available_bands(item))
+    except ValueError as exc:
+        raise ItemError(item.id, str(exc), stage="model") from exc
+
+
+def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
+    """What decides the mask's content; recorded in the item so reruns can tell same from different."""
+    return {"model": spec.name, "model_version": spec.version, "resolution": config.resolution, "software": __version__}
+
+
+class Runner:
+    """Runs items through the stages with one loaded model per model name."""
+
+    def __init__(self, config: RunConfig, progress: Progress | None = None):
+        self.config = config
+        self.progress = progress or Progress()
+        self.device = resolve_device(config.device)
+        self.models: dict[str, torch.nn.Module] = {}
+        api = StacApi(config.publish_api, headers=config.api_headers) if config.publish_api else None
+        self.publisher = Publisher(StaticCatalog(config.output, config.options), api)
+
+    def model(self, spec: ModelSpec) -> torch.nn.Module:
+        if spec.name not in self.models:
+            self.models[spec.name] = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
+        return self.models[spec.name]
+
+    def run_item(self, item: pystac.Item) -> ItemOutcome:
+        seconds: dict[str, float] = {}
+        stage = "model"
+        try:
+            self.progress.stage(item.id, stage)
+            spec = select_model(item, self.config.model)
+            settings = settings_for(spec, self.config)
+            state = self.publisher.already_published(item, settings)
+            if state == "same" and not self.config.overwrite:
+                return ItemOutcome(item.id, "skipped", error="already published with the same settings")
+            if state == "different" and not self.config.overwrite:
+                raise ItemError(item.id, "already published with other settings; rerun with --overwrite to replace it", stage="publish")
+            stage = "read"
+            self.progress.stage(item.id, stage)
+            t0 = time.perf_counter()
+            scene = read_scene(item, spec.bands, self.config.resolution, self.config.options)
+            seconds["read"] = time.perf_counter() - t0
+            stage = "infer"
+            self.progress.stage(item.id, stage)
+            t0 = time.perf_counter()
+            pred = predict(scene.reflectance, scene.valid, spec, self.model(spec), device=str(self.device),
+                           batch_size=self.config.batch_size, progress=self.progress.patches)
+            seconds["infer"] = time.perf_counter() - t0
+            stage = "publish"
+            self.progress.stage(item.id, stage)
+            t0 = time.perf_counter()
+            result = MaskResult(scene=scene, classes=pred.classes, model_name=spec.name, settings=settings)
+            published = self.publisher.publish(result, spec)
+            seconds["publish"] = time.perf_counter() - t0
+            return ItemOutcome(item.id, "published", item=published, seconds=seconds)
+        except ItemError as exc:
+            return ItemOutcome(item.id, "failed", error=str(exc), stage=exc.stage or stage, seconds=seconds)
+        except InvalidInputError:
+            raise
+        except (Clouds2MaskError, OSError, RuntimeError, ValueError) as exc:
+            return ItemOutcome(item.id, "failed", error=f"item {item.id!r}: {type(exc).__name__}: {exc}", stage=stage, seconds=seconds)
+
+    def run(self, items: Iterable[pystac.Item]) -> RunReport:
+        items = list(items)
+        report = RunReport()
+        self.progress.start(len(items))
+        for item in items:
+            outcome = self.run_item(item)
+            report.outcomes.append(outcome)
+            self.progress.item_done(outcome)
+        return report
+
+
+def run(
+    source: str,
+    config: RunConfig,
+    filters: SearchFilters | None = None,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Search `source`, then mask and publish every item found: the Python form of `stac-clouds2mask run`."""
+    items = search(source, filters, config.options)
+    return Runner(config, progress).run(items)
