@@ -74,7 +74,7 @@ def _headers(values: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def run(
-    source: Annotated[str, typer.Argument(help="STAC API root URL, or a static catalog.json / collection.json / item / ItemCollection at any path or fsspec URL (s3://, https://).")] = EARTH_SEARCH,
+    sources: Annotated[Optional[list[str]], typer.Argument(help="STAC API root URL(s), or static catalog.json / collection.json / item / ItemCollection files at any path or fsspec URL (s3://, https://). Default: Earth Search v1.", show_default=False)] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Where masks and the static catalog go: a folder or an fsspec URL such as s3://bucket/prefix.")] = ...,  # type: ignore[assignment]
     bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(help="Area of interest W S E N in degrees (WGS84).", metavar="W S E N")] = None,
     intersects: Annotated[Optional[str], typer.Option(help="Area of interest as a GeoJSON file (geometry, feature or feature collection).")] = None,
@@ -94,7 +94,7 @@ def run(
     anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests (default: signed when AWS credentials are found).")] = None,
     endpoint_url: Annotated[Optional[str], typer.Option(help="Custom S3 endpoint, e.g. https://eodata.dataspace.copernicus.eu (also AWS_ENDPOINT_URL).")] = None,
 ) -> None:
-    """Mask every item that SOURCE yields for the filters, and publish COG masks plus STAC items to OUTPUT.
+    """Mask every item that the SOURCES yield for the filters, and publish COG masks plus STAC items to OUTPUT.
 
     [bold]Examples[/]
 
@@ -115,7 +115,7 @@ def run(
                            device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with RichProgress(*columns, console=console, transient=False) as bar:
-            report = run_pipeline(source, config, filters, RichProgressDisplay(bar))
+            report = run_pipeline(sources or [EARTH_SEARCH], config, filters, RichProgressDisplay(bar))
     except InvalidInputError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,7 +12,7 @@ import torch
 
 from . import __version__
 from .errors import Clouds2MaskError, InvalidInputError, ItemError
-from .infer import predict, resolve_device
+from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, predict, resolve_device
 from .model import ModelSpec, choose_model, get_model_spec, load_model
 from .publish import Publisher, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
@@ -105,7 +105,8 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
     """What decides the mask's content; recorded in the item so reruns can tell same from different."""
-    return {"model": spec.name, "model_version": spec.version, "resolution": config.resolution, "software": __version__}
+    return {"model": spec.name, "model_version": spec.version, "resolution": config.resolution,
+            "patch_size": DEFAULT_PATCH_SIZE, "overlap": DEFAULT_OVERLAP, "software": __version__}
 
 
 class Runner:
@@ -173,11 +174,12 @@ class Runner:
 
 
 def run(
-    source: str,
+    sources: str | Sequence[str],
     config: RunConfig,
     filters: SearchFilters | None = None,
     progress: Progress | None = None,
 ) -> RunReport:
-    """Search `source`, then mask and publish every item found: the Python form of `stac-clouds2mask run`."""
-    items = search(source, filters, config.options)
+    """Search the source(s), then mask and publish every item found: the Python form of `stac-clouds2mask run`."""
+    items = [item for source in ([sources] if isinstance(sources, str) else sources)
+             for item in search(source, filters, config.options)]
     return Runner(config, progress).run(items)
