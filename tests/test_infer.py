@@ -1,0 +1,210 @@
+"""Patch inference: fidelity to ukis-csmask's own onnxruntime path on real crops, and the plumbing.
+
+Fidelity tests use the real pretrained weights and real Sentinel-2 crops. The plumbing tests use a
+tiny randomly initialised (or constant) convolution in place of the U-Net: they check tiling,
+skipping, blending and nodata handling only, and say nothing about cloud detection.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stac_clouds2mask.infer import NODATA, Prediction, predict, resolve_device
+from stac_clouds2mask.model import choose_model, get_model_spec, load_model
+
+CROP_B = "ukis-csmask-s2-l1c-512-labelled"
+CROP_F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
+CROP_G = "ccd-s2-l2a-20200403-epsg32737-512-labelled"
+SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
+ASSET_BAND = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
+
+
+def shared_data() -> Path:
+    env = os.environ.get("STAC_CLOUDS2MASK_SHARED")
+    return (Path(env) if env else Path(__file__).resolve().parents[2] / "shared") / "data"
+
+
+def read_raster(path: Path) -> np.ndarray:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def read_reflectance(crop: str, bands: tuple[str, ...]) -> np.ndarray:
+    """(C, H, W) float32, DN * 0.0001 (no DN offset in these crops), in the given band order."""
+    return np.stack([read_raster(shared_data() / crop / f"{ASSET_BAND[b]}.tif") for b in bands]).astype(
+        np.float32) * np.float32(1e-4)
+
+
+def csmask_classes(reflectance: np.ndarray, bands: tuple[str, ...], level: str) -> np.ndarray:
+    """ukis-csmask's own result (onnxruntime, its tiling): the reference."""
+    from ukis_csmask.mask import CSmask
+
+    img = np.ascontiguousarray(np.moveaxis(reflectance, 0, -1))
+    return CSmask(img, band_order=list(bands), product_level=level).csm[..., 0]
+
+
+def iou(mask: np.ndarray, truth: np.ndarray) -> float:
+    return float((mask & truth).sum() / max((mask | truth).sum(), 1))
+
+
+@pytest.fixture(scope="module")
+def model_6b_l1c():
+    spec = get_model_spec("model_6b_l1c")
+    return spec, load_model(spec)
+
+
+@pytest.fixture(scope="module")
+def model_4b_l2a():
+    spec = choose_model("L2A", ["blue", "green", "red", "nir"])
+    assert spec.name == "model_4b_l2a"
+    return spec, load_model(spec)
+
+
+def test_crop_b_matches_csmask(model_6b_l1c):
+    spec, model = model_6b_l1c
+    assert spec.bands == SIX
+    x = read_reflectance(CROP_B, spec.bands)
+    valid = np.ones(x.shape[1:], bool)
+    pred = predict(x, valid, spec, model, device="cpu", with_probabilities=True)
+    ref = csmask_classes(x, spec.bands, "l1c")
+    agreement = float((pred.classes == ref).mean())
+    labels = read_raster(shared_data() / CROP_B / "labels.tif")  # 4 cloud, 0 shadow
+    print(f"\ncrop B agreement with CSmask {agreement:.4%}; cloud IoU vs labels: native "
+          f"{iou(pred.classes == 1, labels == 4):.4f}, CSmask {iou(ref == 1, labels == 4):.4f}; "
+          f"shadow IoU native {iou(pred.classes == 2, labels == 0):.4f}, CSmask {iou(ref == 2, labels == 0):.4f}")
+    assert agreement >= 0.99
+    assert pred.classes.dtype == np.uint8 and set(np.unique(pred.classes)) <= {0, 1, 2}
+    assert pred.probabilities is not None and pred.probabilities.shape == (3, 512, 512)
+    assert np.abs(pred.probabilities.astype(int).sum(0) - 255).max() <= 2
+    assert pred.patches_skipped == 0
+
+
+@pytest.mark.parametrize("crop", [CROP_F, CROP_G])
+def test_l2a_crops_match_csmask(model_4b_l2a, crop):
+    spec, model = model_4b_l2a
+    x = read_reflectance(crop, spec.bands)
+    valid = (x > 0).all(axis=0)  # DN 0 is nodata in these crops (none occurs)
+    pred = predict(x, valid, spec, model, device="cpu")
+    ref = csmask_classes(x, spec.bands, "l2a")
+    agreement = float((pred.classes[valid] == ref[valid]).mean())
+    clouds = read_raster(shared_data() / crop / "labels.tif") == 1
+    print(f"\n{crop}: agreement with CSmask {agreement:.4%}; cloud IoU vs labels: native "
+          f"{iou((pred.classes == 1) & valid, clouds):.4f}, CSmask {iou((ref == 1) & valid, clouds):.4f}")
+    assert agreement >= 0.99
+
+
+class TinyConv(nn.Module):
+    """A random 3x3 convolution standing in for the U-Net (plumbing only, not a cloud model)."""
+
+    def __init__(self, bands: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(bands, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class ConstantLogits(nn.Module):
+    """Same logits at every pixel whatever the input: any seam or edge effect would show."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.tensor([0.0, 1.0, -1.0], device=x.device).reshape(1, 3, 1, 1)
+        return logits.expand(x.shape[0], 3, x.shape[2], x.shape[3]) + 0 * x[:, :1]
+
+
+@pytest.fixture(scope="module")
+def spec6():
+    return get_model_spec("model_6b_l1c")
+
+
+def random_scene(h: int, w: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 0.5, (6, h, w)).astype(np.float32)
+
+
+def test_all_invalid_patches_skipped_and_marked_nodata(spec6):
+    x = random_scene(600, 700)
+    valid = np.ones((600, 700), bool)
+    valid[:, :450] = False  # a swath-edge-like nodata block
+    valid[:40, 450:] = False
+    pred = predict(x, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True)
+    assert pred.patches_skipped > 0 and pred.patches_run > 0
+    assert (pred.classes[~valid] == NODATA).all()
+    assert (pred.classes[valid] != NODATA).all()
+    assert (pred.probabilities[:, ~valid] == 0).all()
+    full = predict(x, np.ones_like(valid), spec6, TinyConv(6), device="cpu")
+    assert full.patches_skipped == 0 and full.patches_run > pred.patches_run
+
+
+def test_invalid_pixel_values_do_not_matter(spec6):
+    x = random_scene(300, 300)
+    valid = np.ones((300, 300), bool)
+    valid[100:200, 100:200] = False
+    y = x.copy()
+    y[:, ~valid] = -0.1  # e.g. nodata DN 0 with the +1000 offset applied
+    a = predict(x, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True)
+    b = predict(y, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+def test_constant_model_gives_seamless_constant_output(spec6):
+    x = random_scene(700, 530)
+    calls = []
+    pred = predict(x, np.ones((700, 530), bool), spec6, ConstantLogits(), device="cpu", batch_size=3,
+                   with_probabilities=True, progress=lambda done, total: calls.append((done, total)))
+    expected = np.rint(torch.softmax(torch.tensor([0.0, 1.0, -1.0]), 0).numpy() * 255).astype(np.uint8)
+    assert (pred.classes == 1).all()
+    for c in range(3):
+        assert (pred.probabilities[c] == expected[c]).all()
+    assert pred.patches_run > 3
+    assert calls[-1] == (pred.patches_run, pred.patches_run)
+    assert len(calls) == -(-pred.patches_run // 3)
+
+
+def test_small_scene(spec6):
+    x = random_scene(40, 50)
+    valid = np.ones((40, 50), bool)
+    valid[0, 0] = False
+    pred = predict(x, valid, spec6, TinyConv(6), device="cpu")
+    assert isinstance(pred, Prediction)
+    assert pred.classes.shape == (40, 50) and pred.patches_run == 1
+    assert pred.classes[0, 0] == NODATA and (pred.classes[valid] < 3).all()
+
+
+def test_deterministic(spec6):
+    x = random_scene(300, 520)
+    valid = np.ones((300, 520), bool)
+    a = predict(x, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True)
+    b = predict(x, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True, batch_size=1)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+def test_input_checks(spec6):
+    x = random_scene(64, 64)
+    valid = np.ones((64, 64), bool)
+    with pytest.raises(ValueError, match="bands"):
+        predict(x[:4], valid, spec6, TinyConv(6), device="cpu")
+    with pytest.raises(ValueError, match="valid mask"):
+        predict(x, valid[:10], spec6, TinyConv(6), device="cpu")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        predict(x, valid, spec6, TinyConv(6), device="cpu", patch_size=100)
+    with pytest.raises(ValueError, match="overlap"):
+        predict(x, valid, spec6, TinyConv(6), device="cpu", overlap=200)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
