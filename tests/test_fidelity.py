@@ -62,3 +62,31 @@ def test_pipeline_agrees_with_ukis_csmask_at_10m(masks_10m, sample_data_dir, cro
           f"stac-clouds2mask {ours_iou:.4f}, ukis-csmask {ref_iou:.4f}")
     assert agreement >= 0.99
     assert ours_iou >= ref_iou - 0.01
+
+
+def test_array_api_agrees_with_ukis_csmask_on_crop_b(sample_data_dir):
+    """Crop B (ukis-csmask's own 6-band L1C test scene, no georeference) through `mask_array`."""
+    from ukis_csmask.mask import CSmask
+
+    from stac_clouds2mask import mask_array
+
+    folder = sample_data_dir / "ukis-csmask-s2-l1c-512-labelled"
+    names = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
+    # deliberately not in the model's order: mask_array must reorder by name
+    order = ["swir22", "nir", "blue", "green", "red", "swir16"]
+    stack = []
+    for band in order:
+        with rasterio.open(folder / f"{names[band]}.tif") as ds:
+            stack.append(ds.read(1).astype(np.float32) * np.float32(0.0001))
+    chw = np.stack(stack)
+    ours = mask_array(chw, order, level="L1C", device="cpu").classes
+    reference = CSmask(np.moveaxis(chw, 0, -1).copy(), band_order=order, product_level="l1c").csm[..., 0]
+    agreement = float((ours == reference).mean())
+    with rasterio.open(folder / "labels.tif") as ds:
+        labels = ds.read(1)
+    ours_iou, ref_iou = iou(ours == 1, labels == 4), iou(reference == 1, labels == 4)
+    shadow_ours, shadow_ref = iou(ours == 2, labels == 0), iou(reference == 2, labels == 0)
+    print(f"\ncrop B: agreement with ukis-csmask {agreement:.4%}; cloud IoU vs labels: stac-clouds2mask {ours_iou:.4f}, "
+          f"ukis-csmask {ref_iou:.4f}; shadow IoU: {shadow_ours:.4f} vs {shadow_ref:.4f}")
+    assert agreement >= 0.99
+    assert ours_iou >= ref_iou - 0.01
