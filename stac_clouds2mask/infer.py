@@ -123,7 +123,8 @@ def predict(
     influence valid ones more than a constant (band-mean) fill would. ``patch_size`` must be a
     multiple of 32; ``overlap`` (pixels shared by neighbouring patches) at most half of it;
     ``margin`` (mirrored border, first patch origin ``-margin``) defaults to ``overlap - 1``, which
-    with the default patch and overlap reproduces ukis-csmask's grid.
+    with the default patch and overlap reproduces ukis-csmask's grid. Without ``model`` the
+    pretrained one for ``spec`` is loaded (BatchNorm folded); pass one to reuse it across scenes.
     """
     if reflectance.ndim != 3 or reflectance.shape[0] != len(spec.bands):
         raise ValueError(f"reflectance must be (C, H, W) with C={len(spec.bands)} bands {spec.bands}, "
@@ -146,7 +147,7 @@ def predict(
         if torch.get_num_threads() != cores:
             torch.set_num_threads(cores)
     if model is None:
-        model = load_model(spec, dev)
+        model = load_model(spec, dev, fold_bn=True)  # ~10 % faster on CPU, logits equal to ~1e-5
     else:
         model = model.to(dev).eval()
 
