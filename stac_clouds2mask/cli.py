@@ -74,25 +74,25 @@ def _headers(values: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def run(
-    sources: Annotated[Optional[list[str]], typer.Argument(help="STAC API root URL(s), or static catalog.json / collection.json / item / ItemCollection files at any path or fsspec URL (s3://, https://). Default: Earth Search v1.", show_default=False)] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="Where masks and the static catalog go: a folder or an fsspec URL such as s3://bucket/prefix.")] = ...,  # type: ignore[assignment]
+    sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCE...", help="STAC API root URL(s), or static catalog.json / collection.json / item / ItemCollection files at any path or fsspec URL (s3://, https://). Default: Earth Search v1.", show_default=False)] = None,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="TARGET", help="Where masks and the static catalog go: a folder or an fsspec URL such as s3://bucket/prefix.")] = ...,  # type: ignore[assignment]
     bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(help="Area of interest W S E N in degrees (WGS84).", metavar="W S E N")] = None,
-    intersects: Annotated[Optional[str], typer.Option(help="Area of interest as a GeoJSON file (geometry, feature or feature collection).")] = None,
-    datetime: Annotated[Optional[str], typer.Option(help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-06-30 or 2024-06-01T00:00:00Z/..")] = None,
-    max_cloud: Annotated[Optional[float], typer.Option(help="Keep items whose eo:cloud_cover is at most this (%); items without it are left out.")] = None,
-    ids: Annotated[Optional[list[str]], typer.Option("--ids", help="Only these item ids (repeat the option or separate with commas).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many items.")] = None,
-    collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", help="Source collection(s); for a STAC API the default is sentinel-2-l1c.")] = None,
-    publish_api: Annotated[Optional[str], typer.Option(help="Also publish the items to this STAC API (Transactions extension): POST, or PUT when the item exists.")] = None,
-    api_header: Annotated[Optional[list[str]], typer.Option(help="Extra HTTP header for --publish-api, e.g. 'Authorization: Bearer TOKEN'.")] = None,
-    resolution: Annotated[int, typer.Option(help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own resolution.")] = 20,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")] = "auto",
-    model: Annotated[str, typer.Option(help="auto (6-band when SWIR is present, L1C or L2A by the item's level) or a name from `stac-clouds2mask models`.")] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(help="Patches per batch (default: sized for the device).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace masks that are already published.")] = False,
-    requester_pays: Annotated[bool, typer.Option(help="Pay for reads from requester-pays buckets (e.g. s3://sentinel-s2-l1c).")] = False,
+    intersects: Annotated[Optional[str], typer.Option(metavar="FILE", help="Area of interest as a GeoJSON file (geometry, feature or feature collection).")] = None,
+    datetime: Annotated[Optional[str], typer.Option(metavar="DATETIME", help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-06-30 or 2024-06-01T00:00:00Z/..")] = None,
+    max_cloud: Annotated[Optional[float], typer.Option(metavar="PERCENT", help="Keep items whose eo:cloud_cover is at most this (%); items without it are left out.")] = None,
+    ids: Annotated[Optional[list[str]], typer.Option("--ids", metavar="ID", help="Only these item ids (repeat the option or separate with commas).")] = None,
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="At most this many items.")] = None,
+    collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", metavar="ID", help="Source collection(s); for a STAC API the default is sentinel-2-l1c.")] = None,
+    publish_api: Annotated[Optional[str], typer.Option(metavar="URL", help="Also publish the items to this STAC API (Transactions extension): POST, or PUT when the item exists.")] = None,
+    api_header: Annotated[Optional[list[str]], typer.Option(metavar="'NAME: VALUE'", help="Extra HTTP header for --publish-api, e.g. 'Authorization: Bearer TOKEN'.")] = None,
+    resolution: Annotated[int, typer.Option(metavar="METRES", help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own resolution.")] = 20,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto (CUDA when present, else CPU), cpu or cuda.")] = "auto",
+    model: Annotated[str, typer.Option(metavar="NAME", help="auto (6-band when SWIR is present, L1C or L2A by the item's level) or a name from `stac-clouds2mask models`.")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="Patches per batch (default: sized for the device).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace masks that are already published.")] = False,
+    requester_pays: Annotated[bool, typer.Option("--requester-pays", help="Pay for reads from requester-pays buckets (e.g. s3://sentinel-s2-l1c).")] = False,
     anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests (default: signed when AWS credentials are found).")] = None,
-    endpoint_url: Annotated[Optional[str], typer.Option(help="Custom S3 endpoint, e.g. https://eodata.dataspace.copernicus.eu (also AWS_ENDPOINT_URL).")] = None,
+    endpoint_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Custom S3 endpoint, e.g. https://eodata.dataspace.copernicus.eu (also AWS_ENDPOINT_URL).")] = None,
 ) -> None:
     """Mask every item that the SOURCES yield for the filters, and publish COG masks plus STAC items to OUTPUT.
 
