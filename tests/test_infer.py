@@ -203,3 +203,11 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_default_grid_is_ukis_csmask_grid():
+    """Patch origins -51, 153, 357 on a 512 px axis: the tiling of ukis-csmask 1.0.0 (256 px, 20 %)."""
+    from stac_clouds2mask.infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, _axis_plan
+
+    assert _axis_plan(512, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_OVERLAP - 1) == (256, [-51, 153, 357])
+    assert _axis_plan(40, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_OVERLAP - 1) == (160, [-51])
