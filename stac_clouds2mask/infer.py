@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,6 @@ DEFAULT_OVERLAP = 52  # with margin 51: ukis-csmask's 20 % overlap grid (origin 
 _CPU_BATCH = 4
 _CUDA_BYTES_PER_PIXEL = 1024  # generous per-pixel activation estimate for a batch element under fp16 autocast
 _CUDA_MAX_BATCH = 128
-_FINALISE_ROWS = 1024
 
 
 @dataclass
@@ -102,6 +101,54 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
+@dataclass(frozen=True)
+class PatchPlan:
+    """Where patches go: ``rows`` maps each patch-row origin y0 to the x0 origins that are run there.
+
+    ``naive`` counts the full grid (every patch, nodata or not), for reporting what skipping saved.
+    """
+
+    height: int
+    width: int
+    patch_h: int
+    patch_w: int
+    rows: dict[int, list[int]]
+    naive: int
+
+    @property
+    def count(self) -> int:
+        return sum(len(xs) for xs in self.rows.values())
+
+    def origins(self) -> list[tuple[int, int]]:
+        return [(y0, x0) for y0, xs in self.rows.items() for x0 in xs]
+
+
+def plan_patches(valid: np.ndarray, patch_size: int = DEFAULT_PATCH_SIZE, overlap: int = DEFAULT_OVERLAP,
+                 margin: int | None = None) -> PatchPlan:
+    """The patch grid over a scene, keeping only patches that hold at least one valid pixel.
+
+    Every valid pixel lies in at least one kept patch (the full grid covers the scene and a patch is
+    dropped only when it holds no valid pixel). Checked with a summed-area table, so planning a full
+    10980 x 10980 scene costs milliseconds.
+    """
+    h, w = valid.shape
+    margin = max(overlap - 1, 0) if margin is None else margin
+    ph, ys = _axis_plan(h, patch_size, overlap, margin)
+    pw, xs = _axis_plan(w, patch_size, overlap, margin)
+    table = np.zeros((h + 1, w + 1), np.int64)
+    np.cumsum(np.cumsum(valid, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
+    rows: dict[int, list[int]] = {}
+    for y0 in ys:
+        ya, yb = max(y0, 0), min(y0 + ph, h)
+        kept = []
+        for x0 in xs:
+            xa, xb = max(x0, 0), min(x0 + pw, w)
+            if table[yb, xb] - table[ya, xb] - table[yb, xa] + table[ya, xa] > 0:
+                kept.append(x0)
+        rows[y0] = kept
+    return PatchPlan(h, w, ph, pw, rows, len(ys) * len(xs))
+
+
 def predict(
     reflectance: np.ndarray,
     valid: np.ndarray,
@@ -115,16 +162,23 @@ def predict(
     with_probabilities: bool = False,
     progress: Callable[[int, int], None] | None = None,
     margin: int | None = None,
+    scale: Sequence[float] | None = None,
+    offset: Sequence[float] | None = None,
 ) -> Prediction:
     """Classify every valid pixel of a (C, H, W) reflectance array into clear / cloud / cloud shadow.
 
     ``reflectance`` holds the bands of ``spec.bands`` in that order (TOA for L1C models, BOA for L2A,
-    scale 0-1); ``valid`` (H, W) marks pixels with data. Invalid pixels come out as 255 and never
+    scale 0-1); ``valid`` (H, W) marks pixels with data. With ``scale`` and ``offset`` (one per band)
+    it may instead hold raw DNs (e.g. uint16), converted patch by patch: a full 10 m scene then
+    needs 2 bytes per band and pixel instead of 4. Invalid pixels come out as 255 and never
     influence valid ones more than a constant (band-mean) fill would. ``patch_size`` must be a
     multiple of 32; ``overlap`` (pixels shared by neighbouring patches) at most half of it;
     ``margin`` (mirrored border, first patch origin ``-margin``) defaults to ``overlap - 1``, which
     with the default patch and overlap reproduces ukis-csmask's grid. Without ``model`` the
     pretrained one for ``spec`` is loaded (BatchNorm folded); pass one to reuse it across scenes.
+
+    Patch rows are run top to bottom and blended probabilities are kept only for the rows that a
+    later patch can still reach, so memory beyond the input is one batch plus a stripe of patch height.
     """
     if reflectance.ndim != 3 or reflectance.shape[0] != len(spec.bands):
         raise ValueError(f"reflectance must be (C, H, W) with C={len(spec.bands)} bands {spec.bands}, "
@@ -139,6 +193,8 @@ def predict(
     margin = max(overlap - 1, 0) if margin is None else margin
     if not 0 <= margin <= overlap:
         raise ValueError(f"margin must be between 0 and overlap = {overlap}, got {margin}")
+    if (scale is None) != (offset is None) or (scale is not None and len(scale) != len(spec.bands)):
+        raise ValueError("scale and offset go together, one value per band")
     valid = valid.astype(bool, copy=False)
 
     dev = resolve_device(device)
@@ -151,52 +207,73 @@ def predict(
     else:
         model = model.to(dev).eval()
 
-    ph, ys = _axis_plan(h, patch_size, overlap, margin)
-    pw, xs = _axis_plan(w, patch_size, overlap, margin)
-    weight_np = np.outer(_window(ph, overlap, len(ys) == 1), _window(pw, overlap, len(xs) == 1))
+    plan = plan_patches(valid, patch_size, overlap, margin)
+    ph, pw = plan.patch_h, plan.patch_w
+    single_y, single_x = len(plan.rows) == 1, plan.naive == len(plan.rows)
+    weight_np = np.outer(_window(ph, overlap, single_y), _window(pw, overlap, single_x))
     weight = torch.from_numpy(weight_np).to(dev)
-    origins = [(y0, x0) for y0 in ys for x0 in xs]
-    todo = [(y0, x0) for y0, x0 in origins
-            if valid[max(y0, 0):y0 + ph, max(x0, 0):x0 + pw].any()]
-    skipped = len(origins) - len(todo)
 
-    sums = np.zeros((3, h, w), np.float32)
-    weights = np.zeros((h, w), np.float32)
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=dev).reshape(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32, device=dev).reshape(1, -1, 1, 1)
+    to_float = np.float32
+    gain = torch.tensor(scale if scale is not None else [1.0] * len(spec.bands), dtype=torch.float32, device=dev)
+    bias = torch.tensor(offset if offset is not None else [0.0] * len(spec.bands), dtype=torch.float32, device=dev)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=dev)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=dev)
+    # one affine map from input units to the model's standardised units
+    a = (gain / std).reshape(1, -1, 1, 1)
+    b = ((bias - mean) / std).reshape(1, -1, 1, 1)
     bs = batch_size or _default_batch(dev, ph, pw)
     autocast = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
 
-    done = 0
-    with torch.inference_mode():
-        for batch in _batches(todo, bs):
-            x = torch.from_numpy(np.stack([_cut(reflectance, y0, x0, ph, pw) for y0, x0 in batch]))
-            m = torch.from_numpy(np.stack([_cut(valid, y0, x0, ph, pw) for y0, x0 in batch]))
-            x = x.to(dev, torch.float32, non_blocking=True)
-            m = m.to(dev, non_blocking=True).unsqueeze(1)
-            x = torch.where(m, (x - mean) / std, 0.0)
-            with autocast:
-                logits = model(x)
-            probs = (torch.softmax(logits.float(), dim=1) * weight).cpu().numpy()
-            for p, (y0, x0) in zip(probs, batch):
-                ya, yb, xa, xb = max(y0, 0), min(y0 + ph, h), max(x0, 0), min(x0 + pw, w)
-                sums[:, ya:yb, xa:xb] += p[:, ya - y0:yb - y0, xa - x0:xb - x0]
-                weights[ya:yb, xa:xb] += weight_np[ya - y0:yb - y0, xa - x0:xb - x0]
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(todo))
-
-    classes = np.empty((h, w), np.uint8)
+    classes = np.full((h, w), NODATA, np.uint8)
     probabilities = np.zeros((3, h, w), np.uint8) if with_probabilities else None
-    for r in range(0, h, _FINALISE_ROWS):
-        rows = slice(r, r + _FINALISE_ROWS)
-        s0, s1, s2 = sums[:, rows]
+    stripe = np.zeros((3, ph, w), np.float32)
+    stripe_w = np.zeros((ph, w), np.float32)
+    top = 0  # image row held in stripe[:, 0]
+
+    def finalise(upto: int) -> None:
+        """Rows [top, upto) get no more contributions: argmax them and drop them from the stripe."""
+        nonlocal top
+        while top < min(upto, h):
+            _finalise_rows(min(upto, h, top + ph) - top)
+
+    def _finalise_rows(n: int) -> None:
+        nonlocal top
+        s0, s1, s2 = stripe[:, :n]
         cls = np.where(s2 > np.maximum(s0, s1), 2, np.where(s1 > s0, 1, 0)).astype(np.uint8)
-        nodata = ~valid[rows] | (weights[rows] <= 0)
+        nodata = ~valid[top:top + n] | (stripe_w[:n] <= 0)
         cls[nodata] = NODATA
-        classes[rows] = cls
+        classes[top:top + n] = cls
         if probabilities is not None:
-            scale = np.divide(255.0, weights[rows], out=np.zeros_like(weights[rows]), where=~nodata)
-            probabilities[:, rows] = np.rint(np.clip(sums[:, rows] * scale, 0, 255)).astype(np.uint8)
-    return Prediction(classes=classes, probabilities=probabilities, patches_run=len(todo), patches_skipped=skipped)
+            norm = np.divide(255.0, stripe_w[:n], out=np.zeros_like(stripe_w[:n]), where=~nodata)
+            probabilities[:, top:top + n] = np.rint(np.clip(stripe[:, :n] * norm, 0, 255)).astype(np.uint8)
+        stripe[:, :-n] = stripe[:, n:].copy()
+        stripe[:, -n:] = 0
+        stripe_w[:-n] = stripe_w[n:].copy()
+        stripe_w[-n:] = 0
+        top += n
+
+    done, total = 0, plan.count
+    with torch.inference_mode():
+        for y0, xs in plan.rows.items():
+            finalise(max(y0, 0))
+            for batch in _batches(xs, bs):
+                x = torch.from_numpy(np.stack([_cut(reflectance, y0, x0, ph, pw) for x0 in batch]).astype(to_float, copy=False))
+                m = torch.from_numpy(np.stack([_cut(valid, y0, x0, ph, pw) for x0 in batch]))
+                x = x.to(dev, non_blocking=True)
+                m = m.to(dev, non_blocking=True).unsqueeze(1)
+                x = torch.where(m, x * a + b, 0.0)
+                with autocast:
+                    logits = model(x)
+                probs = (torch.softmax(logits.float(), dim=1) * weight).cpu().numpy()
+                ya, yb = max(y0, 0), min(y0 + ph, h)
+                for p, x0 in zip(probs, batch):
+                    xa, xb = max(x0, 0), min(x0 + pw, w)
+                    stripe[:, ya - top:yb - top, xa:xb] += p[:, ya - y0:yb - y0, xa - x0:xb - x0]
+                    stripe_w[ya - top:yb - top, xa:xb] += weight_np[ya - y0:yb - y0, xa - x0:xb - x0]
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+        finalise(h)
+    return Prediction(classes=classes, probabilities=probabilities, patches_run=total,
+                      patches_skipped=plan.naive - total)

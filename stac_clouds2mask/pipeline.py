@@ -145,8 +145,9 @@ class Runner:
             stage = "infer"
             self.progress.stage(item.id, stage)
             t0 = time.perf_counter()
-            pred = predict(scene.reflectance, scene.valid, spec, self.model(spec), device=str(self.device),
-                           batch_size=self.config.batch_size, progress=self.progress.patches)
+            pred = predict(scene.dn, scene.valid, spec, self.model(spec), device=str(self.device),
+                           batch_size=self.config.batch_size, progress=self.progress.patches,
+                           scale=scene.scale, offset=scene.offset)
             seconds["infer"] = time.perf_counter() - t0
             stage = "publish"
             self.progress.stage(item.id, stage)

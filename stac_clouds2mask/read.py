@@ -161,8 +161,9 @@ def read_scene(
         res = max(float(resolution), native)
         transform, width, height = target_grid(tuple(finest[3].bounds), res)
 
-        refl = np.empty((len(bands), height, width), dtype=np.float32)
+        dn = np.empty((len(bands), height, width), dtype=np.result_type(*(d[3].dtypes[0] for d in datasets)))
         valid = np.ones((height, width), dtype=bool)
+        scales, offsets = [], []
         hrefs = {}
         for i, (band, key, asset, ds, crs) in enumerate(datasets):
             if crs != grid_crs:
@@ -173,17 +174,15 @@ def read_scene(
             try:
                 with WarpedVRT(ds, crs=grid_crs, src_crs=crs, transform=transform, width=width, height=height,
                                src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
-                    dn = vrt.read(1)
+                    vrt.read(1, out=dn[i])
             except (RasterioIOError, OSError) as exc:
                 raise ItemError(item.id, f"cannot read {ds.name}: {exc}", asset=key, stage="read") from exc
-            band_valid = dn != 0
+            valid &= dn[i] != 0
             if nodata is not None:
-                band_valid &= dn != nodata
-            valid &= band_valid
+                valid &= dn[i] != nodata
             scale, offset = scale_offset(item, key, asset)
-            np.multiply(dn, np.float32(scale), out=refl[i], dtype=np.float32)
-            refl[i] += np.float32(offset)
+            scales.append(scale)
+            offsets.append(offset)
             hrefs[key] = ds.name
-        refl[:, ~valid] = 0.0
-    return Scene(item=item, reflectance=refl, valid=valid, bands=tuple(bands), crs=grid_crs,
-                 transform=transform, level=product_level(item), assets=hrefs)
+    return Scene(item=item, dn=dn, scale=tuple(scales), offset=tuple(offsets), valid=valid, bands=tuple(bands),
+                 crs=grid_crs, transform=transform, level=product_level(item), assets=hrefs)

@@ -12,14 +12,17 @@ from rasterio.crs import CRS
 
 @dataclass
 class Scene:
-    """Reflectance of one source item on the processing grid.
+    """One source item's bands on the processing grid, kept as DNs with their scale and offset.
 
-    reflectance: float32 (bands, H, W), TOA for L1C and BOA for L2A, offset removed.
-    valid: bool (H, W), False where any needed band is nodata (DN 0 or the declared nodata).
+    dn: (bands, H, W) as stored (uint16 for Sentinel-2): half the memory of float32 reflectance,
+    which matters for full 10 m scenes. reflectance = dn * scale + offset (TOA for L1C, BOA for
+    L2A, the +1000 offset removed). valid: bool (H, W), False where any band is nodata.
     """
 
     item: pystac.Item
-    reflectance: np.ndarray
+    dn: np.ndarray
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
     valid: np.ndarray
     bands: tuple[str, ...]
     crs: CRS
@@ -34,6 +37,14 @@ class Scene:
     @property
     def resolution(self) -> float:
         return abs(self.transform.a)
+
+    @property
+    def reflectance(self) -> np.ndarray:
+        """float32 (bands, H, W) reflectance, 0 where not valid (computed on demand)."""
+        out = self.dn.astype(np.float32) * np.asarray(self.scale, np.float32)[:, None, None]
+        out += np.asarray(self.offset, np.float32)[:, None, None]
+        out[:, ~self.valid] = 0.0
+        return out
 
 
 @dataclass

@@ -211,3 +211,39 @@ def test_default_grid_is_ukis_csmask_grid():
 
     assert _axis_plan(512, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_OVERLAP - 1) == (256, [-51, 153, 357])
     assert _axis_plan(40, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_OVERLAP - 1) == (160, [-51])
+
+
+def test_planner_covers_every_valid_pixel_and_skips_pure_nodata():
+    """Planner only (no model): a real-looking swath edge (diagonal nodata wedge) plus a nodata band."""
+    from stac_clouds2mask.infer import plan_patches
+
+    h, w = 1500, 1300
+    yy, xx = np.mgrid[:h, :w]
+    valid = xx > 0.6 * yy + 200  # swath edge
+    valid[600:1100] = False  # more rows of nodata than one patch is high
+    plan = plan_patches(valid)
+    covered = np.zeros_like(valid)
+    for y0, x0 in plan.origins():
+        sub = valid[max(y0, 0):y0 + plan.patch_h, max(x0, 0):x0 + plan.patch_w]
+        assert sub.any(), (y0, x0)
+        covered[max(y0, 0):y0 + plan.patch_h, max(x0, 0):x0 + plan.patch_w] = True
+    assert covered[valid].all()
+    assert plan.count < plan.naive
+    again = plan_patches(valid)
+    assert again.rows == plan.rows and again.naive == plan.naive
+
+
+def test_stripes_match_when_whole_patch_rows_are_nodata(spec6):
+    """Plumbing with a tiny random conv (not the U-Net): rows of pure nodata between data do not
+    break the row-by-row blending, and DN input with scale/offset equals reflectance input."""
+    torch.manual_seed(0)
+    model = nn.Conv2d(6, 3, 3, padding=1)
+    rng = np.random.default_rng(0)
+    dn = rng.integers(1000, 4000, size=(6, 900, 700)).astype(np.uint16)
+    valid = np.ones((900, 700), bool)
+    valid[300:800] = False
+    refl = dn.astype(np.float32) * np.float32(1e-4) - np.float32(0.1)
+    a = predict(refl, valid, spec6, model, device="cpu")
+    b = predict(dn, valid, spec6, model, device="cpu", scale=[1e-4] * 6, offset=[-0.1] * 6)
+    assert (a.classes[~valid] == NODATA).all() and (a.classes[valid] != NODATA).all()
+    assert (a.classes == b.classes).mean() > 0.9999
