@@ -53,3 +53,8 @@ def multihash_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return "1220" + digest.hexdigest()
+
+
+def multihash_sha256_bytes(data: bytes) -> str:
+    """multihash_sha256 of bytes in memory."""
+    return "1220" + hashlib.sha256(data).hexdigest()

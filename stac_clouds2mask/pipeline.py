@@ -132,11 +132,9 @@ class Runner:
             self.progress.stage(item.id, stage)
             spec = select_model(item, self.config.model)
             settings = settings_for(spec, self.config)
-            state = self.publisher.already_published(item, settings)
-            if state == "same" and not self.config.overwrite:
-                return ItemOutcome(item.id, "skipped", error="already published with the same settings")
-            if state == "different" and not self.config.overwrite:
-                raise ItemError(item.id, "already published with other settings; rerun with --overwrite to replace it", stage="publish")
+            plan = self.publisher.plan(item, settings, overwrite=self.config.overwrite)  # skip / new / new version / overwrite
+            if plan.skip:
+                return ItemOutcome(item.id, "skipped", error=plan.reason)
             stage = "read"
             self.progress.stage(item.id, stage)
             t0 = time.perf_counter()
@@ -153,7 +151,7 @@ class Runner:
             self.progress.stage(item.id, stage)
             t0 = time.perf_counter()
             result = MaskResult(scene=scene, classes=pred.classes, model_name=spec.name, settings=settings)
-            published = self.publisher.publish(result, spec)
+            published = self.publisher.publish(result, spec, plan)
             seconds["publish"] = time.perf_counter() - t0
             return ItemOutcome(item.id, "published", item=published, seconds=seconds)
         except ItemError as exc:

@@ -1,8 +1,23 @@
-"""STAC metadata of the published masks: one item per source item, one collection per source collection."""
+"""STAC metadata of the published masks: one item per source item, one collection per target.
+
+What an item records (DESIGN.md section 6): same footprint and time as its source, a `derived_from`
+link to it, projection v2 fields of the mask grid, the class legend on the mask asset, STAC 1.1
+`bands` (nodata, data type), processing (software, lineage, datetime, level L4, expression), file
+(size and sha2-256 multihash of the bytes written), mlm (the model), the cloud/shadow/clear/valid
+percentages, a palette PNG thumbnail, and the provenance that reruns compare
+(`clouds2mask:source_item`, `clouds2mask:source_updated`, `clouds2mask:settings`).
+
+Versions (version extension v1.2.0): the first mask of a source item is `<source-id>_cloudmask`
+(version "1"). A rerun with other settings (model, resolution, patching, software) publishes
+`<source-id>_cloudmask_v<N>` (version "N") with a `predecessor-version` link; older versions are
+then marked `deprecated: true` and get `latest-version` (and the direct predecessor a
+`successor-version`) links. `--overwrite` replaces a version in place instead.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import numpy as np
@@ -23,21 +38,34 @@ EXT = {
     "mlm": "https://stac-extensions.github.io/mlm/v1.5.2/schema.json",
     "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "eo": "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    "version": "https://stac-extensions.github.io/version/v1.2.0/schema.json",
 }
 MASK_ASSET = "cloudmask"
+THUMBNAIL_ASSET = "thumbnail"
 MODEL_ASSET = "model"
 CLASSES = [
     {"value": 0, "name": "clear", "description": "Clear: valid pixel without cloud or cloud shadow", "color_hint": "3C8C3C"},
     {"value": 1, "name": "cloud", "description": "Cloud", "color_hint": "FFFFFF"},
     {"value": 2, "name": "cloud-shadow", "description": "Cloud shadow", "color_hint": "5A3C8C"},
-    {"value": NODATA, "name": "nodata", "description": "No data in the source item", "color_hint": "000000"},
+    {"value": NODATA, "name": "nodata", "description": "No data in the source item", "color_hint": "000000", "nodata": True},
 ]
 COPERNICUS_TERMS = "https://sentinel.esa.int/documents/247904/690755/Sentinel_Data_Legal_Notice"
 UKIS_CSMASK = "https://github.com/dlr-eoc/ukis-csmask"
+UKIS_LICENSE = f"{UKIS_CSMASK}/blob/main/LICENSE"
+PROJECT_URL = "https://github.com/stac-clouds2mask/stac-clouds2mask"
+ARCHITECTURE = "U-Net (EfficientNet-B4 encoder)"
+MASK_BANDS = [{"name": "classes", "description": "0 clear, 1 cloud, 2 cloud shadow, 255 nodata", "nodata": NODATA, "data_type": "uint8"}]
+LICENSE_LINKS = [
+    {"rel": "license", "href": COPERNICUS_TERMS, "type": "application/pdf", "title": "Copernicus Sentinel data terms (source data)"},
+    {"rel": "license", "href": UKIS_LICENSE, "type": "text/html", "title": "ukis-csmask model weights (DLR): Apache-2.0"},
+]
+_VERSION_SUFFIX = re.compile(r"_cloudmask_v(\d+)$")
 
 
-def mask_item_id(source_id: str) -> str:
-    return f"{source_id}_cloudmask"
+def mask_item_id(source_id: str, version: int = 1) -> str:
+    """`<source-id>_cloudmask` for the first version, `<source-id>_cloudmask_v<N>` for later ones."""
+    base = f"{source_id}_cloudmask"
+    return base if version <= 1 else f"{base}_v{version}"
 
 
 def mask_collection_id(source_collection: str | None) -> str:
@@ -62,12 +90,34 @@ def percentages(classes: np.ndarray) -> dict[str, float]:
 
 
 def source_href(item: pystac.Item) -> str | None:
-    """Where the source item lives: its self link, else its canonical link."""
+    """Where the source item lives: its self link, else its canonical link, else the API convention
+    `<collection link>/items/<id>` when the item links to its collection by an absolute URL."""
     href = item.get_self_href()
     if href:
         return href
     canonical = item.get_single_link("canonical")
-    return canonical.href if canonical else None
+    if canonical:
+        return canonical.get_absolute_href() or canonical.href
+    collection = item.get_single_link("collection")
+    if collection and "://" in (collection.href or "") and not collection.href.endswith(".json"):
+        return f"{collection.href.rstrip('/')}/items/{item.id}"
+    return None
+
+
+def provenance(source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any]:
+    """What makes two masks of a source the same: the source item (id, and its `updated` stamp when it
+    has one) and the settings (model, model version, resolution, patching, software)."""
+    return {
+        "clouds2mask:source_item": source.id,
+        "clouds2mask:source_updated": source.properties.get("updated"),
+        "clouds2mask:settings": dict(settings),
+    }
+
+
+def same_provenance(published: dict[str, Any], source: pystac.Item, settings: dict[str, Any]) -> bool:
+    props = published.get("properties", {})
+    want = provenance(source, settings)
+    return all(props.get(k) == v for k, v in want.items())
 
 
 def _proj_fields(result: MaskResult) -> dict[str, Any]:
@@ -90,7 +140,7 @@ def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
     """mlm extension fields describing the model that made the mask."""
     return {
         "mlm:name": spec.name,
-        "mlm:architecture": "U-Net (EfficientNet-B4 encoder)",
+        "mlm:architecture": ARCHITECTURE,
         "mlm:tasks": ["semantic-segmentation"],
         "mlm:framework": "pytorch",
         "mlm:framework_version": torch.__version__.split("+")[0],
@@ -127,12 +177,31 @@ def model_asset(spec: ModelSpec) -> dict[str, Any]:
 
 def lineage(result: MaskResult, spec: ModelSpec) -> str:
     s = result.settings
+    overlap = s.get("overlap")
+    overlap_text = f" with {overlap} px overlap" if isinstance(overlap, int) else (f" with {overlap:.0%} overlap" if isinstance(overlap, float) else "")
     return (
-        f"Cloud and cloud-shadow classes of source item {result.scene.item.id} predicted by {spec.name} "
-        f"({spec.version}, ukis-csmask pretrained U-Net, run natively in PyTorch) on {spec.level} reflectance of "
-        f"bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, in overlapping "
-        f"{s.get('patch_size')} px patches with smooth blending; nodata where any input band is nodata."
+        f"Cloud and cloud-shadow classes of source item {result.scene.item.id} predicted by the pretrained "
+        f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder, run natively in PyTorch) on "
+        f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
+        f"in {s.get('patch_size')} px patches{overlap_text}, blended probabilities, argmax; "
+        f"all-nodata patches skipped; nodata (255) where any input band is nodata."
     )
+
+
+def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]:
+    """How to reproduce the mask (mlm best practice: the processing call that applied the model)."""
+    s = result.settings
+    return {
+        "format": "python",
+        "expression": (
+            f"stac_clouds2mask.infer.predict(read_scene(item, {list(spec.bands)!r}, resolution={result.scene.resolution:g}), "
+            f"model={spec.name!r}, patch_size={s.get('patch_size')!r}, overlap={s.get('overlap')!r})"
+        ),
+    }
+
+
+def software() -> dict[str, str]:
+    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", "torch": torch.__version__.split("+")[0]}
 
 
 def build_mask_item(
@@ -142,31 +211,46 @@ def build_mask_item(
     mask_size: int,
     mask_checksum: str,
     collection_id: str,
+    *,
+    thumbnail: tuple[str, int, str] | None = None,
+    version: int = 1,
+    predecessor_href: str | None = None,
 ) -> pystac.Item:
-    """The published item: same footprint and time as the source, derived_from it, fully described."""
+    """The published item: same footprint and time as the source, derived_from it, fully described.
+
+    thumbnail: (href, size, multihash) of the palette PNG, when one was written.
+    version / predecessor_href: the version extension fields (see the module docstring).
+    """
     src = result.scene.item
     stats = percentages(result.classes)
     props: dict[str, Any] = {}
-    for key in ("datetime", "start_datetime", "end_datetime", "platform", "constellation", "instruments"):
+    for key in ("datetime", "start_datetime", "end_datetime", "platform", "constellation", "instruments", "mgrs:utm_zone",
+                "mgrs:latitude_band", "mgrs:grid_square", "s2:mgrs_tile"):
         if key in src.properties:
             props[key] = src.properties[key]
     props.update(_proj_fields(result))
     props.update({
+        "gsd": result.scene.resolution,
         "eo:cloud_cover": stats["cloud"],
         "clouds2mask:cloud_percentage": stats["cloud"],
         "clouds2mask:shadow_percentage": stats["shadow"],
         "clouds2mask:clear_percentage": stats["clear"],
         "clouds2mask:valid_percentage": stats["valid"],
-        "clouds2mask:source_item": src.id,
-        "clouds2mask:settings": dict(result.settings),
-        "processing:software": {"stac-clouds2mask": __version__},
+        **provenance(src, result.settings),
+        "clouds2mask:source_collection": src.collection_id,
+        "processing:software": software(),
         "processing:lineage": lineage(result, spec),
         "processing:level": "L4",
+        "processing:expression": processing_expression(result, spec),
         "processing:datetime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "version": str(version),
+        "deprecated": False,
     })
+    if props["clouds2mask:source_updated"] is None:
+        del props["clouds2mask:source_updated"]
     props.update(mlm_fields(spec))
     item = pystac.Item(
-        id=mask_item_id(src.id),
+        id=mask_item_id(src.id, version),
         geometry=src.geometry,
         bbox=src.bbox,
         datetime=src.datetime,
@@ -174,62 +258,178 @@ def build_mask_item(
         stac_extensions=sorted(EXT.values()),
         collection=collection_id,
     )
+    height, width = result.scene.shape
     item.add_asset(MASK_ASSET, pystac.Asset(
         href=mask_href,
         media_type=pystac.MediaType.COG,
         title="Cloud and cloud-shadow classes",
+        description="0 clear, 1 cloud, 2 cloud shadow, 255 nodata (never clear); uint8 COG, mode overviews.",
         roles=["data", "cloud", "cloud-shadow"],
         extra_fields={
-            "bands": [{"name": "classes", "nodata": NODATA, "data_type": "uint8"}],
+            "bands": [dict(b) for b in MASK_BANDS],
             "classification:classes": [dict(c) for c in CLASSES],
             "file:size": mask_size,
             "file:checksum": mask_checksum,
             "gsd": result.scene.resolution,
+            "proj:shape": [height, width],
+            "proj:transform": props["proj:transform"],
         },
     ))
+    if thumbnail is not None:
+        t_href, t_size, t_checksum = thumbnail
+        item.add_asset(THUMBNAIL_ASSET, pystac.Asset(
+            href=t_href,
+            media_type=pystac.MediaType.PNG,
+            title="Mask thumbnail (green clear, white cloud, purple shadow, transparent nodata)",
+            roles=["thumbnail", "overview"],
+            extra_fields={"file:size": t_size, "file:checksum": t_checksum},
+        ))
     item.add_asset(MODEL_ASSET, pystac.Asset.from_dict(model_asset(spec)))
     href = source_href(src)
     if href:
         item.add_link(pystac.Link("derived_from", href, media_type=pystac.MediaType.GEOJSON, title=f"Source item {src.id}"))
-    item.add_link(pystac.Link("license", COPERNICUS_TERMS, title="Copernicus Sentinel data terms (source data)"))
-    item.add_link(pystac.Link("license", f"{UKIS_CSMASK}/blob/main/LICENSE", title="ukis-csmask model weights: Apache-2.0"))
+    if predecessor_href:
+        item.add_link(pystac.Link("predecessor-version", predecessor_href, media_type=pystac.MediaType.GEOJSON,
+                                  title="The mask of the same source item made with other settings"))
+    for link in LICENSE_LINKS:
+        item.add_link(pystac.Link(link["rel"], link["href"], media_type=link["type"], title=link["title"]))
     return item
 
 
-def build_collection(collection_id: str, source_collection: str | None, bbox: list[float], interval: list[str | None]) -> dict[str, Any]:
-    """The target collection: legend, item_assets and summaries so users know what they get."""
+def _schema_enum(values: list[Any], kind: str) -> dict[str, Any]:
+    return {"type": kind, "enum": sorted(set(values), key=str)}
+
+
+def build_collection(
+    collection_id: str,
+    source_collection: str | None,
+    bbox: list[float],
+    interval: list[str | None],
+    *,
+    models: list[str] | None = None,
+    resolutions: list[float] | None = None,
+) -> dict[str, Any]:
+    """The target collection: legend, item_assets, summaries, licences, providers and an mlm description.
+
+    Summaries are JSON-schema objects and ranges (not lists): the mlm v1.5.2 schema requires every
+    summary of a collection that declares it to be an object; the class legend (a list) therefore
+    lives in item_assets.cloudmask and in `clouds2mask:class` as a JSON schema with one entry per class.
+    """
     source = source_collection or "Sentinel-2"
+    resolutions = resolutions or []
+    summaries: dict[str, Any] = {
+        "processing:level": {"type": "string", "const": "L4"},
+        "clouds2mask:class": {
+            "type": "integer",
+            "oneOf": [{"const": c["value"], "title": c["name"], "description": c["description"]} for c in CLASSES],
+        },
+        "mlm:architecture": {"type": "string", "const": ARCHITECTURE},
+        "mlm:framework": {"type": "string", "const": "pytorch"},
+        "mlm:tasks": {"type": "array", "items": {"type": "string", "const": "semantic-segmentation"}},
+        "mlm:pretrained_source": {"type": "string", "pattern": "^ukis-csmask 1\\.0\\.0"},
+    }
+    if models:
+        summaries["mlm:name"] = _schema_enum(models, "string")
+    if resolutions:
+        summaries["gsd"] = {"minimum": min(resolutions), "maximum": max(resolutions)}
+        summaries["clouds2mask:resolution"] = _schema_enum(resolutions, "number")
     return {
         "type": "Collection",
         "stac_version": STAC_VERSION,
-        "stac_extensions": [EXT["classification"], EXT["processing"]],
+        "stac_extensions": sorted([EXT["classification"], EXT["processing"], EXT["mlm"], EXT["file"]]),
         "id": collection_id,
         "title": f"Cloud and cloud-shadow masks of {source}",
         "description": (
             f"Cloud and cloud-shadow masks (0 clear, 1 cloud, 2 cloud shadow, 255 nodata) of the items of {source}, "
-            "made by stac-clouds2mask with the pretrained ukis-csmask U-Net run natively in PyTorch."
+            "one Cloud-Optimized GeoTIFF per source item on its processing grid, made by stac-clouds2mask with the "
+            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR) run natively in PyTorch. Each item links to its "
+            "source (`derived_from`) and carries cloud, shadow, clear and valid percentages."
         ),
+        "keywords": ["cloud mask", "cloud shadow", "Sentinel-2", "semantic segmentation", "machine learning"],
         "license": "other",
         "providers": [
-            {"name": "stac-clouds2mask", "roles": ["processor"], "processing:level": "L4"},
-            {"name": "ESA / Copernicus", "roles": ["producer", "licensor"], "url": COPERNICUS_TERMS},
+            {"name": "ESA / Copernicus", "roles": ["producer", "licensor"], "url": COPERNICUS_TERMS,
+             "description": "Source data: Copernicus Sentinel data, free, full and open (attribution requested)."},
+            {"name": "DLR (ukis-csmask)", "roles": ["licensor"], "url": UKIS_CSMASK,
+             "description": "Pretrained model weights, Apache-2.0."},
+            {"name": "stac-clouds2mask", "roles": ["processor"], "url": PROJECT_URL,
+             "processing:level": "L4", "processing:software": software()},
         ],
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
-        "summaries": {
-            "processing:level": ["L4"],
-            "classification:classes": [dict(c) for c in CLASSES],
-        },
+        "summaries": summaries,
         "item_assets": {
             MASK_ASSET: {
                 "type": pystac.MediaType.COG,
                 "title": "Cloud and cloud-shadow classes",
                 "roles": ["data", "cloud", "cloud-shadow"],
                 "classification:classes": [dict(c) for c in CLASSES],
-                "bands": [{"name": "classes", "nodata": NODATA, "data_type": "uint8"}],
+                "bands": [dict(b) for b in MASK_BANDS],
+            },
+            THUMBNAIL_ASSET: {
+                "type": pystac.MediaType.PNG,
+                "title": "Mask thumbnail (green clear, white cloud, purple shadow, transparent nodata)",
+                "roles": ["thumbnail", "overview"],
+            },
+            MODEL_ASSET: {
+                "type": "text/html",
+                "title": "Pretrained ukis-csmask weights",
+                "roles": ["mlm:model"],
+                "mlm:artifact_type": "onnx",
             },
         },
-        "links": [
-            {"rel": "license", "href": COPERNICUS_TERMS, "title": "Copernicus Sentinel data terms (source data)"},
-            {"rel": "license", "href": f"{UKIS_CSMASK}/blob/main/LICENSE", "title": "ukis-csmask model weights: Apache-2.0"},
+        "links": [dict(link) for link in LICENSE_LINKS] + [
+            {"rel": "related", "href": UKIS_CSMASK, "type": "text/html", "title": "ukis-csmask: the model's home"},
         ],
     }
+
+
+def update_collection(coll: dict[str, Any], item: dict[str, Any] | pystac.Item) -> dict[str, Any]:
+    """Refresh the collection's metadata (keeping its id, title, links and extent) and grow its extent
+    and summaries so they cover `item`."""
+    d = item.to_dict(include_self_link=False, transform_hrefs=False) if isinstance(item, pystac.Item) else item
+    props = d.get("properties", {})
+    old = coll.get("summaries", {})
+    models = list(old.get("mlm:name", {}).get("enum", [])) if isinstance(old.get("mlm:name"), dict) else []
+    resolutions = list(old.get("clouds2mask:resolution", {}).get("enum", [])) if isinstance(old.get("clouds2mask:resolution"), dict) else []
+    if props.get("mlm:name"):
+        models.append(props["mlm:name"])
+    if props.get("gsd"):
+        resolutions.append(props["gsd"])
+    fresh = build_collection(coll["id"], props.get("clouds2mask:source_collection"), coll["extent"]["spatial"]["bbox"][0],
+                             coll["extent"]["temporal"]["interval"][0], models=models, resolutions=resolutions)
+    for key in ("title", "description"):
+        fresh[key] = coll.get(key, fresh[key])
+    own = {(l["rel"], l["href"]) for l in fresh["links"]}
+    fresh["links"] = fresh["links"] + [l for l in coll.get("links", []) if (l.get("rel"), l.get("href")) not in own]
+    _merge_extent(fresh, d)
+    return fresh
+
+
+def _merge_extent(collection: dict[str, Any], item: dict[str, Any]) -> None:
+    """Grow the collection's spatial and temporal extent to cover the item."""
+    bbox = collection["extent"]["spatial"]["bbox"][0]
+    ib = item.get("bbox")
+    if ib:
+        w, s, e, n = ib[:4] if len(ib) == 4 else (ib[0], ib[1], ib[3], ib[4])
+        collection["extent"]["spatial"]["bbox"][0] = [min(bbox[0], w), min(bbox[1], s), max(bbox[2], e), max(bbox[3], n)]
+    props = item.get("properties", {})
+    times = [t for t in (props.get("datetime"), props.get("start_datetime"), props.get("end_datetime")) if t]
+    if times:
+        lo, hi = collection["extent"]["temporal"]["interval"][0]
+        collection["extent"]["temporal"]["interval"][0] = [min([lo, *times]) if lo else min(times), max([hi, *times]) if hi else max(times)]
+
+
+def new_collection(collection_id: str, item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
+    """A collection that covers just this item (extent grows as items are added)."""
+    d = item.to_dict(include_self_link=False, transform_hrefs=False) if isinstance(item, pystac.Item) else item
+    props = d.get("properties", {})
+    times = [t for t in (props.get(k) for k in ("datetime", "start_datetime", "end_datetime")) if t]
+    bbox = list(d["bbox"][:4]) if d.get("bbox") else [-180.0, -90.0, 180.0, 90.0]
+    coll = build_collection(collection_id, props.get("clouds2mask:source_collection"), bbox,
+                            [min(times), max(times)] if times else [None, None])
+    return update_collection(coll, d)
+
+
+def version_of(item_id: str) -> int:
+    m = _VERSION_SUFFIX.search(item_id)
+    return int(m.group(1)) if m else 1
