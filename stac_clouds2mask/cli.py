@@ -141,3 +141,7 @@ def main(version: Annotated[bool, typer.Option("--version", help="Print the vers
     if version:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+from . import cli_batch  # noqa: E402
+cli_batch.register(app)
