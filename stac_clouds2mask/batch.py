@@ -31,9 +31,9 @@ import pystac
 
 from .errors import InvalidInputError, ItemError
 from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, Runner, select_model, settings_for
-from .publish import StaticCatalog
+from .publish import Publisher, StaticCatalog
 from .search import SearchFilters, search
-from .stac_item import mask_collection_id, mask_item_id
+from .stac_item import mask_collection_id, mask_item_id, same_provenance
 from .storage import StorageOptions, absolute, get_fs, join, read_json, write_bytes_atomic
 
 TASK_NAME = "clouds2mask"
@@ -250,18 +250,30 @@ def read_payload(url: str, options: StorageOptions | None = None) -> TaskPayload
     return parse_payload(data, url)
 
 
-def published_item(catalog: StaticCatalog, source: pystac.Item) -> dict[str, Any] | None:
-    """The mask item published for a source item, with absolute hrefs and a self link; None if none."""
-    collection_id, item_id = mask_collection_id(source.collection_id), mask_item_id(source.id)
-    d = catalog.existing(collection_id, item_id)
-    if d is None:
+def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest mask item published in the static catalog for ``source`` with these settings (the one a
+    rerun skips to), with absolute hrefs and a self link; None when there is none. Reads only."""
+    catalog = publisher.catalog
+    collection_id = publisher.target_collection(source)
+    found = None
+    version = 1
+    while (d := catalog.existing(collection_id, mask_item_id(source.id, version))) is not None:
+        if same_provenance(d, source, settings):
+            found = d
+        version += 1
+    if found is None:
         return None
-    base = catalog.item_url(collection_id, item_id)
-    for asset in d.get("assets", {}).values():
+    base = catalog.item_url(collection_id, found["id"])
+    for asset in found.get("assets", {}).values():
         asset["href"] = resolve_href(base, asset["href"])
-    links = [dict(link, href=resolve_href(base, link["href"])) for link in d.get("links", []) if link.get("rel") != "self"]
-    d["links"] = [*links, {"rel": "self", "href": base, "type": "application/geo+json"}]
-    return d
+    links = [dict(link, href=resolve_href(base, link["href"])) for link in found.get("links", []) if link.get("rel") != "self"]
+    found["links"] = [*links, {"rel": "self", "href": base, "type": "application/geo+json"}]
+    return found
+
+
+def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
+    """The settings a run with ``config`` records for ``item``; ItemError when no model fits it."""
+    return settings_for(select_model(item, config.model), config)
 
 
 def execute(payload: TaskPayload, device: str | None = None, progress: Progress | None = None) -> tuple[dict[str, Any], RunReport]:
@@ -272,26 +284,27 @@ def execute(payload: TaskPayload, device: str | None = None, progress: Progress 
         groups.setdefault(payload.root_for(item), []).append(item)
     models: dict[str, Any] = {}
     outcomes: dict[int, ItemOutcome] = {}
-    catalogs: dict[str, StaticCatalog] = {}
+    runners: dict[str, Runner] = {}
     for root, items in groups.items():
-        runner = Runner(payload.config(root, device), progress)
-        runner.models = models
-        catalogs[root] = runner.publisher.catalog
+        runner = runners[root] = Runner(payload.config(root, device), progress)
+        runner.models = models  # one loaded model per name across output roots
         for item, outcome in zip(items, runner.run(items).outcomes):
             outcomes[id(item)] = outcome
     report = RunReport([outcomes[id(item)] for item in payload.items])
     features, failures = [], []
     for item, outcome in zip(payload.items, report.outcomes):
-        if outcome.status == "failed":
+        d = None
+        if outcome.status != "failed":
+            runner = runners[payload.root_for(item)]
+            d = published_item(runner.publisher, item, expected_settings(item, runner.config))
+            if d is None:
+                outcome.status, outcome.stage = "failed", "publish"
+                outcome.error = f"item {item.id!r}: its mask item is not in the static catalog at {runner.config.output}"
+        if d is None:
             failures.append({"source_item": item.id, "collection": item.collection_id, "stage": outcome.stage,
                              "error": outcome.error})
-            continue
-        d = published_item(catalogs[payload.root_for(item)], item)
-        if d is None:  # published to the API only is impossible: the static catalog is always written
-            failures.append({"source_item": item.id, "collection": item.collection_id, "stage": "publish",
-                             "error": "mask item not found in the static catalog after publishing"})
-            continue
-        features.append(d)
+        else:
+            features.append(d)
     out = {k: v for k, v in payload.data.items() if k != "features"}
     out["type"] = "FeatureCollection"
     out["features"] = features
@@ -509,22 +522,18 @@ class PlanStatus:
         }
 
 
-def _item_status(payload: TaskPayload, item: pystac.Item, catalogs: dict[str, StaticCatalog],
+def _item_status(payload: TaskPayload, item: pystac.Item, publishers: dict[str, Publisher],
                  failures: dict[str, str]) -> ItemStatus:
     key = item_key(item)
     root = payload.root_for(item)
     config = payload.config(root, device="cpu")
     try:
-        settings = settings_for(select_model(item, config.model), config)
-    except ItemError as exc:
+        settings = expected_settings(item, config)
+    except ItemError as exc:  # no model fits: this item can never succeed
         return ItemStatus(key, "failed", str(exc))
-    catalog = catalogs.setdefault(root, StaticCatalog(root, config.options))
-    found = catalog.existing(mask_collection_id(item.collection_id), mask_item_id(item.id))
-    if found is not None:
-        if found.get("properties", {}).get("clouds2mask:settings") == settings:
-            return ItemStatus(key, "done")
-        if not config.overwrite:
-            return ItemStatus(key, "failed", "published with other settings; rerun with overwrite to replace it")
+    publisher = publishers.setdefault(root, Publisher(StaticCatalog(root, config.options)))
+    if published_item(publisher, item, settings) is not None:
+        return ItemStatus(key, "done")
     if key in failures:
         return ItemStatus(key, "failed", failures[key])
     return ItemStatus(key, "missing")
@@ -538,8 +547,8 @@ def _shard_status(manifest: dict[str, Any], murl: str, index: int, options: Stor
     except FileNotFoundError:
         record = {}
     failures = {o["key"]: o.get("error") or "failed" for o in record.get("outcomes", []) if o.get("status") == "failed"}
-    catalogs: dict[str, StaticCatalog] = {}
-    return ShardStatus(index, [_item_status(payload, item, catalogs, failures) for item in payload.items])
+    publishers: dict[str, Publisher] = {}
+    return ShardStatus(index, [_item_status(payload, item, publishers, failures) for item in payload.items])
 
 
 def status(plan_url: str, options: StorageOptions | None = None, workers: int = 8) -> PlanStatus:
