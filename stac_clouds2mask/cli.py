@@ -145,3 +145,5 @@ def main(version: Annotated[bool, typer.Option("--version", help="Print the vers
 
 from . import cli_batch  # noqa: E402
 cli_batch.register(app)
+from . import cli_stack  # noqa: E402
+cli_stack.register(app)

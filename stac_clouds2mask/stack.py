@@ -1,0 +1,194 @@
+"""Source bands and their published masks as one aligned, lazily read xarray: the analyst's one-liner.
+
+    from stac_clouds2mask.stack import stack_masked
+    cube = stack_masked(source_items, "./masks/catalog.json", assets=["blue", "green", "red", "nir"])
+    cube  # (time, band, y, x) float64, NaN where the mask says cloud, cloud shadow or nodata
+
+Both stacks are made by stackstac on one explicit grid (EPSG code, bounds and resolution given,
+`snap_bounds=False`), so a source pixel and its mask pixel are the same cell: by default the finest
+native resolution of the requested source assets over the masks' own bounds (the mask grid starts at
+the source grid's top-left corner, so a 20 m mask falls exactly on 2x2 cells of a 10 m source grid;
+nearest resampling copies it there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+
+from .stac_item import MASK_ASSET, mask_item_id
+from .storage import StorageOptions
+
+CLEAR = 0
+DEFAULT_ASSETS = ("blue", "green", "red", "nir")
+
+
+def _absolute_dict(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
+    """Item dict with absolute asset hrefs (stackstac reads `href` as given)."""
+    if isinstance(item, dict):
+        item = pystac.Item.from_dict(item)
+    d = item.to_dict(include_self_link=True, transform_hrefs=False)
+    for key, asset in item.assets.items():
+        d["assets"][key]["href"] = asset.get_absolute_href() or asset.href
+    return d
+
+
+def _epsg(d: dict[str, Any]) -> int | None:
+    props = d.get("properties", {})
+    code = props.get("proj:code")
+    if isinstance(code, str) and code.upper().startswith("EPSG:"):
+        return int(code.split(":", 1)[1])
+    return props.get("proj:epsg")
+
+
+def _asset_resolution(d: dict[str, Any], key: str) -> float | None:
+    asset = d["assets"].get(key, {})
+    transform = asset.get("proj:transform") or d["properties"].get("proj:transform")
+    if transform:
+        return abs(float(transform[0]))
+    for bands_key in ("bands", "raster:bands"):
+        for band in asset.get(bands_key) or []:
+            res = band.get("raster:spatial_resolution") or band.get("spatial_resolution")
+            if res:
+                return float(res)
+    gsd = asset.get("gsd") or d["properties"].get("gsd")
+    return float(gsd) if gsd else None
+
+
+def _asset_key(d: dict[str, Any], band: str) -> str:
+    """The asset key of a band: the key itself, else the asset whose band's common name matches."""
+    if band in d["assets"]:
+        return band
+    for key, asset in d["assets"].items():
+        for bands_key in ("bands", "eo:bands"):
+            for b in asset.get(bands_key) or []:
+                if band in (b.get("eo:common_name"), b.get("common_name")):
+                    return key
+    raise ValueError(f"source item {d['id']!r} has no asset for band {band!r}")
+
+
+def find_masks(
+    sources: Sequence[pystac.Item | dict[str, Any]],
+    masks: str | Iterable[pystac.Item | dict[str, Any]],
+    options: StorageOptions | None = None,
+) -> list[dict[str, Any]]:
+    """The latest (not deprecated, highest version) published mask of each source, in source order.
+
+    masks: the published items themselves, or where they are (a static catalog at any fsspec URL, or
+    a STAC API root URL). ValueError names the sources that have no mask there.
+    """
+    ids = [s.id if isinstance(s, pystac.Item) else s["id"] for s in sources]
+    if isinstance(masks, str):
+        from .search import SearchFilters, is_api, search
+
+        filters = SearchFilters(ids=tuple(mask_item_id(i, v) for i in ids for v in range(1, 10))) if is_api(masks) else None
+        candidates = [_absolute_dict(m) for m in search(masks, filters, options)]
+    else:
+        candidates = [_absolute_dict(m) for m in masks]
+    best: dict[str, dict[str, Any]] = {}
+    for m in candidates:
+        props = m.get("properties", {})
+        sid = props.get("clouds2mask:source_item")
+        if sid not in ids or MASK_ASSET not in m.get("assets", {}):
+            continue
+        rank = (not props.get("deprecated", False), int(props.get("version", 1)))
+        old = best.get(sid)
+        if old is None or rank > (not old["properties"].get("deprecated", False), int(old["properties"].get("version", 1))):
+            best[sid] = m
+    missing = [i for i in ids if i not in best]
+    if missing:
+        where = masks if isinstance(masks, str) else "the given mask items"
+        raise ValueError(f"no published mask in {where} for source item(s): {', '.join(missing)}")
+    return [best[i] for i in ids]
+
+
+def stack_sources_and_masks(
+    sources: Sequence[pystac.Item | dict[str, Any]],
+    masks: str | Iterable[pystac.Item | dict[str, Any]],
+    assets: Sequence[str] = DEFAULT_ASSETS,
+    *,
+    resolution: float | None = None,
+    epsg: int | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    dtype: str = "float64",
+    rescale: bool = True,
+    chunksize: int = 1024,
+    options: StorageOptions | None = None,
+):
+    """(sources, masks): two stackstac DataArrays on the same grid and the same time axis.
+
+    sources: (time, band, y, x) of `dtype`, NaN where the source has no data;
+    masks: (time, y, x) uint8 classes (0 clear, 1 cloud, 2 shadow, 255 nodata; 255 outside the mask).
+    """
+    import stackstac
+
+    src = [_absolute_dict(s) for s in sources]
+    if not src:
+        raise ValueError("no source items to stack")
+    msk = find_masks(src, masks, options)
+    order = sorted(range(len(src)), key=lambda i: (src[i]["properties"].get("datetime") or "", src[i]["id"]))
+    src, msk = [src[i] for i in order], [msk[i] for i in order]
+    keys = [[_asset_key(d, a) for a in assets] for d in src]
+    if epsg is None:
+        codes = {_epsg(m) for m in msk}
+        if len(codes) != 1 or None in codes:
+            raise ValueError(f"the masks are in more than one CRS ({sorted(map(str, codes))}): pass epsg= to pick one grid")
+        epsg = codes.pop()
+    if resolution is None:
+        found = [r for d, ks in zip(src, keys) for k in ks if (r := _asset_resolution(d, k))]
+        found += [abs(m["properties"]["proj:transform"][0]) for m in msk if m["properties"].get("proj:transform")]
+        if not found:
+            raise ValueError("cannot tell a resolution from the items: pass resolution=")
+        resolution = min(found)
+    if bounds is None:
+        boxes = [m["properties"]["proj:bbox"] for m in msk if m["properties"].get("proj:bbox") and _epsg(m) == epsg]
+        if not boxes:
+            raise ValueError("cannot tell the bounds from the masks: pass bounds= (in the grid's CRS)")
+        bounds = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    grid = dict(epsg=int(epsg), resolution=float(resolution), bounds=tuple(bounds), snap_bounds=False,
+                sortby_date=False, chunksize=chunksize, xy_coords="topleft")
+    # one asset key per band across items (stackstac stacks by key); rename to the band names asked for
+    for d, ks in zip(src, keys):
+        for band, key in zip(assets, ks):
+            if band != key:
+                d["assets"][band] = d["assets"].pop(key)
+    data = stackstac.stack(src, assets=list(assets), dtype=dtype, fill_value=np.nan, rescale=rescale, **grid)
+    # fill_value as np.uint8: stackstac checks np.can_cast(type(fill_value), dtype), and a Python int is int64
+    raw = stackstac.stack(msk, assets=[MASK_ASSET], dtype="uint8", fill_value=np.uint8(255), rescale=False, **grid)
+    if not (np.array_equal(raw["x"].values, data["x"].values) and np.array_equal(raw["y"].values, data["y"].values)):
+        raise RuntimeError("stackstac put the masks on another grid than the sources")  # cannot happen with explicit grids
+    classes = xr.DataArray(
+        raw.isel(band=0).data, dims=("time", "y", "x"), name="cloudmask", attrs=dict(raw.attrs),
+        coords={"time": data["time"].values, "y": data["y"].values, "x": data["x"].values,
+                "id": ("time", [d["id"] for d in src]), "mask_id": ("time", [m["id"] for m in msk])},
+    )
+    return data, classes
+
+
+def stack_masked(
+    sources: Sequence[pystac.Item | dict[str, Any]],
+    masks: str | Iterable[pystac.Item | dict[str, Any]],
+    assets: Sequence[str] = DEFAULT_ASSETS,
+    *,
+    keep: Sequence[int] = (CLEAR,),
+    with_mask: bool = True,
+    **kwargs: Any,
+):
+    """Source bands with every pixel whose mask class is not in `keep` (default: clear only) set to NaN.
+
+    Lazy (dask) like stackstac; `.compute()` reads. With `with_mask`, the classes ride along as the
+    `cloudmask` coordinate (time, y, x). Other keyword arguments: see stack_sources_and_masks.
+    """
+    data, classes = stack_sources_and_masks(sources, masks, assets, **kwargs)
+    ok = xr.DataArray(classes.isin(list(keep)).data, dims=("time", "y", "x"),
+                      coords={"time": data["time"].values, "y": data["y"].values, "x": data["x"].values})
+    out = data.where(ok)
+    out.attrs.update(data.attrs)
+    out.attrs["clouds2mask:kept_classes"] = list(keep)
+    if with_mask:
+        out = out.assign_coords(cloudmask=(("time", "y", "x"), classes.data), mask_id=("time", classes["mask_id"].values))
+    return out
