@@ -85,6 +85,7 @@ def run(
     collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", metavar="ID", help="Source collection(s); for a STAC API the default is sentinel-2-l1c.")] = None,
     publish_api: Annotated[Optional[str], typer.Option(metavar="URL", help="Also publish the items to this STAC API (Transactions extension): POST, or PUT when the item exists.")] = None,
     api_header: Annotated[Optional[list[str]], typer.Option(metavar="'NAME: VALUE'", help="Extra HTTP header for --publish-api, e.g. 'Authorization: Bearer TOKEN'.")] = None,
+    api_token: Annotated[Optional[str], typer.Option(metavar="TOKEN", envvar="STAC_CLOUDS2MASK_API_TOKEN", show_envvar=True, help="Bearer token for --publish-api (sent as 'Authorization: Bearer TOKEN').")] = None,
     resolution: Annotated[int, typer.Option(metavar="METRES", help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own resolution.")] = 20,
     device: Annotated[str, typer.Option(metavar="DEVICE", help="auto (CUDA when present, else CPU), cpu or cuda.")] = "auto",
     model: Annotated[str, typer.Option(metavar="NAME", help="auto (6-band when SWIR is present, L1C or L2A by the item's level) or a name from `stac-clouds2mask models`.")] = "auto",
@@ -111,7 +112,7 @@ def run(
             bbox=bbox, intersects=load_geojson(intersects, options) if intersects else None, datetime=datetime,
             max_cloud=max_cloud, ids=id_list, limit=limit, collections=tuple(collection) if collection else None,
         )
-        config = RunConfig(output=output, publish_api=publish_api, api_headers=_headers(api_header), resolution=resolution,
+        config = RunConfig(output=output, publish_api=publish_api, api_headers={**({"Authorization": f"Bearer {api_token}"} if api_token else {}), **_headers(api_header)}, resolution=resolution,
                            device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with RichProgress(*columns, console=console, transient=False) as bar:
