@@ -262,6 +262,8 @@ class StacApi:
         if self._ready:
             return
         r = self._request("GET", self.url)
+        if r.status_code == 429 or r.status_code >= 500:
+            raise RuntimeError(f"STAC API {self.url} unavailable: HTTP {r.status_code} after {self.retries} retries")
         if r.status_code != 200:
             raise InvalidInputError(
                 f"{self.url} is not a STAC API landing page (HTTP {r.status_code}); publishing needs a STAC API "
