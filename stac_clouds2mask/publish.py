@@ -159,6 +159,24 @@ class StaticCatalog:
         self.link_item(d)
         return d
 
+    def iter_items(self):
+        """Every published item as raw JSON (as written: no pystac migration), asset hrefs made absolute."""
+        try:
+            root = read_json(join(self.url, "catalog.json"), self.options)
+        except FileNotFoundError:
+            return
+        for child in (l for l in root.get("links", []) if l.get("rel") == "child"):
+            coll_dir = join(self.url, child["href"].removeprefix("./").rsplit("/", 1)[0])
+            coll = read_json(join(self.url, child["href"].removeprefix("./")), self.options)
+            for link in (l for l in coll.get("links", []) if l.get("rel") == "item"):
+                rel = link["href"].removeprefix("./")
+                d = read_json(join(coll_dir, rel), self.options)
+                item_dir = join(coll_dir, rel.rsplit("/", 1)[0])
+                for asset in d.get("assets", {}).values():
+                    if asset["href"].startswith("./"):
+                        asset["href"] = join(item_dir, asset["href"][2:])
+                yield d
+
     def rewrite_item(self, d: dict[str, Any]) -> None:
         """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
         write_bytes_atomic(self.item_url(d["collection"], d["id"]), _dumps(d), self.options)
@@ -502,6 +520,25 @@ class Publisher:
         if plan.action == "new_version":
             self._deprecate(previous, d)
         return item
+
+    def sync_api(self, batch_size: int = 200) -> int:
+        """Push every item of the static catalog to the STAC API in bulk (upsert; see StacApi.write_items),
+        e.g. once after many workers wrote their masks to the static catalog only. Returns the item count."""
+        if self.api is None:
+            raise InvalidInputError("no STAC API to publish to")
+        batch: list[dict[str, Any]] = []
+        count = 0
+        for d in self.catalog.iter_items():
+            self._api_version_links(d)
+            batch.append(d)
+            if len(batch) >= batch_size:
+                count += len(batch)
+                self.api.write_items(batch)
+                batch = []
+        if batch:
+            count += len(batch)
+            self.api.write_items(batch)
+        return count
 
     def _deprecate(self, previous: list[dict[str, Any]], latest: dict[str, Any]) -> None:
         """Mark older versions deprecated and point them at the latest (and the direct predecessor at its successor)."""

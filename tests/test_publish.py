@@ -490,3 +490,19 @@ def test_api_without_transactions_or_with_bad_credentials_is_a_clear_error(proxy
     proxy.status_for_all = 401
     with pytest.raises(InvalidInputError, match="refused.*api-token"):
         Publisher(StaticCatalog(str(tmp_path)), StacApi(proxy.url, retries=0)).plan(results[F].scene.item, SETTINGS)
+
+
+def test_static_catalog_synced_to_api_in_bulk(clean_stac_api, results, tmp_path, proxy, validate_stac):
+    """Workers write static catalogs only; one step then pushes them all to the API in bulk."""
+    pub = Publisher(StaticCatalog(str(tmp_path)))
+    pub.publish(results[F], spec())
+    pub.publish(with_settings(results[F], resolution=20), spec())  # a second version, with version links
+    pub.publish(results[G], spec())
+    assert Publisher(StaticCatalog(str(tmp_path)), StacApi(proxy.url)).sync_api() == 3
+    assert len([p for m, p, _ in proxy.seen if m == "POST" and "bulk_items" in p]) == 1
+    v1 = clean_stac_api.get_item(L2A, f"{F}_cloudmask")
+    validate_stac(v1)
+    assert v1["properties"]["deprecated"] is True
+    assert v1["assets"]["cloudmask"]["href"] == str(tmp_path / L2A / f"{F}_cloudmask" / f"{F}_cloudmask.tif")
+    [latest] = [l["href"] for l in v1["links"] if l["rel"] == "latest-version"]
+    assert latest == f"{proxy.url}/collections/{L2A}/items/{F}_cloudmask_v2"
