@@ -437,6 +437,8 @@ class Publisher:
         if same and not overwrite:
             d, where = same[-1]
             note = self._repair(d, where)
+            if d is versions[-1] and any(not v["properties"].get("deprecated") for v in versions[:-1]):
+                self._deprecate(versions[:-1], d)  # a run stopped before it marked the older versions
             return PublishPlan("skip", collection_id, d["id"], int(d["properties"].get("version", 1)),
                                f"already published as {d['id']} with the same source item, model and settings{note}", versions)
         if overwrite:

@@ -13,6 +13,7 @@ nearest resampling copies it there).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -86,9 +87,13 @@ def find_masks(
         from .search import SearchFilters, is_api, search
 
         filters = SearchFilters(ids=tuple(mask_item_id(i, v) for i in ids for v in range(1, 10))) if is_api(masks) else None
-        candidates = [_absolute_dict(m) for m in search(masks, filters, options)]
+        with warnings.catch_warnings():  # pystac warns on every deprecated (superseded) version it reads
+            warnings.simplefilter("ignore", pystac.DeprecatedWarning)
+            candidates = [_absolute_dict(m) for m in search(masks, filters, options)]
     else:
-        candidates = [_absolute_dict(m) for m in masks]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pystac.DeprecatedWarning)
+            candidates = [_absolute_dict(m) for m in masks]
     best: dict[str, dict[str, Any]] = {}
     for m in candidates:
         props = m.get("properties", {})

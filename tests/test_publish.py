@@ -506,3 +506,18 @@ def test_static_catalog_synced_to_api_in_bulk(clean_stac_api, results, tmp_path,
     assert v1["assets"]["cloudmask"]["href"] == str(tmp_path / L2A / f"{F}_cloudmask" / f"{F}_cloudmask.tif")
     [latest] = [l["href"] for l in v1["links"] if l["rel"] == "latest-version"]
     assert latest == f"{proxy.url}/collections/{L2A}/items/{F}_cloudmask_v2"
+
+
+def test_rerun_finishes_marking_older_versions(results, tmp_path, monkeypatch):
+    """A run stopped after writing version 2 but before deprecating version 1: the rerun skips and fixes it."""
+    pub = Publisher(StaticCatalog(str(tmp_path)))
+    pub.publish(results[F], spec())
+    changed = with_settings(results[F], resolution=20)
+    monkeypatch.setattr(Publisher, "_deprecate", lambda self, previous, latest: None)
+    pub.publish(changed, spec())
+    monkeypatch.undo()
+    assert read_item(tmp_path, L2A, f"{F}_cloudmask")["properties"]["deprecated"] is False
+    assert pub.plan(results[F].scene.item, changed.settings).skip
+    v1 = read_item(tmp_path, L2A, f"{F}_cloudmask")
+    assert v1["properties"]["deprecated"] is True
+    assert any(l["rel"] == "latest-version" and l["href"].endswith(f"{F}_cloudmask_v2.json") for l in v1["links"])
