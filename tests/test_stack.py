@@ -112,3 +112,15 @@ def test_stack_command_writes_the_masked_cube(masks20, sample_catalog, tmp_path)
     assert ds.attrs["crs"] == "EPSG:32737"
     bad = invoke("stack", str(sample_catalog), "--masks", str(masks20 / "catalog.json"), "--ids", f"{F},{G}")
     assert bad.exit_code == 2 and "more than one CRS" in " ".join(bad.output.split())
+
+
+def test_masks_read_from_s3(masks20, sample_catalog, moto_s3, s3_bucket, s3fs_fs):
+    """Masks published to object storage stack the same as local ones (stackstac reads through GDAL /vsis3/)."""
+    from conftest import upload_tree
+
+    upload_tree(s3fs_fs, masks20, f"{s3_bucket}/masks")
+    local = stack_masked(sources(sample_catalog, F), str(masks20 / "catalog.json")).compute()
+    remote = stack_masked(sources(sample_catalog, F), f"s3://{s3_bucket}/masks/catalog.json").compute()
+    assert str(remote["mask_id"].values[0]) == f"{F}_cloudmask"
+    assert np.array_equal(remote["cloudmask"].values, local["cloudmask"].values)
+    assert np.array_equal(np.isnan(remote.values), np.isnan(local.values))
