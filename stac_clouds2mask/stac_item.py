@@ -189,13 +189,17 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
 
 
 def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]:
-    """How to reproduce the mask (mlm best practice: the processing call that applied the model)."""
+    """How to reproduce the mask (mlm best practice: the call that applied the model), as a call of the
+    package's public Python API on the source item (patch size and overlap are the package defaults
+    recorded in clouds2mask:settings)."""
     s = result.settings
+    src = result.scene.item
+    where = source_href(src) or src.id
     return {
         "format": "python",
         "expression": (
-            f"stac_clouds2mask.infer.predict(read_scene(item, {list(spec.bands)!r}, resolution={result.scene.resolution:g}), "
-            f"model={spec.name!r}, patch_size={s.get('patch_size')!r}, overlap={s.get('overlap')!r})"
+            f"stac_clouds2mask.run({where!r}, stac_clouds2mask.RunConfig(output=OUTPUT, model={spec.name!r}, "
+            f"resolution={s.get('resolution', result.scene.resolution)!r}), stac_clouds2mask.SearchFilters(ids=({src.id!r},)))"
         ),
     }
 
