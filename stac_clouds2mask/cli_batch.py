@@ -130,7 +130,7 @@ def plan(
         from .pipeline import RunConfig
 
         RunConfig(output=masks, resolution=resolution, model=model, device="cpu")  # checks resolution and model early
-        manifest = batch.plan(sources, output, masks, shards, filters, params, StorageOptions(), overwrite)
+        manifest = batch.plan(sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite)
         summary = {"manifest": manifest["url"], "plan": manifest["id"], "shards": manifest["shard_count"],
                    "items": manifest["item_count"], "masks": manifest["output"]}
         typer.echo(json.dumps(summary))
