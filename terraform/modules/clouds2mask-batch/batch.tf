@@ -31,8 +31,7 @@ resource "aws_launch_template" "instances" {
     ebs {
       volume_size           = var.root_volume_gib
       volume_type           = "gp3"
-      encrypted             = true
-      kms_key_id            = aws_kms_key.this.arn
+      encrypted             = true # the account's EBS key: a customer key would need grants for the EC2 Fleet service-linked role
       delete_on_termination = true
     }
   }
