@@ -308,9 +308,7 @@ def execute(payload: TaskPayload, device: str | None = None, progress: Progress 
                              "error": outcome.error})
         else:
             features.append(d)
-    out = {k: v for k, v in payload.data.items() if k != "features"}
-    out["type"] = "FeatureCollection"
-    out["features"] = features
+    out = {k: (features if k == "features" else v) for k, v in payload.data.items()}  # same keys, same order
     if failures:
         out["clouds2mask:failures"] = failures
     else:
@@ -380,7 +378,7 @@ def write_plan(plan_url: str, items: Sequence[pystac.Item], output: str, shards:
     manifest: dict[str, Any] = {
         "type": PLAN_TYPE, "version": PLAN_VERSION, "id": plan_id, "task": TASK_NAME,
         "output": root, "path_template": path_template(root), "parameters": parameters,
-        "sources": list(sources),
+        "sources": [absolute(s) for s in sources],
         "filters": {k: v for k, v in (filters.__dict__ if filters else {}).items() if v is not None},
         "item_count": sum(len(g) for g in groups), "shard_count": len(groups),
         "shards": [{"index": k, "href": shard_href(k), "item_count": len(g), "items": [item_key(i) for i in g]}
