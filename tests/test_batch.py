@@ -268,6 +268,20 @@ def test_payload_accepts_stac_task_variants_and_collection_options(tmp_path, sam
     assert parsed.config(roots[D]).resolution == 60
 
 
+def test_payload_collection_options_send_a_collection_to_its_own_catalog(tmp_path, sample_items):
+    payload = batch.make_payload([sample_items[D], sample_items[G]], str(tmp_path / "main"))
+    payload["process"][0]["collection_options"] = {
+        "sentinel-2-l2a-samples-cloudmask": {"upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}/"}}}
+    out, report = batch.execute(batch.parse_payload(payload))
+    assert report.exit_code == 0
+    hrefs = {f["id"]: f["assets"]["cloudmask"]["href"] for f in out["features"]}
+    assert hrefs[f"{D}_cloudmask"].startswith(str(tmp_path / "main" / "sentinel-2-l1c-samples-cloudmask"))
+    assert hrefs[f"{G}_cloudmask"].startswith(str(tmp_path / "l2a" / "sentinel-2-l2a-samples-cloudmask"))
+    assert all(Path(h).is_file() for h in hrefs.values())
+    assert (tmp_path / "main" / "catalog.json").is_file() and (tmp_path / "l2a" / "catalog.json").is_file()
+    assert not (tmp_path / "main" / "sentinel-2-l2a-samples-cloudmask").exists()
+
+
 # ------------------------------------------------------------------------------------------
 # plans: balanced, deterministic, guarded
 # ------------------------------------------------------------------------------------------
