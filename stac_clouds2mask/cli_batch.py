@@ -17,7 +17,6 @@ from . import batch
 from .errors import InvalidInputError
 from .storage import StorageOptions, write_bytes_atomic
 
-EXIT_HELP = "Exit status: 0 all items published or skipped, 1 some items failed, 2 bad invocation."
 
 
 def _console():

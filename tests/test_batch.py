@@ -43,7 +43,7 @@ def mask_prefix(bucket: str, source_id: str) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def test_plan_run_every_shard_status_then_rerun_a_deleted_shard(moto_s3, s3_bucket, sample_catalog, validate_stac, monkeypatch):
+def test_plan_run_every_shard_status_then_rerun_a_deleted_shard(moto_s3, s3_bucket, sample_catalog, validate_stac):
     plan_url, masks = f"s3://{s3_bucket}/plan", f"s3://{s3_bucket}/masks"
     result = invoke("plan", str(sample_catalog), "--ids", f"{D},{E},{F},{G}", "--shards", "3",
                     "--output", plan_url, "--masks", masks, "--resolution", "20")
