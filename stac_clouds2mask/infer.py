@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.signal.windows import tukey
 
 from .model import ModelSpec, load_model
 
@@ -67,15 +68,14 @@ def _axis_plan(n: int, patch: int, overlap: int, margin: int) -> tuple[int, list
 
 
 def _window(length: int, overlap: int, single: bool) -> np.ndarray:
-    """1-D blending weights: a raised-cosine fade over ``overlap`` pixels at both ends (never exactly
-    zero), flat in between; flat everywhere when one patch covers the axis."""
-    w = np.ones(length, np.float32)
+    """1-D blending weights: ukis-csmask's Tukey window (a cosine taper over about ``overlap``
+    pixels at each end, flat in between; alpha = 2 * overlap / length rounded to 0.1, so 0.4 for
+    the default grid). Using the reference's own window matters: on scenes with many near-tie
+    pixels a differently shaped ramp flips ~2 % of classes. Flat when one patch covers the axis."""
     if single or overlap == 0:
-        return w
-    ramp = 0.5 * (1.0 - np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap))
-    w[:overlap] = ramp
-    w[length - overlap:] = ramp[::-1]
-    return w
+        return np.ones(length, np.float32)
+    alpha = min(1.0, round(2 * overlap / length, 1))
+    return tukey(length, alpha=alpha).astype(np.float32)
 
 
 def _cut(arr: np.ndarray, y0: int, x0: int, ph: int, pw: int) -> np.ndarray:
@@ -94,6 +94,15 @@ def _default_batch(device: torch.device, ph: int, pw: int) -> int:
         return _CPU_BATCH
     free, _ = torch.cuda.mem_get_info(device)
     return int(np.clip(free * 0.5 // (_CUDA_BYTES_PER_PIXEL * ph * pw), 1, _CUDA_MAX_BATCH))
+
+
+def _band_valid(dn: torch.Tensor, nodata: Sequence[float | None] | None) -> torch.Tensor:
+    """Per band value: not DN 0 and not the band's declared nodata."""
+    ok = dn != 0
+    for i, value in enumerate(nodata or ()):
+        if value is not None and value != 0:
+            ok[:, i] &= dn[:, i] != value
+    return ok
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -164,14 +173,18 @@ def predict(
     margin: int | None = None,
     scale: Sequence[float] | None = None,
     offset: Sequence[float] | None = None,
+    nodata: Sequence[float | None] | None = None,
 ) -> Prediction:
     """Classify every valid pixel of a (C, H, W) reflectance array into clear / cloud / cloud shadow.
 
     ``reflectance`` holds the bands of ``spec.bands`` in that order (TOA for L1C models, BOA for L2A,
     scale 0-1); ``valid`` (H, W) marks pixels with data. With ``scale`` and ``offset`` (one per band)
     it may instead hold raw DNs (e.g. uint16), converted patch by patch: a full 10 m scene then
-    needs 2 bytes per band and pixel instead of 4. Invalid pixels come out as 255 and never
-    influence valid ones more than a constant (band-mean) fill would. ``patch_size`` must be a
+    needs 2 bytes per band and pixel instead of 4. Invalid pixels come out as 255. What the network
+    sees there follows ukis-csmask, whose models were trained and are used so: with DNs, each band
+    value that is nodata (DN 0, or that band's ``nodata``) enters as reflectance 0 and every other
+    band value as it is, even where another band of the pixel is nodata (real swath edges differ by
+    band); with reflectance, invalid pixels enter as reflectance 0 in every band. ``patch_size`` must be a
     multiple of 32; ``overlap`` (pixels shared by neighbouring patches) at most half of it;
     ``margin`` (mirrored border, first patch origin ``-margin``) defaults to ``overlap - 1``, which
     with the default patch and overlap reproduces ukis-csmask's grid. Without ``model`` the
@@ -221,6 +234,8 @@ def predict(
     # one affine map from input units to the model's standardised units
     a = (gain / std).reshape(1, -1, 1, 1)
     b = ((bias - mean) / std).reshape(1, -1, 1, 1)
+    # nodata enters the network as reflectance 0, as in ukis-csmask (its models saw swath edges so)
+    fill = (-mean / std).reshape(1, -1, 1, 1)
     bs = batch_size or _default_batch(dev, ph, pw)
     autocast = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
@@ -262,7 +277,9 @@ def predict(
                 m = torch.from_numpy(np.stack([_cut(valid, y0, x0, ph, pw) for x0 in batch]))
                 x = x.to(dev, non_blocking=True)
                 m = m.to(dev, non_blocking=True).unsqueeze(1)
-                x = torch.where(m, x * a + b, 0.0)
+                if scale is not None:
+                    m = _band_valid(x, nodata)
+                x = torch.where(m, x * a + b, fill)
                 with autocast:
                     logits = model(x)
                 probs = (torch.softmax(logits.float(), dim=1) * weight).cpu().numpy()

@@ -145,7 +145,7 @@ class Runner:
             t0 = time.perf_counter()
             pred = predict(scene.dn, scene.valid, spec, self.model(spec), device=str(self.device),
                            batch_size=self.config.batch_size, progress=self.progress.patches,
-                           scale=scene.scale, offset=scene.offset)
+                           scale=scene.scale, offset=scene.offset, nodata=scene.nodata)
             seconds["infer"] = time.perf_counter() - t0
             stage = "publish"
             self.progress.stage(item.id, stage)

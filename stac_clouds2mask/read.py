@@ -163,7 +163,7 @@ def read_scene(
 
         dn = np.empty((len(bands), height, width), dtype=np.result_type(*(d[3].dtypes[0] for d in datasets)))
         valid = np.ones((height, width), dtype=bool)
-        scales, offsets = [], []
+        scales, offsets, nodatas = [], [], []
         hrefs = {}
         for i, (band, key, asset, ds, crs) in enumerate(datasets):
             if crs != grid_crs:
@@ -180,9 +180,10 @@ def read_scene(
             valid &= dn[i] != 0
             if nodata is not None:
                 valid &= dn[i] != nodata
+            nodatas.append(nodata)
             scale, offset = scale_offset(item, key, asset)
             scales.append(scale)
             offsets.append(offset)
             hrefs[key] = ds.name
-    return Scene(item=item, dn=dn, scale=tuple(scales), offset=tuple(offsets), valid=valid, bands=tuple(bands),
+    return Scene(item=item, dn=dn, scale=tuple(scales), offset=tuple(offsets), nodata=tuple(nodatas), valid=valid, bands=tuple(bands),
                  crs=grid_crs, transform=transform, level=product_level(item), assets=hrefs)

@@ -16,13 +16,15 @@ class Scene:
 
     dn: (bands, H, W) as stored (uint16 for Sentinel-2): half the memory of float32 reflectance,
     which matters for full 10 m scenes. reflectance = dn * scale + offset (TOA for L1C, BOA for
-    L2A, the +1000 offset removed). valid: bool (H, W), False where any band is nodata.
+    L2A, the +1000 offset removed). nodata: each band's declared nodata DN besides 0 (None if none).
+    valid: bool (H, W), False where any band is nodata.
     """
 
     item: pystac.Item
     dn: np.ndarray
     scale: tuple[float, ...]
     offset: tuple[float, ...]
+    nodata: tuple[float | None, ...]
     valid: np.ndarray
     bands: tuple[str, ...]
     crs: CRS

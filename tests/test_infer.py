@@ -242,8 +242,28 @@ def test_stripes_match_when_whole_patch_rows_are_nodata(spec6):
     dn = rng.integers(1000, 4000, size=(6, 900, 700)).astype(np.uint16)
     valid = np.ones((900, 700), bool)
     valid[300:800] = False
+    dn[:, ~valid] = 0  # nodata as Sentinel-2 stores it
     refl = dn.astype(np.float32) * np.float32(1e-4) - np.float32(0.1)
     a = predict(refl, valid, spec6, model, device="cpu")
     b = predict(dn, valid, spec6, model, device="cpu", scale=[1e-4] * 6, offset=[-0.1] * 6)
     assert (a.classes[~valid] == NODATA).all() and (a.classes[valid] != NODATA).all()
     assert (a.classes == b.classes).mean() > 0.9999
+
+
+def test_dn_input_keeps_partially_valid_pixels_as_ukis_csmask_does(spec6):
+    """Plumbing with a tiny random conv: a band that is nodata (DN 0) enters as reflectance 0,
+    while the other bands of the same pixel enter as they are (swath edges differ by band)."""
+    torch.manual_seed(0)
+    model = nn.Conv2d(6, 3, 3, padding=1)
+    rng = np.random.default_rng(1)
+    dn = rng.integers(1000, 4000, size=(6, 64, 64)).astype(np.uint16)
+    dn[5, :, :20] = 0  # one band's edge further in than the others
+    valid = (dn != 0).all(axis=0)
+    a = predict(dn, valid, spec6, model, device="cpu", scale=[1e-4] * 6, offset=[0.0] * 6)
+    refl = dn.astype(np.float32) * np.float32(1e-4)
+    b = predict(refl, np.ones_like(valid), spec6, model, device="cpu")
+    assert (a.classes[~valid] == NODATA).all()
+    assert (a.classes[valid] == b.classes[valid]).all()
+    dn[0, :, :20] = 9999  # different values in the other bands must now matter next to the edge
+    c = predict(dn, valid, spec6, model, device="cpu", scale=[1e-4] * 6, offset=[0.0] * 6)
+    assert (c.classes[:, 20:22] != a.classes[:, 20:22]).any()
