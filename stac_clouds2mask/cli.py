@@ -86,6 +86,8 @@ def run(
     publish_api: Annotated[Optional[str], typer.Option(metavar="URL", help="Also publish the items to this STAC API (Transactions extension): POST, or PUT when the item exists.")] = None,
     api_header: Annotated[Optional[list[str]], typer.Option(metavar="'NAME: VALUE'", help="Extra HTTP header for --publish-api, e.g. 'Authorization: Bearer TOKEN'.")] = None,
     api_token: Annotated[Optional[str], typer.Option(metavar="TOKEN", envvar="STAC_CLOUDS2MASK_API_TOKEN", show_envvar=True, help="Bearer token for --publish-api (sent as 'Authorization: Bearer TOKEN').")] = None,
+    target_collection: Annotated[Optional[str], typer.Option(metavar="ID", help="Collection of the published masks (default: <source collection>-cloudmask).")] = None,
+    api_retries: Annotated[int, typer.Option(metavar="N", help="Retries with backoff for 429 / 5xx / connection errors of --publish-api.")] = 5,
     resolution: Annotated[int, typer.Option(metavar="METRES", help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own resolution.")] = 20,
     device: Annotated[str, typer.Option(metavar="DEVICE", help="auto (CUDA when present, else CPU), cpu or cuda.")] = "auto",
     model: Annotated[str, typer.Option(metavar="NAME", help="auto (6-band when SWIR is present, L1C or L2A by the item's level) or a name from `stac-clouds2mask models`.")] = "auto",
@@ -113,7 +115,8 @@ def run(
             max_cloud=max_cloud, ids=id_list, limit=limit, collections=tuple(collection) if collection else None,
         )
         config = RunConfig(output=output, publish_api=publish_api, api_headers={**({"Authorization": f"Bearer {api_token}"} if api_token else {}), **_headers(api_header)}, resolution=resolution,
-                           device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options)
+                           device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options,
+                           collection_id=target_collection, api_retries=api_retries)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with RichProgress(*columns, console=console, transient=False) as bar:
             report = run_pipeline(sources or [EARTH_SEARCH], config, filters, RichProgressDisplay(bar))

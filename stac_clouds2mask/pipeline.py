@@ -37,6 +37,8 @@ class RunConfig:
     overwrite: bool = False
     batch_size: int | None = None
     options: StorageOptions = field(default_factory=StorageOptions)
+    collection_id: str | None = None
+    api_retries: int = 5
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -117,8 +119,8 @@ class Runner:
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
         self.models: dict[str, torch.nn.Module] = {}
-        api = StacApi(config.publish_api, headers=config.api_headers) if config.publish_api else None
-        self.publisher = Publisher(StaticCatalog(config.output, config.options), api)
+        api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries) if config.publish_api else None
+        self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id)
 
     def model(self, spec: ModelSpec) -> torch.nn.Module:
         if spec.name not in self.models:
