@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,9 +15,9 @@ from . import __version__
 from .errors import Clouds2MaskError, InvalidInputError, ItemError
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, predict, resolve_device
 from .model import ModelSpec, choose_model, get_model_spec, load_model
-from .publish import Publisher, StacApi, StaticCatalog
+from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
-from .scene import MaskResult
+from .scene import MaskResult, Scene
 from .search import SearchFilters, search
 from .storage import StorageOptions
 
@@ -127,51 +128,110 @@ class Runner:
             self.models[spec.name] = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
         return self.models[spec.name]
 
-    def run_item(self, item: pystac.Item) -> ItemOutcome:
-        seconds: dict[str, float] = {}
-        stage = "model"
+    def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:
+        """Run one stage of one item; any error of that item ends its work as a failed outcome."""
+        if work.outcome is not None:
+            return
+        self.progress.stage(work.item.id, stage)
+        t0 = time.perf_counter()
         try:
-            self.progress.stage(item.id, stage)
-            spec = select_model(item, self.config.model)
-            settings = settings_for(spec, self.config)
-            plan = self.publisher.plan(item, settings, overwrite=self.config.overwrite)  # skip / new / new version / overwrite
-            if plan.skip:
-                return ItemOutcome(item.id, "skipped", error=plan.reason)
-            stage = "read"
-            self.progress.stage(item.id, stage)
-            t0 = time.perf_counter()
-            scene = read_scene(item, spec.bands, self.config.resolution, self.config.options)
-            seconds["read"] = time.perf_counter() - t0
-            stage = "infer"
-            self.progress.stage(item.id, stage)
-            t0 = time.perf_counter()
-            pred = predict(scene.dn, scene.valid, spec, self.model(spec), device=str(self.device),
-                           batch_size=self.config.batch_size, progress=self.progress.patches,
-                           scale=scene.scale, offset=scene.offset, nodata=scene.nodata)
-            seconds["infer"] = time.perf_counter() - t0
-            stage = "publish"
-            self.progress.stage(item.id, stage)
-            t0 = time.perf_counter()
-            result = MaskResult(scene=scene, classes=pred.classes, model_name=spec.name, settings=settings)
-            published = self.publisher.publish(result, spec, plan)
-            seconds["publish"] = time.perf_counter() - t0
-            return ItemOutcome(item.id, "published", item=published, seconds=seconds)
+            step()
         except ItemError as exc:
-            return ItemOutcome(item.id, "failed", error=str(exc), stage=exc.stage or stage, seconds=seconds)
+            work.outcome = ItemOutcome(work.item.id, "failed", error=str(exc), stage=exc.stage or stage, seconds=work.seconds)
         except InvalidInputError:
             raise
         except (Clouds2MaskError, OSError, RuntimeError, ValueError) as exc:
-            return ItemOutcome(item.id, "failed", error=f"item {item.id!r}: {type(exc).__name__}: {exc}", stage=stage, seconds=seconds)
+            work.outcome = ItemOutcome(work.item.id, "failed", error=f"item {work.item.id!r}: {type(exc).__name__}: {exc}",
+                                       stage=stage, seconds=work.seconds)
+        finally:
+            if stage != "model":
+                work.seconds[stage] = time.perf_counter() - t0
+
+    def prepare(self, item: pystac.Item) -> _Work:
+        """Model choice, the publish plan (skip / new / new version / overwrite), then the read."""
+        work = _Work(item)
+
+        def choose() -> None:
+            work.spec = select_model(item, self.config.model)
+            work.settings = settings_for(work.spec, self.config)
+            work.plan = self.publisher.plan(item, work.settings, overwrite=self.config.overwrite)
+            if work.plan.skip:
+                work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason)
+
+        def read() -> None:
+            work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options)
+
+        self._stage(work, "model", choose)
+        self._stage(work, "read", read)
+        return work
+
+    def infer(self, work: _Work) -> None:
+        def step() -> None:
+            scene = work.scene
+            pred = predict(scene.dn, scene.valid, work.spec, self.model(work.spec), device=str(self.device),
+                           batch_size=self.config.batch_size, progress=self.progress.patches,
+                           scale=scene.scale, offset=scene.offset, nodata=scene.nodata)
+            work.result = MaskResult(scene=scene, classes=pred.classes, model_name=work.spec.name, settings=work.settings)
+
+        self._stage(work, "infer", step)
+
+    def publish(self, work: _Work) -> ItemOutcome:
+        def step() -> None:
+            published = self.publisher.publish(work.result, work.spec, work.plan)
+            work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds)
+
+        self._stage(work, "publish", step)
+        return work.outcome
+
+    def run_item(self, item: pystac.Item) -> ItemOutcome:
+        """One item through every stage, in this thread."""
+        work = self.prepare(item)
+        self.infer(work)
+        return self.publish(work)
 
     def run(self, items: Iterable[pystac.Item]) -> RunReport:
+        """All items, with item N+1 read while item N is inferred and item N-1 written.
+
+        One item per stage at a time (a reader thread, this thread, a writer thread), so memory
+        stays at three scenes however long the batch is.
+        """
         items = list(items)
         report = RunReport()
         self.progress.start(len(items))
-        for item in items:
-            outcome = self.run_item(item)
+
+        def done(outcome: ItemOutcome) -> None:
             report.outcomes.append(outcome)
             self.progress.item_done(outcome)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+            reading = reader.submit(self.prepare, items[0]) if items else None
+            writing: Future[ItemOutcome] | None = None
+            for i in range(len(items)):
+                assert reading is not None
+                work = reading.result()
+                reading = reader.submit(self.prepare, items[i + 1]) if i + 1 < len(items) else None
+                self.infer(work)
+                if writing is not None:
+                    done(writing.result())
+                writing = writer.submit(self.publish, work)
+            if writing is not None:
+                done(writing.result())
         return report
+
+
+@dataclass
+class _Work:
+    """One item on its way through the stages; `outcome` is set once it is decided."""
+
+    item: pystac.Item
+    spec: ModelSpec | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    plan: PublishPlan | None = None
+    scene: Scene | None = None
+    result: MaskResult | None = None
+    outcome: ItemOutcome | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run(

@@ -146,3 +146,27 @@ def test_models_command_lists_embedded_models():
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == ["model_6b_l1c", "model_4b_l1c", "model_6b_l2a", "model_4b_l2a"]
     assert rows[0]["bands"] == ["blue", "green", "red", "nir", "swir16", "swir22"]
+
+
+def test_batch_overlaps_read_infer_write_in_three_threads(sample_catalog, tmp_path):
+    """Reading runs in a reader thread, inference in the caller's, publishing in a writer thread;
+    outcomes come back in input order."""
+    import threading
+
+    from stac_clouds2mask.pipeline import Progress, RunConfig, Runner
+    from stac_clouds2mask.search import SearchFilters, search
+
+    class Record(Progress):
+        def __init__(self):
+            self.events: list[tuple[str, str, str]] = []
+
+        def stage(self, item_id: str, stage: str) -> None:
+            self.events.append((item_id, stage, threading.current_thread().name))
+
+    items = search(str(sample_catalog), SearchFilters(collections=("sentinel-2-l1c-samples",)))
+    record = Record()
+    report = Runner(RunConfig(output=str(tmp_path / "m"), device="cpu"), record).run(items)
+    assert [o.source_id for o in report.outcomes] == [i.id for i in items]
+    assert {o.status for o in report.outcomes} == {"published"}
+    threads = {stage: {t.split("_")[0] for _, s, t in record.events if s == stage} for stage in ("read", "infer", "publish")}
+    assert threads == {"read": {"read"}, "infer": {threading.current_thread().name.split("_")[0]}, "publish": {"write"}}
