@@ -78,15 +78,20 @@ def _window(length: int, overlap: int, single: bool) -> np.ndarray:
     return tukey(length, alpha=alpha).astype(np.float32)
 
 
+def _symmetric(start: int, length: int, n: int) -> np.ndarray | slice:
+    """Indices ``start .. start+length`` into an axis of ``n``, mirrored at both ends the way
+    ``numpy.pad(mode="symmetric")`` mirrors the whole axis (edge sample repeated)."""
+    if start >= 0 and start + length <= n:
+        return slice(start, start + length)
+    idx = np.arange(start, start + length) % (2 * n)
+    return np.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
 def _cut(arr: np.ndarray, y0: int, x0: int, ph: int, pw: int) -> np.ndarray:
-    """``arr[..., y0:y0+ph, x0:x0+pw]`` with the part outside the array mirrored (symmetric)."""
+    """``arr[..., y0:y0+ph, x0:x0+pw]`` with the part outside the array mirrored from the whole
+    array (as ukis-csmask pads the scene), not from the part that was cut."""
     h, w = arr.shape[-2:]
-    ya, yb, xa, xb = max(y0, 0), min(y0 + ph, h), max(x0, 0), min(x0 + pw, w)
-    part = arr[..., ya:yb, xa:xb]
-    pads = ((ya - y0, y0 + ph - yb), (xa - x0, x0 + pw - xb))
-    if not any(pads[0] + pads[1]):
-        return part
-    return np.pad(part, ((0, 0),) * (arr.ndim - 2) + pads, mode="symmetric")
+    return arr[..., _symmetric(y0, ph, h), :][..., _symmetric(x0, pw, w)]
 
 
 def _default_batch(device: torch.device, ph: int, pw: int) -> int:

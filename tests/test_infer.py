@@ -267,3 +267,14 @@ def test_dn_input_keeps_partially_valid_pixels_as_ukis_csmask_does(spec6):
     dn[0, :, :20] = 9999  # different values in the other bands must now matter next to the edge
     c = predict(dn, valid, spec6, model, device="cpu", scale=[1e-4] * 6, offset=[0.0] * 6)
     assert (c.classes[:, 20:22] != a.classes[:, 20:22]).any()
+
+
+def test_patches_at_the_edge_mirror_the_whole_scene():
+    """Patches reaching far past the edge mirror the scene as numpy.pad(mode='symmetric') does
+    (ukis-csmask pads the scene so), not the sliver of the scene inside the patch."""
+    from stac_clouds2mask.infer import _cut
+
+    arr = np.random.default_rng(0).random((2, 37, 29))
+    padded = np.pad(arr, ((0, 0), (300, 300), (300, 300)), mode="symmetric")
+    for y0, x0, ph, pw in [(-51, -51, 128, 96), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160)]:
+        np.testing.assert_array_equal(_cut(arr, y0, x0, ph, pw), padded[:, y0 + 300:y0 + 300 + ph, x0 + 300:x0 + 300 + pw])
