@@ -242,6 +242,7 @@ def predict(
     # nodata enters the network as reflectance 0, as in ukis-csmask (its models saw swath edges so)
     fill = (-mean / std).reshape(1, -1, 1, 1)
     bs = batch_size or _default_batch(dev, ph, pw)
+    compiled = isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
     autocast = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
 
@@ -280,14 +281,17 @@ def predict(
             for batch in _batches(xs, bs):
                 x = torch.from_numpy(np.stack([_cut(reflectance, y0, x0, ph, pw) for x0 in batch]).astype(to_float, copy=False))
                 m = torch.from_numpy(np.stack([_cut(valid, y0, x0, ph, pw) for x0 in batch]))
+                if compiled and len(batch) < bs:  # keep one input shape: a new one recompiles (~1 min)
+                    x = torch.cat([x, x.new_zeros((bs - len(batch), *x.shape[1:]))])
                 x = x.to(dev, non_blocking=True)
+                m = torch.cat([m, m.new_zeros((x.shape[0] - len(batch), *m.shape[1:]))]) if compiled else m
                 m = m.to(dev, non_blocking=True).unsqueeze(1)
                 if scale is not None:
                     m = _band_valid(x, nodata)
-                x = torch.where(m, x * a + b, fill)
+                x = torch.where(m, x * a + b, fill).contiguous()
                 with autocast:
                     logits = model(x)
-                probs = (torch.softmax(logits.float(), dim=1) * weight).cpu().numpy()
+                probs = (torch.softmax(logits[:len(batch)].float(), dim=1) * weight).cpu().numpy()
                 ya, yb = max(y0, 0), min(y0 + ph, h)
                 for p, x0 in zip(probs, batch):
                     xa, xb = max(x0, 0), min(x0 + pw, w)

@@ -40,6 +40,7 @@ class RunConfig:
     options: StorageOptions = field(default_factory=StorageOptions)
     collection_id: str | None = None
     api_retries: int = 5
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -125,7 +126,8 @@ class Runner:
 
     def model(self, spec: ModelSpec) -> torch.nn.Module:
         if spec.name not in self.models:
-            self.models[spec.name] = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
+            model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
+            self.models[spec.name] = torch.compile(model) if self.config.compile else model
         return self.models[spec.name]
 
     def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:
