@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,27 +90,25 @@ def read_json(url: str, options: StorageOptions | None = None) -> dict[str, Any]
         return json.loads(f.read())
 
 
-def write_bytes_atomic(url: str, data: bytes, options: StorageOptions | None = None) -> None:
+def _atomic(url: str, options: StorageOptions | None, write: Callable[[fsspec.AbstractFileSystem, str], None]) -> None:
     """Write under a temporary name, then move into place, so readers never see a partial object."""
     fs, path = get_fs(url, options)
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
+    write(fs, tmp)
     fs.mv(tmp, path)
+
+
+def write_bytes_atomic(url: str, data: bytes, options: StorageOptions | None = None) -> None:
+    """Write bytes to a URL atomically (see _atomic)."""
+    _atomic(url, options, lambda fs, tmp: fs.pipe_file(tmp, data))
 
 
 def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = None) -> None:
-    """Upload (or copy) a local file to a URL under a temporary name, then move it into place."""
-    fs, path = get_fs(url, options)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fs.put_file(local_path, tmp)
-    fs.mv(tmp, path)
+    """Upload (or copy) a local file to a URL atomically (see _atomic)."""
+    _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))
 
 
 class FsspecStacIO(pystac.StacIO):
