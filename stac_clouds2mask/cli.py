@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -42,33 +44,49 @@ class RichProgressDisplay(Progress):
         self.bar.update(self.task, total=total, description=f"{total} item(s)")
 
     def stage(self, item_id: str, stage: str) -> None:
-        self.bar.update(self.task, description=f"{stage:<7} {item_id}")
+        self.bar.update(self.task, description=escape(f"{stage:<7} {item_id!r}"))
 
     def item_done(self, outcome: ItemOutcome) -> None:
-        mark = {"published": "[green]published", "skipped": "[yellow]skipped", "failed": "[red]failed"}[outcome.status]
+        mark = {"published": "[green]published", "skipped": "[yellow]skipped", "failed": "[red]failed",
+                "not_run": "[yellow]not run"}[outcome.status]
         detail = f": {outcome.error}" if outcome.status == "failed" else ""
         timing = " ".join(f"{k} {v:.1f}s" for k, v in outcome.seconds.items())
-        self.bar.console.print(f"{mark}[/] {outcome.source_id}{detail} {('(' + timing + ')') if timing else ''}")
+        self.bar.console.print(f"{mark}[/] {escape(_shown(outcome.source_id) + detail)} {('(' + timing + ')') if timing else ''}")
         self.bar.advance(self.task)
 
 
+def _shown(item_id: str) -> str:
+    """An item id as printed: as is when plain, quoted (control characters escaped) when not."""
+    return item_id if item_id.isprintable() and item_id.strip() == item_id and item_id else repr(item_id)
+
+
 def _summary(report: RunReport) -> None:
-    pub, skip, fail = (report.by_status(s) for s in ("published", "skipped", "failed"))
-    console.print(f"\n[bold]{len(pub)} published, {len(skip)} skipped, {len(fail)} failed[/] of {len(report.outcomes)} item(s)")
+    pub, skip, fail, not_run = (report.by_status(s) for s in ("published", "skipped", "failed", "not_run"))
+    rest = f", {len(not_run)} not run" if not_run else ""
+    console.print(f"\n[bold]{len(pub)} published, {len(skip)} skipped, {len(fail)} failed{rest}[/] of {len(report.outcomes)} item(s)")
     if fail:
         table = Table("source item", "stage", "error", title="Failed items", title_style="bold red")
         for o in fail:
-            table.add_row(o.source_id, o.stage or "", o.error or "")
+            table.add_row(escape(_shown(o.source_id)), escape(o.stage or ""), escape(o.error or ""))
         console.print(table)
+    if report.path:
+        console.print(f"run report: {escape(report.path)}")
+    elif report.report_error:
+        console.print(f"[yellow]warning:[/] {escape(report.report_error)}")
 
 
 def _headers(values: list[str] | None) -> dict[str, str]:
     headers = {}
     for value in values or []:
         name, sep, text = value.partition(":")
-        if not sep or not name.strip():
-            raise InvalidInputError(f"--api-header must look like 'Name: value', got {value!r}")
-        headers[name.strip()] = text.strip()
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidInputError("--api-header must look like 'Name: value' (got one without a name or ':'; the value is not shown)")
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise InvalidInputError(f"--api-header name {name!r} is not a valid HTTP header name")
+        if any(c in text for c in "\r\n\0"):
+            raise InvalidInputError(f"--api-header {name!r} has a line break or NUL in its value (not shown)")
+        headers[name] = text.strip()
     return headers
 
 
@@ -94,6 +112,7 @@ def run(
     batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="Patches per batch (default: sized for the device).")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model: a one-off ~1 min on CPU, then ~1.5x faster patches; pays off for full scenes.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace masks that are already published.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed item (exit 1); the items after it are reported as not run.")] = False,
     requester_pays: Annotated[bool, typer.Option("--requester-pays", help="Pay for reads from requester-pays buckets (e.g. s3://sentinel-s2-l1c).")] = False,
     anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests (default: signed when AWS credentials are found).")] = None,
     endpoint_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Custom S3 endpoint, e.g. https://eodata.dataspace.copernicus.eu (also AWS_ENDPOINT_URL).")] = None,
@@ -106,7 +125,17 @@ def run(
 
       stac-clouds2mask run --bbox 11.0 51.0 12.0 52.0 --datetime 2024-06-01/2024-06-30 --max-cloud 40 --requester-pays -o s3://my-bucket/masks
 
-    Exit status: 0 all items published or skipped, 1 some items failed (listed at the end), 2 bad invocation.
+    [bold]Exit status[/]: 0 every item published or skipped (also when the search finds none); 1 some items failed
+    (listed at the end; with --fail-fast the rest are not run); 2 bad invocation (an option, filter, source or
+    AOI that cannot be used: nothing is written).
+
+    [bold]Run report[/]: every run writes OUTPUT/.clouds2mask-runs/run-<UTC time>-<random>.json with, per item, the
+    status, stage, error class and message and seconds per stage, plus the settings (no credentials) and totals.
+
+    [bold]Item ids[/] become folder and file names: an id (or target collection id) that is empty, '.' or '..',
+    has a leading or trailing blank, contains '/', '\\', '?', '#', '*' or control characters, or is longer than
+    200 characters is refused as a failed item before anything is written. An all-nodata scene is published
+    with valid 0 % (every pixel 255).
     """
     try:
         options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
@@ -117,12 +146,12 @@ def run(
         )
         config = RunConfig(output=output, publish_api=publish_api, api_headers={**({"Authorization": f"Bearer {api_token}"} if api_token else {}), **_headers(api_header)}, resolution=resolution,
                            device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options,
-                           collection_id=target_collection, api_retries=api_retries, compile=compile_model)
+                           collection_id=target_collection, api_retries=api_retries, compile=compile_model, fail_fast=fail_fast)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with RichProgress(*columns, console=console, transient=False) as bar:
             report = run_pipeline(sources or [EARTH_SEARCH], config, filters, RichProgressDisplay(bar))
     except InvalidInputError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     _summary(report)
     raise typer.Exit(report.exit_code)

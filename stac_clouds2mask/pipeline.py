@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,10 +25,57 @@ from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
 from .scene import MaskResult, Scene
 from .search import SearchFilters, search
-from .storage import StorageOptions
+from .storage import StorageOptions, join, write_bytes_atomic
 
 RESOLUTIONS = (10, 20, 30, 60)
-Status = Literal["published", "skipped", "failed"]
+Status = Literal["published", "skipped", "failed", "not_run"]
+RUNS_DIR = ".clouds2mask-runs"
+REPORT_TYPE = "clouds2mask-run-report"
+_UNSAFE_CHARS = "/\\?#*"
+
+
+def unsafe_segment(name: object) -> str | None:
+    """Why `name` cannot be one path segment under the output prefix, or None when it can.
+
+    The rule (item ids and collection ids become folder and file names): not empty, not '.' or
+    '..', no leading or trailing blank, no '/', '\\', '?', '#' or '*' (path separators, and what
+    fsspec reads as query, fragment or glob), no control characters, at most 200 characters.
+    Such ids are refused, never rewritten, so two different source ids cannot map to one mask.
+    """
+    if not isinstance(name, str) or not name:
+        return "is empty"
+    if name in (".", ".."):
+        return f"is {name!r}"
+    if name != name.strip():
+        return "starts or ends with a blank"
+    bad = sorted({c for c in name if c in _UNSAFE_CHARS})
+    if bad:
+        return f"contains {' '.join(repr(c) for c in bad)}"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        return "contains control characters"
+    if len(name) > 200:
+        return f"is {len(name)} characters long (at most 200)"
+    return None
+
+
+_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?")
+
+
+def redact(text: str | None, secrets_: Iterable[str] = ()) -> str | None:
+    """`text` without URL user info, URL queries (signed URLs) and any of the given secret values."""
+    if text is None:
+        return None
+    out = _URL.sub(lambda m: m["scheme"] + ("***@" if m["userinfo"] else "") + m["rest"] + ("?***" if m["query"] else ""), text)
+    for secret in secrets_:
+        if secret and len(secret) >= 4:
+            out = out.replace(secret, "***")
+    return out
+
+
+def _environment_secrets() -> list[str]:
+    """Credential values from the environment, to keep them out of messages and reports."""
+    names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "STAC_CLOUDS2MASK_API_TOKEN")
+    return [v for v in (os.environ.get(n) for n in names) if v]
 
 
 @dataclass(frozen=True)
@@ -41,8 +94,12 @@ class RunConfig:
     collection_id: str | None = None
     api_retries: int = 5
     compile: bool = False
+    fail_fast: bool = False
+    write_report: bool = True
 
     def __post_init__(self) -> None:
+        if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
+            raise InvalidInputError(f"--target-collection {self.collection_id!r} {why}; it must be a single path segment")
         if self.resolution not in RESOLUTIONS:
             raise InvalidInputError(f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {self.resolution:g}")
         if self.model != "auto":
@@ -66,11 +123,17 @@ class ItemOutcome:
     error: str | None = None
     stage: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    error_class: str | None = None
+    asset: str | None = None
+    retries: int = 0  # not tracked per item yet: always 0
+    collection: str | None = None
 
 
 @dataclass
 class RunReport:
     outcomes: list[ItemOutcome] = field(default_factory=list)
+    path: str | None = None  # where the JSON run report was written
+    report_error: str | None = None  # why it could not be written
 
     def by_status(self, status: Status) -> list[ItemOutcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -123,6 +186,23 @@ class Runner:
         self.models: dict[str, torch.nn.Module] = {}
         api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries) if config.publish_api else None
         self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id)
+        self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
+        self._lock = threading.Lock()
+
+    def _secrets(self) -> list[str]:
+        return [*self.config.api_headers.values(), *_environment_secrets()]
+
+    def _failed(self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None) -> None:
+        work.outcome = ItemOutcome(work.item.id, "failed", error=redact(error, self._secrets()), stage=stage, seconds=work.seconds,
+                                   error_class=error_class, asset=asset, collection=work.item.collection_id)
+        if self.config.fail_fast:
+            with self._lock:
+                self._stop_at = work.index if self._stop_at is None else min(self._stop_at, work.index)
+
+    def _stopped(self, work: _Work) -> bool:
+        """Under fail_fast, whether an earlier item (in input order) failed: then this one is not run."""
+        stop = self._stop_at
+        return stop is not None and work.index > stop
 
     def model(self, spec: ModelSpec) -> torch.nn.Module:
         if spec.name not in self.models:
@@ -132,37 +212,45 @@ class Runner:
 
     def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:
         """Run one stage of one item; any error of that item ends its work as a failed outcome."""
-        if work.outcome is not None:
+        if work.outcome is not None or self._stopped(work):
             return
         self.progress.stage(work.item.id, stage)
         t0 = time.perf_counter()
         try:
             step()
         except ItemError as exc:
-            work.outcome = ItemOutcome(work.item.id, "failed", error=str(exc), stage=exc.stage or stage, seconds=work.seconds)
+            self._failed(work, exc.stage or stage, str(exc), type(exc).__name__, exc.asset)
         except InvalidInputError:
             raise
         except (Clouds2MaskError, OSError, RuntimeError, ValueError) as exc:
-            work.outcome = ItemOutcome(work.item.id, "failed", error=f"item {work.item.id!r}: {type(exc).__name__}: {exc}",
-                                       stage=stage, seconds=work.seconds)
+            self._failed(work, stage, f"item {work.item.id!r}: {type(exc).__name__}: {exc}", type(exc).__name__)
         finally:
-            if stage != "model":
+            if stage not in ("model", "validate"):
                 work.seconds[stage] = time.perf_counter() - t0
 
-    def prepare(self, item: pystac.Item) -> _Work:
-        """Model choice, the publish plan (skip / new / new version / overwrite), then the read."""
-        work = _Work(item)
+    def prepare(self, item: pystac.Item, index: int = 0) -> _Work:
+        """Id checks, model choice, the publish plan (skip / new / new version / overwrite), then the read."""
+        work = _Work(item, index)
+
+        def validate() -> None:
+            """Ids become folder and file names under the output: refuse any that could leave it."""
+            for what, value in (("item id", item.id), ("target collection id", self.publisher.target_collection(item))):
+                why = unsafe_segment(value)
+                if why:
+                    raise ItemError(item.id, f"{what} {value!r} {why}: refused, it would not be a "
+                                    "single path segment under the output", stage="validate")
 
         def choose() -> None:
             work.spec = select_model(item, self.config.model)
             work.settings = settings_for(work.spec, self.config)
             work.plan = self.publisher.plan(item, work.settings, overwrite=self.config.overwrite)
             if work.plan.skip:
-                work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason)
+                work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason, collection=item.collection_id)
 
         def read() -> None:
             work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options)
 
+        self._stage(work, "validate", validate)
         self._stage(work, "model", choose)
         self._stage(work, "read", read)
         return work
@@ -180,10 +268,11 @@ class Runner:
     def publish(self, work: _Work) -> ItemOutcome:
         def step() -> None:
             published = self.publisher.publish(work.result, work.spec, work.plan)
-            work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds)
+            work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds,
+                                       collection=work.item.collection_id)
 
         self._stage(work, "publish", step)
-        return work.outcome
+        return work.outcome or _not_run(work.item)
 
     def run_item(self, item: pystac.Item) -> ItemOutcome:
         """One item through every stage, in this thread."""
@@ -195,31 +284,96 @@ class Runner:
         """All items, with item N+1 read while item N is inferred and item N-1 written.
 
         One item per stage at a time (a reader thread, this thread, a writer thread), so memory
-        stays at three scenes however long the batch is.
+        stays at three scenes however long the batch is. Under `fail_fast` the first failure stops
+        the run: items after it are reported as "not_run". Unless `write_report` is off, the run
+        ends by writing a JSON run report under `<output>/.clouds2mask-runs/` (also when it aborts).
         """
         items = list(items)
         report = RunReport()
+        started = dt.datetime.now(dt.timezone.utc)
+        t0 = time.perf_counter()
+        self._stop_at = None
         self.progress.start(len(items))
 
         def done(outcome: ItemOutcome) -> None:
             report.outcomes.append(outcome)
             self.progress.item_done(outcome)
 
-        with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
-                ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-            reading = reader.submit(self.prepare, items[0]) if items else None
-            writing: Future[ItemOutcome] | None = None
-            for i in range(len(items)):
-                assert reading is not None
-                work = reading.result()
-                reading = reader.submit(self.prepare, items[i + 1]) if i + 1 < len(items) else None
-                self.infer(work)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
+                    ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+                reading = reader.submit(self.prepare, items[0], 0) if items else None
+                writing: Future[ItemOutcome] | None = None
+                for i in range(len(items)):
+                    assert reading is not None
+                    work = reading.result()
+                    reading = reader.submit(self.prepare, items[i + 1], i + 1) if i + 1 < len(items) and self._stop_at is None else None
+                    self.infer(work)
+                    if writing is not None:
+                        done(writing.result())
+                    writing = writer.submit(self.publish, work)
+                    if reading is None:
+                        break
                 if writing is not None:
                     done(writing.result())
-                writing = writer.submit(self.publish, work)
-            if writing is not None:
-                done(writing.result())
+            for item in items[len(report.outcomes):]:
+                done(_not_run(item))
+        except BaseException as exc:
+            if self.config.write_report:
+                self._write_report(report, items, started, time.perf_counter() - t0,
+                                   aborted=redact(f"{type(exc).__name__}: {exc}", self._secrets()))
+            raise
+        if self.config.write_report:
+            self._write_report(report, items, started, time.perf_counter() - t0)
         return report
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings for the report: no header values, no credentials, URLs without user info or query."""
+        c = self.config
+        return {
+            "output": redact(c.output), "publish_api": redact(c.publish_api), "api_header_names": sorted(c.api_headers),
+            "resolution": c.resolution, "device": str(self.device), "model": c.model, "overwrite": c.overwrite,
+            "batch_size": c.batch_size, "target_collection": c.collection_id, "api_retries": c.api_retries,
+            "compile": c.compile, "fail_fast": c.fail_fast,
+            "storage": {"anon": c.options.anon, "requester_pays": c.options.requester_pays, "endpoint_url": redact(c.options.endpoint_url)},
+        }
+
+    def report_dict(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
+                    aborted: str | None = None) -> dict[str, Any]:
+        """The JSON run report: one entry per source item, the settings, the totals."""
+        by_id = {i.id: i.get_self_href() for i in items}
+        totals = {s: len(report.by_status(s)) for s in ("published", "skipped", "failed", "not_run")}
+        secrets_ = self._secrets()
+        return {
+            "type": REPORT_TYPE, "version": 1, "software": __version__,
+            "started": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "seconds": round(seconds, 3), "exit_code": report.exit_code if aborted is None else None, "aborted": aborted,
+            "settings": self.settings(),
+            "totals": {"items": len(items), **totals},
+            "items": [{
+                "source_id": o.source_id, "source_collection": o.collection, "source_href": redact(by_id.get(o.source_id), secrets_),
+                "status": o.status, "stage": o.stage, "error_class": o.error_class, "error": o.error, "asset": o.asset,
+                "seconds": {k: round(v, 3) for k, v in o.seconds.items()}, "retries": o.retries,
+                "mask_item_id": o.item.id if o.item is not None else None,
+            } for o in report.outcomes],
+        }
+
+    def _write_report(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
+                      aborted: str | None = None) -> None:
+        name = f"run-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}.json"
+        url = join(self.config.output, RUNS_DIR, name)
+        data = json.dumps(self.report_dict(report, items, started, seconds, aborted), indent=2).encode()
+        try:
+            write_bytes_atomic(url, data, self.config.options)
+            report.path = url
+        except (OSError, ValueError) as exc:
+            report.report_error = redact(f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets())
+
+
+def _not_run(item: pystac.Item) -> ItemOutcome:
+    return ItemOutcome(item.id, "not_run", error="not run: --fail-fast stopped the run at an earlier failure",
+                       collection=item.collection_id)
 
 
 @dataclass
@@ -227,6 +381,7 @@ class _Work:
     """One item on its way through the stages; `outcome` is set once it is decided."""
 
     item: pystac.Item
+    index: int = 0  # position in the run's input
     spec: ModelSpec | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     plan: PublishPlan | None = None

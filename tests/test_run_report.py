@@ -1,0 +1,88 @@
+"""The JSON run report written after every run, and --fail-fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stac_clouds2mask.cli import app
+from stac_clouds2mask.pipeline import RUNS_DIR, RunConfig, Runner
+from stac_clouds2mask.search import search
+
+D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
+E = "s2b-t32upc-20200406-l1c-n0209-10x10"
+
+
+def item_dict(sample_data_dir: Path, item_id: str) -> dict:
+    """A sample item with absolute asset hrefs, ready to go into an ItemCollection elsewhere."""
+    d = json.loads((sample_data_dir / item_id / f"{item_id}.json").read_text())
+    for asset in d["assets"].values():
+        asset["href"] = str(sample_data_dir / item_id / Path(asset["href"]).name)
+    d["links"] = []
+    return d
+
+
+def reports(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / RUNS_DIR).glob("run-*.json"))]
+
+
+def test_runner_writes_a_report_per_run(sample_data_dir, tmp_path):
+    no_nir = item_dict(sample_data_dir, E)
+    no_nir["id"] = "e-without-nir"
+    del no_nir["assets"]["nir"]
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E), no_nir]}))
+    out = tmp_path / "out"
+    report = Runner(RunConfig(output=str(out), device="cpu", api_headers={"Authorization": "Bearer sekrit-token"})).run(search(str(fc)))
+    [doc] = reports(out)
+    assert report.path and Path(report.path).name.startswith("run-") and Path(report.path) == next((out / RUNS_DIR).glob("*.json"))
+    assert doc["type"] == "clouds2mask-run-report" and doc["exit_code"] == 1 and doc["aborted"] is None
+    assert doc["totals"] == {"items": 2, "published": 1, "skipped": 0, "failed": 1, "not_run": 0}
+    good, bad = doc["items"]
+    assert good["source_id"] == E and good["status"] == "published" and good["mask_item_id"] == f"{E}_cloudmask"
+    assert set(good["seconds"]) == {"read", "infer", "publish"} and good["retries"] == 0 and good["error"] is None
+    assert bad["status"] == "failed" and bad["stage"] == "model" and bad["error_class"] == "ItemError"
+    assert "missing: nir" in bad["error"] and bad["mask_item_id"] is None
+    settings = doc["settings"]
+    assert settings["api_header_names"] == ["Authorization"] and settings["device"] == "cpu" and settings["resolution"] == 20
+    assert "sekrit-token" not in json.dumps(doc)
+    # a second run (all skipped) adds a second report and leaves the first alone
+    again = Runner(RunConfig(output=str(out), device="cpu")).run(search(str(fc), None))
+    assert [o.status for o in again.outcomes] == ["skipped", "failed"]
+    assert len(reports(out)) == 2 and doc in reports(out)
+
+
+def test_report_can_be_switched_off(sample_data_dir, tmp_path):
+    out = tmp_path / "out"
+    report = Runner(RunConfig(output=str(out), device="cpu", write_report=False)).run([])
+    assert report.path is None and not (out / RUNS_DIR).exists()
+
+
+def test_cli_prints_report_path_and_fail_fast_stops(sample_data_dir, tmp_path):
+    bad = item_dict(sample_data_dir, E)
+    bad["id"] = "e-bad-href"
+    bad["assets"]["red"]["href"] = str(tmp_path / "missing" / "B04.tif")
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection",
+                              "features": [item_dict(sample_data_dir, E), bad, item_dict(sample_data_dir, D)]}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(fc), "--output", str(out), "--fail-fast", "--device", "cpu"], catch_exceptions=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, text
+    assert "1 published, 0 skipped, 1 failed, 1 not run of 3 item(s)" in text
+    [doc] = reports(out)
+    assert f"run report: {out / RUNS_DIR}" in result.output.replace("\n", "")
+    assert [(i["source_id"], i["status"]) for i in doc["items"]] == [(E, "published"), ("e-bad-href", "failed"), (D, "not_run")]
+    assert doc["items"][1]["asset"] == "red" and doc["items"][1]["stage"] == "read" and "cannot open" in doc["items"][1]["error"]
+    assert doc["settings"]["fail_fast"] is True and doc["totals"]["not_run"] == 1
+    assert not list(out.glob(f"*/{D}_cloudmask"))
+
+
+def test_no_items_is_exit_0_with_a_report(sample_catalog, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(sample_catalog), "--output", str(out), "--ids", "nothing-like-this"], catch_exceptions=False)
+    assert result.exit_code == 0 and "0 published, 0 skipped, 0 failed of 0 item(s)" in " ".join(result.output.split())
+    [doc] = reports(out)
+    assert doc["items"] == [] and doc["exit_code"] == 0
