@@ -42,7 +42,9 @@ def unsafe_segment(name: object) -> str | None:
     fsspec reads as query, fragment or glob), no control characters, at most 200 characters.
     Such ids are refused, never rewritten, so two different source ids cannot map to one mask.
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name:
         return "is empty"
     if name in (".", ".."):
         return f"is {name!r}"
@@ -109,7 +111,7 @@ class RunConfig:
                 raise InvalidInputError(str(exc)) from exc
         try:
             resolve_device(self.device)
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
             raise InvalidInputError(str(exc)) from exc
 
 

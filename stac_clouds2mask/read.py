@@ -113,6 +113,15 @@ def open_raster(href: str, options: StorageOptions | None = None) -> rasterio.Da
     return rasterio.open(path, opener=fs)
 
 
+def _gdal_detail(exc: BaseException) -> str:
+    """The message of an exception and of the GDAL error behind it ("Read failed. See previous exception" says little)."""
+    cause = exc.__cause__ or exc.__context__
+    detail = str(exc)
+    if cause is not None and str(cause) and str(cause) not in detail:
+        detail = f"{detail} ({cause})"
+    return detail
+
+
 def _href(item: pystac.Item, key: str, asset: pystac.Asset) -> str:
     href = asset.get_absolute_href()
     if href is None:
@@ -148,11 +157,17 @@ def read_scene(
                 ds = stack.enter_context(open_raster(href, options))
             except (RasterioIOError, OSError) as exc:
                 raise ItemError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
-            crs = ds.crs or item_crs(item, asset)
+            declared = item_crs(item, asset)
+            crs = ds.crs or declared
             if crs is None:
                 raise ItemError(item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read")
+            if ds.crs and declared and ds.crs != declared and None not in (ds.crs.to_epsg(), declared.to_epsg()) \
+                    and ds.crs.to_epsg() != declared.to_epsg():
+                raise ItemError(item.id, f"wrong CRS: the file {href} is in {ds.crs} but the item declares {declared} (proj:code/proj:epsg)",
+                                asset=key, stage="read")
             if ds.transform.is_identity or ds.transform.b or ds.transform.d:
-                raise ItemError(item.id, f"no usable north-up geotransform in {href}", asset=key, stage="read")
+                raise ItemError(item.id, f"no usable north-up geotransform in {href} (not georeferenced, or a truncated file)",
+                                asset=key, stage="read")
             datasets.append((band, key, asset, ds, crs))
 
         finest = min(datasets, key=lambda d: abs(d[3].transform.a))
@@ -176,7 +191,7 @@ def read_scene(
                                src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
                     vrt.read(1, out=dn[i])
             except (RasterioIOError, OSError) as exc:
-                raise ItemError(item.id, f"cannot read {ds.name}: {exc}", asset=key, stage="read") from exc
+                raise ItemError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
             valid &= dn[i] != 0
             if nodata is not None:
                 valid &= dn[i] != nodata

@@ -14,6 +14,7 @@ from typing import Any
 
 import pystac
 import shapely.geometry
+import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
 from .errors import InvalidInputError
@@ -114,11 +115,16 @@ def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
 def load_geojson(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
     """Read an AOI file (local path or any fsspec URL)."""
     try:
-        return read_json(url, options)
+        data = read_json(url, options)
     except FileNotFoundError as exc:
         raise InvalidInputError(f"--intersects file not found: {url}") from exc
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise InvalidInputError(f"--intersects file {url} is not JSON: {exc}") from exc
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the --intersects file {url}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"--intersects file {url} holds a JSON {type(data).__name__}, not a GeoJSON object")
+    return data
 
 
 def is_api(source: str) -> bool:
@@ -132,7 +138,12 @@ def search(source: str, filters: SearchFilters | None = None, options: StorageOp
     filters = filters or SearchFilters()
     if is_api(source):
         return _search_api(source, filters)
-    return list(_limit(_filter_static(_read_static(source, options), filters), filters.limit))
+    try:
+        return list(_limit(_filter_static(_read_static(source, options), filters), filters.limit))
+    except InvalidInputError:
+        raise
+    except (OSError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot read the STAC source {source}: {type(exc).__name__}: {exc}") from exc
 
 
 def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
@@ -169,18 +180,31 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
         data = read_json(url, options)
     except FileNotFoundError as exc:
         raise InvalidInputError(f"STAC source not found: {url}") from exc
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise InvalidInputError(f"STAC source {url} is not JSON: {exc}") from exc
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the STAC source {url}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{url} holds a JSON {type(data).__name__}, not a STAC Catalog, Collection, Item or ItemCollection")
     kind = data.get("type")
     base = _absolute_url(url, options)
     if kind == "FeatureCollection":
-        for feature in data.get("features", []):
-            item = pystac.Item.from_dict(feature, migrate=True)
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise InvalidInputError(f"{url} is a FeatureCollection without a 'features' list")
+        for n, feature in enumerate(features):
+            try:
+                item = pystac.Item.from_dict(feature, migrate=True)
+            except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise InvalidInputError(f"feature {n} of {url} is not a STAC item: {type(exc).__name__}: {exc}") from exc
             if item.get_self_href() is None:
                 item.set_self_href(base)
             yield item
     elif kind == "Feature":
-        item = pystac.Item.from_dict(data, migrate=True)
+        try:
+            item = pystac.Item.from_dict(data, migrate=True)
+        except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(f"{url} is not a STAC item: {type(exc).__name__}: {exc}") from exc
         item.set_self_href(base)
         yield item
     elif kind in ("Catalog", "Collection"):
