@@ -226,6 +226,8 @@ class Runner:
             raise
         except (Clouds2MaskError, OSError, RuntimeError, ValueError) as exc:
             self._failed(work, stage, f"item {work.item.id!r}: {type(exc).__name__}: {exc}", type(exc).__name__)
+        except Exception as exc:  # a bug met by one item (KeyError in odd metadata, ...) fails that item, not the batch
+            self._failed(work, stage, f"item {work.item.id!r}: unexpected {type(exc).__name__} in {stage}: {exc}", type(exc).__name__)
         finally:
             if stage not in ("model", "validate"):
                 work.seconds[stage] = time.perf_counter() - t0

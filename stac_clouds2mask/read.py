@@ -13,7 +13,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import CRSError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 
 from .errors import ItemError
@@ -157,7 +157,12 @@ def read_scene(
                 ds = stack.enter_context(open_raster(href, options))
             except (RasterioIOError, OSError) as exc:
                 raise ItemError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
-            declared = item_crs(item, asset)
+            try:
+                declared = item_crs(item, asset)
+            except (CRSError, ValueError, TypeError) as exc:
+                if ds.crs is None:
+                    raise ItemError(item.id, f"unreadable proj:code/proj:epsg and no CRS in the file: {exc}", asset=key, stage="read") from exc
+                declared = None  # the file's own CRS is used
             crs = ds.crs or declared
             if crs is None:
                 raise ItemError(item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read")

@@ -215,6 +215,8 @@ def _bad_items(data: Path, files: dict[str, Path]) -> list[tuple[str, dict, str 
     add("unreadable-processing-baseline", x, "read", "blue", "unreadable s2:processing_baseline")
     add("no-crs-item-B", item_dict(data, B), "read", "blue", "no CRS")
     add("b01-only-item-C", item_dict(data, C), "model", None, "missing: blue, green, red, nir")
+    x = _variant(item_dict(data, B), "b-bogus-proj-code"); x["properties"]["proj:code"] = "banana"
+    add("no-crs-and-bogus-proj-code", x, "read", "blue", "unreadable proj:code/proj:epsg and no CRS in the file")
     add("id-dotdot-traversal", _variant(e, "../../escape"), "validate", None, "contains '/'")
     add("id-absolute-path", _variant(e, "/tmp/clouds2mask-escape"), "validate", None, "contains '/'")
     add("id-backslash", _variant(e, "..\\..\\escape"), "validate", None, "contains '\\\\'")
@@ -227,6 +229,8 @@ def _bad_items(data: Path, files: dict[str, Path]) -> list[tuple[str, dict, str 
     # accepted, not refused: a rich-markup-looking id is printed literally; an all-nodata scene is published (valid 0 %)
     add("id-rich-markup", _variant(e, "e-[bold]markup[/bold]x"), "validate", None, "contains '/'")
     add("id-rich-markup-safe", _variant(e, "e-[red]markup"), None, None, "")
+    x = _variant(e, "e-bogus-proj-code"); x["properties"]["proj:code"] = "EPSG:999999"
+    add("bogus-proj-code-but-file-crs", x, None, None, "")  # the file's own CRS is used
     x = _variant(e, "e-all-nodata")
     for key, band in SIX.items():
         x["assets"][key]["href"] = str(files[f"zero_{band}"])
@@ -253,6 +257,7 @@ def bad_batch(tmp_path_factory, sample_data_dir):
 BAD_ITEM_ROWS = [
     "missing-band-asset", "unreadable-href", "truncated-cog", "corrupt-file", "asset-crs-differs-from-item",
     "asset-crs-differs-from-bands", "unreadable-processing-baseline", "no-crs-item-B", "b01-only-item-C",
+    "no-crs-and-bogus-proj-code",
     "id-dotdot-traversal", "id-absolute-path", "id-backslash", "id-dotdot-only", "id-empty", "id-control-chars",
     "id-query-glob", "collection-traversal", "id-rich-markup",
 ]
@@ -264,7 +269,7 @@ def test_bad_batch_exits_1_without_traceback(bad_batch):
     assert "Traceback" not in result.output
     report = run_report(bad_batch["out"])
     assert report["totals"]["failed"] == len(BAD_ITEM_ROWS)
-    assert report["totals"]["published"] == 4  # E, D, the markup id, the all-nodata scene
+    assert report["totals"]["published"] == 5  # E, D, the markup id, the bogus proj:code, the all-nodata scene
     assert f"{report['totals']['published']} published, 0 skipped, {len(BAD_ITEM_ROWS)} failed" in flat(result.output)
 
 
@@ -284,7 +289,8 @@ def test_bad_item(bad_batch, row):
 
 def test_good_items_of_the_batch_are_published(bad_batch):
     published = published_items(bad_batch["out"])
-    assert set(published) == {E, D, "e-[red]markup", "e-all-nodata"}
+    assert set(published) == {E, D, "e-[red]markup", "e-bogus-proj-code", "e-all-nodata"}
+    assert published["e-bogus-proj-code"]["properties"]["proj:code"] == "EPSG:32632"
     assert "e-[red]markup" in flat(bad_batch["result"].output)  # printed literally, not eaten as markup
 
 
