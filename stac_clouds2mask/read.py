@@ -21,6 +21,7 @@ from .scene import Scene
 from .storage import StorageOptions, get_fs, is_remote
 
 L2A_PRODUCT_TYPES = ("S2MSI2A",)
+GDAL_CACHE_BYTES = 128 * 2**20
 OFFSET_BASELINE = (4, 0)  # processing baseline from which L1C/L2A DNs carry +1000
 
 
@@ -150,6 +151,8 @@ def read_scene(
     """
     found = [(band, *find_asset(item, band)) for band in bands]
     with ExitStack() as stack:
+        # each band is read once: a large GDAL block cache would only add to peak memory
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
         datasets = []
         for band, key, asset in found:
             href = _href(item, key, asset)
