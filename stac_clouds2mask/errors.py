@@ -12,12 +12,16 @@ class InvalidInputError(Clouds2MaskError):
 
 
 class ItemError(Clouds2MaskError):
-    """One source item cannot be processed; names the item, the asset (if any) and why."""
+    """One source item cannot be processed; names the item, the asset (if any) and why.
 
-    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = None):
+    `href`: the asset's file, where it applies (the run report fills it from the asset key when not given).
+    """
+
+    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = None, href: str | None = None):
         self.item_id = item_id
         self.asset = asset
         self.reason = reason
         self.stage = stage
+        self.href = href
         where = f"item {item_id!r}" + (f", asset {asset!r}" if asset else "")
         super().__init__(f"{where}: {reason}")

@@ -129,6 +129,7 @@ class ItemOutcome:
     asset: str | None = None
     retries: int = 0  # not tracked per item yet: always 0
     collection: str | None = None
+    href: str | None = None  # the file of the failed asset, where one applies
 
 
 @dataclass
@@ -194,9 +195,13 @@ class Runner:
     def _secrets(self) -> list[str]:
         return [*self.config.api_headers.values(), *_environment_secrets()]
 
-    def _failed(self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None) -> None:
+    def _failed(self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None,
+                href: str | None = None) -> None:
+        if href is None and asset is not None and asset in work.item.assets:
+            href = work.item.assets[asset].get_absolute_href()
         work.outcome = ItemOutcome(work.item.id, "failed", error=redact(error, self._secrets()), stage=stage, seconds=work.seconds,
-                                   error_class=error_class, asset=asset, collection=work.item.collection_id)
+                                   error_class=error_class, asset=asset, collection=work.item.collection_id,
+                                   href=redact(href, self._secrets()))
         if self.config.fail_fast:
             with self._lock:
                 self._stop_at = work.index if self._stop_at is None else min(self._stop_at, work.index)
@@ -221,7 +226,7 @@ class Runner:
         try:
             step()
         except ItemError as exc:
-            self._failed(work, exc.stage or stage, str(exc), type(exc).__name__, exc.asset)
+            self._failed(work, exc.stage or stage, str(exc), type(exc).__name__, exc.asset, exc.href)
         except InvalidInputError:
             raise
         except (Clouds2MaskError, OSError, RuntimeError, ValueError) as exc:
@@ -358,6 +363,7 @@ class Runner:
             "items": [{
                 "source_id": o.source_id, "source_collection": o.collection, "source_href": redact(by_id.get(o.source_id), secrets_),
                 "status": o.status, "stage": o.stage, "error_class": o.error_class, "error": o.error, "asset": o.asset,
+                "href": o.href,
                 "seconds": {k: round(v, 3) for k, v in o.seconds.items()}, "retries": o.retries,
                 "mask_item_id": o.item.id if o.item is not None else None,
             } for o in report.outcomes],

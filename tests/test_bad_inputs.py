@@ -281,6 +281,8 @@ def test_bad_item(bad_batch, row):
     assert entry["status"] == "failed", entry
     assert entry["error_class"] == "ItemError" and entry["stage"] == stage, entry
     assert entry["asset"] == asset, entry
+    if asset is not None:
+        assert entry["href"] == item["assets"][asset]["href"], entry
     assert fragment in entry["error"], entry
     assert entry["error"].startswith(f"item {item['id']!r}"), entry  # names the item
     assert item["id"] not in published_items(bad_batch["out"])
