@@ -377,12 +377,12 @@ class Runner:
         try:
             write_bytes_atomic(url, data, self.config.options)
             report.path = url
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # the report must never turn a finished run into a crash
             report.report_error = redact(f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets())
 
 
 def _not_run(item: pystac.Item) -> ItemOutcome:
-    return ItemOutcome(item.id, "not_run", error="not run: --fail-fast stopped the run at an earlier failure",
+    return ItemOutcome(item.id, "not_run", error="not run: fail-fast stopped the run at an earlier failure",
                        collection=item.collection_id)
 
 

@@ -86,3 +86,15 @@ def test_no_items_is_exit_0_with_a_report(sample_catalog, tmp_path):
     assert result.exit_code == 0 and "0 published, 0 skipped, 0 failed of 0 item(s)" in " ".join(result.output.split())
     [doc] = reports(out)
     assert doc["items"] == [] and doc["exit_code"] == 0
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path, monkeypatch):
+    import stac_clouds2mask.pipeline as pipeline
+
+    def refuse(url, data, options=None):
+        raise PermissionError(f"denied: {url}")
+
+    monkeypatch.setattr(pipeline, "write_bytes_atomic", refuse)
+    report = Runner(RunConfig(output=str(tmp_path / "out"), device="cpu")).run([])
+    assert report.path is None and "cannot write the run report" in report.report_error and "denied" in report.report_error
+    assert report.exit_code == 0
