@@ -44,7 +44,7 @@ class RichProgressDisplay(Progress):
         self.bar.update(self.task, total=total, description=f"{total} item(s)")
 
     def stage(self, item_id: str, stage: str) -> None:
-        self.bar.update(self.task, description=escape(f"{stage:<7} {item_id!r}"))
+        self.bar.update(self.task, description=escape(f"{stage:<7} {_shown(item_id)}"))
 
     def item_done(self, outcome: ItemOutcome) -> None:
         mark = {"published": "[green]published", "skipped": "[yellow]skipped", "failed": "[red]failed",
