@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import pystac
 import torch
+from fsspec.core import split_protocol
+from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .errors import Clouds2MaskError, InvalidInputError, ItemError
@@ -100,6 +102,14 @@ class RunConfig:
     write_report: bool = True
 
     def __post_init__(self) -> None:
+        if not self.output or not self.output.strip():
+            raise InvalidInputError("--output must not be empty")
+        protocols = (split_protocol(self.output)[0] or "file").split("::")  # chained URLs: simplecache::s3://...
+        try:
+            for protocol in protocols:
+                get_filesystem_class(protocol)
+        except (ValueError, ImportError) as exc:
+            raise InvalidInputError(f"--output {self.output!r}: {exc}") from exc
         if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
             raise InvalidInputError(f"--target-collection {self.collection_id!r} {why}; it must be a single path segment")
         if self.resolution not in RESOLUTIONS:
@@ -372,7 +382,7 @@ class Runner:
     def _write_report(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
                       aborted: str | None = None) -> None:
         name = f"run-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}.json"
-        url = join(self.config.output, RUNS_DIR, name)
+        url = join(self.publisher.catalog.url, RUNS_DIR, name)  # next to the catalog, wherever that resolved to
         data = json.dumps(self.report_dict(report, items, started, seconds, aborted), indent=2).encode()
         try:
             write_bytes_atomic(url, data, self.config.options)

@@ -119,6 +119,8 @@ INVOCATIONS = [
     ("api-header-bad-name", "catalog", ["--publish-api", "http://127.0.0.1:9", "--api-header", "Bad Name: x"], 2,
      "is not a valid HTTP header name"),
     ("target-collection-traversal", "catalog", ["--target-collection", "../../x"], 2, "must be a single path segment"),
+    ("output-empty", "catalog", ["--output", ""], 2, "--output must not be empty"),
+    ("output-unknown-protocol", "catalog", ["--output", "foo://bar"], 2, "Protocol not known: foo"),
     ("max-cloud-range", "catalog", ["--max-cloud", "120"], 2, "between 0 and 100"),
     ("limit-zero", "catalog", ["--limit", "0"], 2, "--limit must be at least 1"),
     ("source-unknown-type", "unknown_type", [], 2, "is not a STAC Catalog, Collection, Item or ItemCollection"),
