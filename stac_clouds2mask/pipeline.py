@@ -98,6 +98,7 @@ class RunConfig:
     collection_id: str | None = None
     api_retries: int = 5
     compile: bool = False
+    probabilities: bool = False
     fail_fast: bool = False
     write_report: bool = True
 
@@ -186,7 +187,8 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
     """What decides the mask's content; recorded in the item so reruns can tell same from different."""
     return {"model": spec.name, "model_version": spec.version, "resolution": config.resolution,
-            "patch_size": DEFAULT_PATCH_SIZE, "overlap": DEFAULT_OVERLAP, "software": __version__}
+            "patch_size": DEFAULT_PATCH_SIZE, "overlap": DEFAULT_OVERLAP, "probabilities": config.probabilities,
+            "software": __version__}
 
 
 class Runner:
@@ -279,8 +281,10 @@ class Runner:
             scene = work.scene
             pred = predict(scene.dn, scene.valid, work.spec, self.model(work.spec), device=str(self.device),
                            batch_size=self.config.batch_size, progress=self.progress.patches,
-                           scale=scene.scale, offset=scene.offset, nodata=scene.nodata)
-            work.result = MaskResult(scene=scene, classes=pred.classes, model_name=work.spec.name, settings=work.settings)
+                           scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
+                           with_probabilities=self.config.probabilities)
+            work.result = MaskResult(scene=scene, classes=pred.classes, model_name=work.spec.name, settings=work.settings,
+                                     probabilities=pred.probabilities)
 
         self._stage(work, "infer", step)
 

@@ -494,7 +494,7 @@ class Publisher:
             local = os.path.join(tmp, f"{item_id}.tif")
             write_cog(result.classes, result.scene.crs, result.scene.transform, local)
             size, checksum = os.path.getsize(local), multihash_sha256(local)
-            thumb = None
+            thumb = probs = None
             try:
                 href = self.catalog.put_asset(local, collection_id, item_id)
                 if self.thumbnails:
@@ -502,9 +502,16 @@ class Publisher:
                     write_thumbnail(result.classes, png)
                     t_href = self.catalog.put_asset(png, collection_id, item_id, ".png")
                     thumb = (t_href, os.path.getsize(png), multihash_sha256(png))
+                if result.probabilities is not None:
+                    prob = os.path.join(tmp, f"{item_id}_probabilities.tif")
+                    write_cog(result.probabilities, result.scene.crs, result.scene.transform, prob, nodata=None,
+                              resampling="average", descriptions=("clear", "cloud", "cloud shadow"))
+                    p_href = self.catalog.put_asset(prob, collection_id, item_id, "_probabilities.tif")
+                    probs = (p_href, os.path.getsize(prob), multihash_sha256(prob))
             except OSError as exc:
                 raise ItemError(src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish") from exc
-        item = build_mask_item(result, spec, href, size, checksum, collection_id, thumbnail=thumb, version=plan.version)
+        item = build_mask_item(result, spec, href, size, checksum, collection_id, thumbnail=thumb, probabilities=probs,
+                               version=plan.version)
         d = _item_dict(item)
         previous = [v for v in plan.versions if v["id"] != item_id]
         if plan.action == "overwrite":

@@ -42,6 +42,7 @@ EXT = {
 }
 MASK_ASSET = "cloudmask"
 THUMBNAIL_ASSET = "thumbnail"
+PROBABILITIES_ASSET = "probabilities"
 MODEL_ASSET = "model"
 CLASSES = [
     {"value": 0, "name": "clear", "description": "Clear: valid pixel without cloud or cloud shadow", "color_hint": "3C8C3C"},
@@ -217,6 +218,7 @@ def build_mask_item(
     collection_id: str,
     *,
     thumbnail: tuple[str, int, str] | None = None,
+    probabilities: tuple[str, int, str] | None = None,
     version: int = 1,
     predecessor_href: str | None = None,
 ) -> pystac.Item:
@@ -287,6 +289,22 @@ def build_mask_item(
             title="Mask thumbnail (green clear, white cloud, purple shadow, transparent nodata)",
             roles=["thumbnail", "overview"],
             extra_fields={"file:size": t_size, "file:checksum": t_checksum},
+        ))
+    if probabilities is not None:
+        p_href, p_size, p_checksum = probabilities
+        item.add_asset(PROBABILITIES_ASSET, pystac.Asset(
+            href=p_href,
+            media_type=pystac.MediaType.COG,
+            title="Class probabilities (softmax x 255; bands clear, cloud, cloud shadow)",
+            description="Blended per-class softmax of the model, scaled to 0-255, for users who threshold themselves; "
+                        "0 where the mask is nodata.",
+            roles=["data", "probability"],
+            extra_fields={
+                "bands": [{"name": name, "data_type": "uint8", "statistics": {"minimum": 0, "maximum": 255}}
+                          for name in ("clear", "cloud", "cloud-shadow")],
+                "file:size": p_size,
+                "file:checksum": p_checksum,
+            },
         ))
     item.add_asset(MODEL_ASSET, pystac.Asset.from_dict(model_asset(spec)))
     href = source_href(src)

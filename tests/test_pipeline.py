@@ -170,3 +170,23 @@ def test_batch_overlaps_read_infer_write_in_three_threads(sample_catalog, tmp_pa
     assert {o.status for o in report.outcomes} == {"published"}
     threads = {stage: {t.split("_")[0] for _, s, t in record.events if s == stage} for stage in ("read", "infer", "publish")}
     assert threads == {"read": {"read"}, "infer": {threading.current_thread().name.split("_")[0]}, "publish": {"write"}}
+
+
+def test_probabilities_asset(sample_catalog, tmp_path, validate_stac):
+    """--probabilities publishes a 3-band uint8 COG whose argmax is the class map."""
+    out = tmp_path / "p"
+    result = invoke("run", str(sample_catalog), "--output", str(out), "--probabilities", "--ids", F)
+    assert result.exit_code == 0, result.output
+    [item] = published_items(out).values()
+    validate_stac({k: v for k, v in item.items() if k != "path"})
+    asset = item["assets"]["probabilities"]
+    tif = item["path"].parent / asset["href"]
+    assert cog_validate(str(tif))[0] and asset["file:size"] == tif.stat().st_size
+    with rasterio.open(tif) as ds:
+        probs = ds.read()
+        assert ds.count == 3 and ds.dtypes[0] == "uint8"
+    with rasterio.open(item["path"].parent / item["assets"]["cloudmask"]["href"]) as ds:
+        classes = ds.read(1)
+    valid = classes != 255
+    assert (probs.argmax(axis=0)[valid] == classes[valid]).mean() > 0.99  # rounding to 0-255 can tie
+    assert np.abs(probs.astype(int).sum(axis=0)[valid] - 255).max() <= 2
