@@ -114,16 +114,21 @@ def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
 
 def load_geojson(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
     """Read an AOI file (local path or any fsspec URL)."""
+    return _read_json_object(url, options, "--intersects file", "a GeoJSON object")
+
+
+def _read_json_object(url: str, options: StorageOptions | None, what: str, expected: str) -> dict[str, Any]:
+    """A JSON object from any fsspec URL; InvalidInputError naming `what` and the URL otherwise."""
     try:
         data = read_json(url, options)
     except FileNotFoundError as exc:
-        raise InvalidInputError(f"--intersects file not found: {url}") from exc
+        raise InvalidInputError(f"{what} not found: {url}") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise InvalidInputError(f"--intersects file {url} is not JSON: {exc}") from exc
+        raise InvalidInputError(f"{what} {url} is not JSON: {exc}") from exc
     except OSError as exc:
-        raise InvalidInputError(f"cannot read the --intersects file {url}: {exc}") from exc
+        raise InvalidInputError(f"cannot read the {what} {url}: {exc}") from exc
     if not isinstance(data, dict):
-        raise InvalidInputError(f"--intersects file {url} holds a JSON {type(data).__name__}, not a GeoJSON object")
+        raise InvalidInputError(f"{what} {url} holds a JSON {type(data).__name__}, not {expected}")
     return data
 
 
@@ -176,16 +181,7 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
 
 
 def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.Item]:
-    try:
-        data = read_json(url, options)
-    except FileNotFoundError as exc:
-        raise InvalidInputError(f"STAC source not found: {url}") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise InvalidInputError(f"STAC source {url} is not JSON: {exc}") from exc
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the STAC source {url}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{url} holds a JSON {type(data).__name__}, not a STAC Catalog, Collection, Item or ItemCollection")
+    data = _read_json_object(url, options, "STAC source", "a STAC Catalog, Collection, Item or ItemCollection")
     kind = data.get("type")
     base = _absolute_url(url, options)
     if kind == "FeatureCollection":
