@@ -1,0 +1,59 @@
+"""Fault campaign: a batch read from and written to S3 (moto) through a proxy that injects a seeded
+20 % of faults (500, 503 SlowDown, dropped connections, truncated bodies, delays). Nothing may be
+lost or duplicated, and every published checksum must match the bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import upload_tree
+from fault_proxy import FaultProxy
+from stac_clouds2mask.cli import app
+
+ITEMS = ("s2b-t32upc-20220615-l1c-n0400-offset-9x8", "s2b-t32upc-20200406-l1c-n0209-10x10",
+         "ccd-s2-l2a-20200908-epsg32636-512-labelled", "ccd-s2-l2a-20200403-epsg32737-512-labelled")
+
+
+@pytest.fixture
+def proxy(moto_s3):
+    p = FaultProxy(moto_s3.endpoint_url, rate=0.2, seed=20261126)
+    yield p
+    p.close()
+
+
+def test_batch_through_20_percent_faults_loses_nothing(moto_s3, s3_bucket, s3fs_fs, sample_data_dir, proxy, monkeypatch):
+    upload_tree(s3fs_fs, sample_data_dir, f"{s3_bucket}/data")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    result = CliRunner().invoke(app, ["run", f"s3://{s3_bucket}/data/catalog.json", "--output", f"s3://{s3_bucket}/masks",
+                                      "--ids", ",".join(ITEMS), "--no-anon"], catch_exceptions=False)
+    injected = sum(proxy.faults.values())
+    print(f"\nfault campaign: {proxy.requests} requests, {injected} faults injected {dict(proxy.faults)}, "
+          f"{proxy.retried} retried requests; exit {result.exit_code}")
+    assert injected > 10
+    direct = moto_s3.filesystem()  # check against moto itself, not through the proxy
+    found = {}
+    for path in direct.find(f"{s3_bucket}/masks"):
+        assert ".tmp-" not in path, path
+        if path.endswith("_cloudmask.json"):
+            d = json.loads(direct.cat(path))
+            found.setdefault(d["properties"]["clouds2mask:source_item"], []).append(d)
+    lost = sorted(set(ITEMS) - set(found))
+    print(f"items lost: {len(lost)} {lost}")
+    assert result.exit_code == 0, result.output
+    assert sorted(found) == sorted(ITEMS) and all(len(v) == 1 for v in found.values())
+    for source_id, [d] in found.items():
+        collection = d["collection"]
+        for key in ("cloudmask", "thumbnail"):
+            asset = d["assets"][key]
+            data = direct.cat(f"{s3_bucket}/masks/{collection}/{d['id']}/{asset['href'].removeprefix('./')}")
+            assert asset["file:size"] == len(data)
+            assert asset["file:checksum"] == "1220" + hashlib.sha256(data).hexdigest()
+    for collection in {d["collection"] for [d] in found.values()}:
+        links = json.loads(direct.cat(f"{s3_bucket}/masks/{collection}/collection.json"))["links"]
+        hrefs = [l["href"] for l in links if l["rel"] == "item"]
+        assert len(hrefs) == len(set(hrefs))
