@@ -8,7 +8,11 @@ class Clouds2MaskError(Exception):
 
 
 class InvalidInputError(Clouds2MaskError):
-    """Bad invocation: a filter, URL or option that cannot be used as given."""
+    """Bad invocation: a filter, URL or option that cannot be used as given (exit status 2)."""
+
+
+class ConfigurationError(InvalidInputError):
+    """The environment cannot run what was asked (no CUDA, a publish target without Transactions)."""
 
 
 class ItemError(Clouds2MaskError):
@@ -25,3 +29,24 @@ class ItemError(Clouds2MaskError):
         self.href = href
         where = f"item {item_id!r}" + (f", asset {asset!r}" if asset else "")
         super().__init__(f"{where}: {reason}")
+
+
+class SourceDataError(ItemError):
+    """The source item's metadata or files cannot be read onto the grid (missing, corrupt, no CRS)."""
+
+    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "read", href: str | None = None):
+        super().__init__(item_id, reason, asset, stage, href)
+
+
+class ModelError(ItemError):
+    """No embedded model fits the item (its level or bands)."""
+
+    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "model", href: str | None = None):
+        super().__init__(item_id, reason, asset, stage, href)
+
+
+class PublishError(ItemError):
+    """The mask or its item could not be written to the target."""
+
+    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "publish", href: str | None = None):
+        super().__init__(item_id, reason, asset, stage, href)

@@ -20,7 +20,7 @@ from fsspec.core import split_protocol
 from fsspec.registry import get_filesystem_class
 
 from . import __version__
-from .errors import Clouds2MaskError, InvalidInputError, ItemError
+from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, ModelError
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, predict, resolve_device
 from .model import ModelSpec, choose_model, get_model_spec, load_model
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
@@ -123,7 +123,7 @@ class RunConfig:
         try:
             resolve_device(self.device)
         except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
-            raise InvalidInputError(str(exc)) from exc
+            raise ConfigurationError(str(exc)) from exc
 
 
 @dataclass
@@ -173,15 +173,15 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
     if requested != "auto":
         spec = get_model_spec(requested)
         if spec.level != level:
-            raise ItemError(item.id, f"model {spec.name} is for {spec.level} but the item is {level}", stage="model")
+            raise ModelError(item.id, f"model {spec.name} is for {spec.level} but the item is {level}", stage="model")
         missing = [b for b in spec.bands if b not in available_bands(item)]
         if missing:
-            raise ItemError(item.id, f"no asset for band(s) {', '.join(missing)} needed by {spec.name}", asset=missing[0], stage="model")
+            raise ModelError(item.id, f"no asset for band(s) {', '.join(missing)} needed by {spec.name}", asset=missing[0], stage="model")
         return spec
     try:
         return choose_model(level, available_bands(item))
     except ValueError as exc:
-        raise ItemError(item.id, str(exc), stage="model") from exc
+        raise ModelError(item.id, str(exc), stage="model") from exc
 
 
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .cog import multihash_sha256, write_cog
-from .errors import InvalidInputError, ItemError
+from .errors import ConfigurationError, InvalidInputError, PublishError
 from .model.registry import ModelSpec
 from .scene import MaskResult
 from .stac_item import (
@@ -270,7 +270,7 @@ class StacApi:
         except requests.RequestException as exc:
             raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
         if r.status_code in (401, 403):
-            raise InvalidInputError(
+            raise ConfigurationError(
                 f"STAC API {self.url} refused {method} {url} (HTTP {r.status_code}): check --api-token / --api-header"
             )
         return r
@@ -283,7 +283,7 @@ class StacApi:
         if r.status_code == 429 or r.status_code >= 500:
             raise RuntimeError(f"STAC API {self.url} unavailable: HTTP {r.status_code} after {self.retries} retries")
         if r.status_code != 200:
-            raise InvalidInputError(
+            raise ConfigurationError(
                 f"{self.url} is not a STAC API landing page (HTTP {r.status_code}); publishing needs a STAC API "
                 "with the Transactions extension"
             )
@@ -295,7 +295,7 @@ class StacApi:
             cr = self._request("GET", f"{self.url}/conformance")
             conforms = cr.json().get("conformsTo") if cr.status_code == 200 else None
         if conforms is not None and not any(TRANSACTION_CONFORMANCE in c.lower() for c in conforms):
-            raise InvalidInputError(
+            raise ConfigurationError(
                 f"{self.url} does not support the STAC API Transactions extension (not among its conformance "
                 "classes), so masks cannot be published to it"
             )
@@ -306,7 +306,7 @@ class StacApi:
         if r.status_code == 409:
             r = self._request("PUT", put_url, body)
         if r.status_code in (404, 405) and r.request.method == "POST":
-            raise InvalidInputError(f"{self.url} does not accept {what} (HTTP {r.status_code}): no Transactions extension?")
+            raise ConfigurationError(f"{self.url} does not accept {what} (HTTP {r.status_code}): no Transactions extension?")
         if r.status_code >= 400:
             raise RuntimeError(f"publishing {what} to {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
 
@@ -509,7 +509,7 @@ class Publisher:
                     p_href = self.catalog.put_asset(prob, collection_id, item_id, "_probabilities.tif")
                     probs = (p_href, os.path.getsize(prob), multihash_sha256(prob))
             except OSError as exc:
-                raise ItemError(src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish") from exc
+                raise PublishError(src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish") from exc
         item = build_mask_item(result, spec, href, size, checksum, collection_id, thumbnail=thumb, probabilities=probs,
                                version=plan.version)
         d = _item_dict(item)

@@ -16,7 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 
-from .errors import ItemError
+from .errors import SourceDataError
 from .scene import Scene
 from .storage import StorageOptions, get_fs, is_remote
 
@@ -69,7 +69,7 @@ def find_asset(item: pystac.Item, band: str) -> tuple[str, pystac.Asset]:
     for key, asset in item.assets.items():
         if common_name(asset) == band:
             return key, asset
-    raise ItemError(item.id, f"no asset for band {band!r}", asset=band, stage="read")
+    raise SourceDataError(item.id, f"no asset for band {band!r}", asset=band, stage="read")
 
 
 def scale_offset(item: pystac.Item, key: str, asset: pystac.Asset) -> tuple[float, float]:
@@ -81,11 +81,11 @@ def scale_offset(item: pystac.Item, key: str, asset: pystac.Asset) -> tuple[floa
         return float(scale), float(offset or 0.0)
     baseline = item.properties.get("s2:processing_baseline")
     if baseline is None:
-        raise ItemError(item.id, "no raster scale/offset and no s2:processing_baseline to derive them", asset=key, stage="read")
+        raise SourceDataError(item.id, "no raster scale/offset and no s2:processing_baseline to derive them", asset=key, stage="read")
     try:
         major, minor = (int(p) for p in str(baseline).split(".")[:2])
     except ValueError as exc:
-        raise ItemError(item.id, f"unreadable s2:processing_baseline {baseline!r}", asset=key, stage="read") from exc
+        raise SourceDataError(item.id, f"unreadable s2:processing_baseline {baseline!r}", asset=key, stage="read") from exc
     return 0.0001, (-0.1 if (major, minor) >= OFFSET_BASELINE else 0.0)
 
 
@@ -126,7 +126,7 @@ def _gdal_detail(exc: BaseException) -> str:
 def _href(item: pystac.Item, key: str, asset: pystac.Asset) -> str:
     href = asset.get_absolute_href()
     if href is None:
-        raise ItemError(item.id, f"relative href {asset.href!r} and the item has no self link to resolve it", asset=key, stage="read")
+        raise SourceDataError(item.id, f"relative href {asset.href!r} and the item has no self link to resolve it", asset=key, stage="read")
     return href
 
 
@@ -159,22 +159,22 @@ def read_scene(
             try:
                 ds = stack.enter_context(open_raster(href, options))
             except (RasterioIOError, OSError) as exc:
-                raise ItemError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
+                raise SourceDataError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
             try:
                 declared = item_crs(item, asset)
             except (CRSError, ValueError, TypeError) as exc:
                 if ds.crs is None:
-                    raise ItemError(item.id, f"unreadable proj:code/proj:epsg and no CRS in the file: {exc}", asset=key, stage="read") from exc
+                    raise SourceDataError(item.id, f"unreadable proj:code/proj:epsg and no CRS in the file: {exc}", asset=key, stage="read") from exc
                 declared = None  # the file's own CRS is used
             crs = ds.crs or declared
             if crs is None:
-                raise ItemError(item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read")
+                raise SourceDataError(item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read")
             if ds.crs and declared and ds.crs != declared and None not in (ds.crs.to_epsg(), declared.to_epsg()) \
                     and ds.crs.to_epsg() != declared.to_epsg():
-                raise ItemError(item.id, f"wrong CRS: the file {href} is in {ds.crs} but the item declares {declared} (proj:code/proj:epsg)",
+                raise SourceDataError(item.id, f"wrong CRS: the file {href} is in {ds.crs} but the item declares {declared} (proj:code/proj:epsg)",
                                 asset=key, stage="read")
             if ds.transform.is_identity or ds.transform.b or ds.transform.d:
-                raise ItemError(item.id, f"no usable north-up geotransform in {href} (not georeferenced, or a truncated file)",
+                raise SourceDataError(item.id, f"no usable north-up geotransform in {href} (not georeferenced, or a truncated file)",
                                 asset=key, stage="read")
             datasets.append((band, key, asset, ds, crs))
 
@@ -190,7 +190,7 @@ def read_scene(
         hrefs = {}
         for i, (band, key, asset, ds, crs) in enumerate(datasets):
             if crs != grid_crs:
-                raise ItemError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
+                raise SourceDataError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
             nodata = declared_nodata(asset)
             src_nodata = ds.nodata if ds.nodata is not None else (nodata if nodata is not None else 0)
             resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
@@ -199,7 +199,7 @@ def read_scene(
                                src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
                     vrt.read(1, out=dn[i])
             except (RasterioIOError, OSError) as exc:
-                raise ItemError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
+                raise SourceDataError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
             valid &= dn[i] != 0
             if nodata is not None:
                 valid &= dn[i] != nodata

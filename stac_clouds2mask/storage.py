@@ -18,6 +18,7 @@ import pystac
 from fsspec.core import url_to_fs
 
 S3_SCHEMES = ("s3://", "s3a://")
+S3_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class StorageOptions:
         if not url.startswith(S3_SCHEMES):
             return {}
         anon = _have_no_credentials(*(os.environ.get(v) for v in _CREDENTIAL_VARS)) if self.anon is None else self.anon
-        kwargs: dict[str, Any] = {"anon": anon}
+        # botocore's "standard" retries: exponential backoff with jitter on 5xx, throttling (SlowDown)
+        # and connection errors, never on 403/404; s3fs adds its own bounded retries for cut-off reads
+        kwargs: dict[str, Any] = {"anon": anon, "config_kwargs": {"retries": {"max_attempts": S3_ATTEMPTS, "mode": "standard"}}}
         if self.requester_pays:
             kwargs["requester_pays"] = True
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

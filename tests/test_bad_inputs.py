@@ -281,7 +281,8 @@ def test_bad_item(bad_batch, row):
     report = run_report(bad_batch["out"])
     [entry] = [i for i in report["items"] if i["source_id"] == item["id"]]
     assert entry["status"] == "failed", entry
-    assert entry["error_class"] == "ItemError" and entry["stage"] == stage, entry
+    expected_class = {"model": "ModelError", "read": "SourceDataError", "publish": "PublishError", "validate": "ItemError"}[stage]
+    assert entry["error_class"] == expected_class and entry["stage"] == stage, entry
     assert entry["asset"] == asset, entry
     if asset is not None:
         assert entry["href"] == item["assets"][asset]["href"], entry

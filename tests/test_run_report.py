@@ -43,7 +43,7 @@ def test_runner_writes_a_report_per_run(sample_data_dir, tmp_path):
     good, bad = doc["items"]
     assert good["source_id"] == E and good["status"] == "published" and good["mask_item_id"] == f"{E}_cloudmask"
     assert set(good["seconds"]) == {"read", "infer", "publish"} and good["retries"] == 0 and good["error"] is None
-    assert bad["status"] == "failed" and bad["stage"] == "model" and bad["error_class"] == "ItemError"
+    assert bad["status"] == "failed" and bad["stage"] == "model" and bad["error_class"] == "ModelError"
     assert "missing: nir" in bad["error"] and bad["mask_item_id"] is None
     settings = doc["settings"]
     assert settings["api_header_names"] == ["Authorization"] and settings["device"] == "cpu" and settings["resolution"] == 20

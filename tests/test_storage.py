@@ -12,7 +12,8 @@ def test_requester_pays_and_endpoint_reach_s3fs(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     opts = StorageOptions(anon=False, requester_pays=True, endpoint_url="https://eodata.example.org")
     assert opts.fsspec_kwargs("s3://sentinel-s2-l1c/tiles/B02.jp2") == {
-        "anon": False, "requester_pays": True, "client_kwargs": {"endpoint_url": "https://eodata.example.org"}}
+        "anon": False, "requester_pays": True, "client_kwargs": {"endpoint_url": "https://eodata.example.org"},
+        "config_kwargs": {"retries": {"max_attempts": 6, "mode": "standard"}}}
     assert opts.fsspec_kwargs("/local/file.tif") == {}
 
 
