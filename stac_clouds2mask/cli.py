@@ -17,7 +17,7 @@ from .errors import InvalidInputError
 from .model import list_models
 from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, run as run_pipeline
 from .search import EARTH_SEARCH, SearchFilters, load_geojson
-from .storage import StorageOptions
+from .storage import StorageOptions, read_json
 
 app = typer.Typer(
     help=(
@@ -75,6 +75,17 @@ def _summary(report: RunReport) -> None:
         console.print(f"[yellow]warning:[/] {escape(report.report_error)}")
 
 
+def unfinished_ids(report_url: str, options: StorageOptions) -> tuple[str, ...]:
+    """Source ids of the items a run report lists as failed or not run."""
+    try:
+        report = read_json(report_url, options)
+        return tuple(i["source_id"] for i in report["items"] if i["status"] in ("failed", "not_run"))
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"run report not found: {report_url}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{report_url} is not a stac-clouds2mask run report: {exc}") from exc
+
+
 def _headers(values: list[str] | None) -> dict[str, str]:
     headers = {}
     for value in values or []:
@@ -113,6 +124,7 @@ def run(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also publish per-class probabilities (softmax x 255, uint8, 3 bands) as a second COG asset.")] = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model: a one-off ~1 min on CPU, then ~1.5x faster patches; pays off for full scenes.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace masks that are already published.")] = False,
+    rerun_failed: Annotated[Optional[str], typer.Option(metavar="REPORT", help="Rerun only the items that failed or did not run in this run report (a .clouds2mask-runs/run-*.json of an earlier run).")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed item (exit 1); the items after it are reported as not run.")] = False,
     requester_pays: Annotated[bool, typer.Option("--requester-pays", help="Pay for reads from requester-pays buckets (e.g. s3://sentinel-s2-l1c).")] = False,
     anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests (default: signed when AWS credentials are found).")] = None,
@@ -141,6 +153,13 @@ def run(
     try:
         options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
         id_list = tuple(i.strip() for v in ids or [] for i in v.split(",") if i.strip()) or None
+        if rerun_failed:
+            if id_list:
+                raise InvalidInputError("--rerun-failed and --ids both choose items: give one of them")
+            id_list = unfinished_ids(rerun_failed, options)
+            if not id_list:
+                console.print(f"nothing to rerun: every item of {rerun_failed} was published or skipped")
+                raise typer.Exit(0)
         filters = SearchFilters(
             bbox=bbox, intersects=load_geojson(intersects, options) if intersects else None, datetime=datetime,
             max_cloud=max_cloud, ids=id_list, limit=limit, collections=tuple(collection) if collection else None,

@@ -98,3 +98,28 @@ def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path, monk
     report = Runner(RunConfig(output=str(tmp_path / "out"), device="cpu")).run([])
     assert report.path is None and "cannot write the run report" in report.report_error and "denied" in report.report_error
     assert report.exit_code == 0
+
+
+def test_rerun_only_the_failures_from_a_report(sample_catalog, tmp_path):
+    """The report of a run with failures drives a rerun of exactly those items."""
+    import glob
+
+    from typer.testing import CliRunner
+
+    from stac_clouds2mask.cli import app
+
+    edge = sample_catalog.parent / "edge-cases" / "catalog.json"
+    out = tmp_path / "m"
+    first = CliRunner().invoke(app, ["run", str(sample_catalog), str(edge), "-o", str(out), "--ids",
+                                     "s2b-t32upc-20220615-l1c-n0400-offset-9x8,ukis-csmask-s2-l1c-512-labelled"],
+                               catch_exceptions=False)
+    assert first.exit_code == 1
+    [report] = glob.glob(str(out / ".clouds2mask-runs" / "*.json"))
+    again = CliRunner().invoke(app, ["run", str(sample_catalog), str(edge), "-o", str(out), "--rerun-failed", report],
+                               catch_exceptions=False)
+    text = " ".join(again.output.split())
+    assert again.exit_code == 1 and "0 published, 0 skipped, 1 failed of 1 item(s)" in text
+    assert "ukis-csmask-s2-l1c-512-labelled" in text
+    both = CliRunner().invoke(app, ["run", str(sample_catalog), "-o", str(out), "--rerun-failed", report, "--ids", "x"],
+                              catch_exceptions=False)
+    assert both.exit_code == 2
