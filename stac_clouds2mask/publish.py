@@ -37,7 +37,7 @@ from .errors import ConfigurationError, InvalidInputError, PublishError
 from .model.registry import ModelSpec
 from .scene import MaskResult
 from .stac_item import (
-    MASK_ASSET, STAC_VERSION, THUMBNAIL_ASSET, build_mask_item, mask_collection_id, mask_item_id, new_collection,
+    STAC_VERSION, build_mask_item, mask_collection_id, mask_item_id, new_collection,
     same_provenance, update_collection,
 )
 from .storage import StorageOptions, absolute, get_fs, join, put_file_atomic, read_json, write_bytes_atomic

@@ -6,7 +6,6 @@ The same filters apply to both kinds of source, so a static catalog behaves like
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field

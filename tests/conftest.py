@@ -45,6 +45,17 @@ def sample_data_dir(shared_dir: Path) -> Path:
     return shared_dir / "data"
 
 
+def item_dict(sample_data_dir: Path, item_id: str) -> dict[str, Any]:
+    """A sample item's JSON with absolute asset hrefs and no links, ready to go into an ItemCollection."""
+    import json
+
+    d = json.loads((sample_data_dir / item_id / f"{item_id}.json").read_text())
+    for asset in d["assets"].values():
+        asset["href"] = str(sample_data_dir / item_id / Path(asset["href"]).name)
+    d["links"] = []
+    return d
+
+
 @pytest.fixture(scope="session")
 def sample_catalog(shared_dir: Path) -> Path:
     """shared/data/catalog.json (STAC 1.1.0 static catalog, relative links)."""

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.pipeline import RUNS_DIR
+from conftest import item_dict
 
 B = "ukis-csmask-s2-l1c-512-labelled"
 C = "s2a-t31tdh-20180101-l1c-b01-only"
@@ -39,13 +40,6 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def item_dict(data: Path, item_id: str) -> dict:
-    """A sample item with absolute asset hrefs and no links, to put into an ItemCollection."""
-    d = json.loads((data / item_id / f"{item_id}.json").read_text())
-    for asset in d["assets"].values():
-        asset["href"] = str(data / item_id / Path(asset["href"]).name)
-    d["links"] = []
-    return d
 
 
 def published_items(out: Path) -> dict[str, dict]:

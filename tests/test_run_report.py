@@ -10,18 +10,12 @@ from typer.testing import CliRunner
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.pipeline import RUNS_DIR, RunConfig, Runner
 from stac_clouds2mask.search import search
+from conftest import item_dict
 
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 
 
-def item_dict(sample_data_dir: Path, item_id: str) -> dict:
-    """A sample item with absolute asset hrefs, ready to go into an ItemCollection elsewhere."""
-    d = json.loads((sample_data_dir / item_id / f"{item_id}.json").read_text())
-    for asset in d["assets"].values():
-        asset["href"] = str(sample_data_dir / item_id / Path(asset["href"]).name)
-    d["links"] = []
-    return d
 
 
 def reports(out: Path) -> list[dict]:

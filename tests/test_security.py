@@ -7,12 +7,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-from pathlib import Path
 
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.pipeline import RUNS_DIR, redact, unsafe_segment
+from conftest import item_dict
 
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
@@ -24,12 +24,6 @@ CANARIES = {
 TOKEN = "canary-token"
 
 
-def item_dict(data: Path, item_id: str) -> dict:
-    d = json.loads((data / item_id / f"{item_id}.json").read_text())
-    for asset in d["assets"].values():
-        asset["href"] = str(data / item_id / Path(asset["href"]).name)
-    d["links"] = []
-    return d
 
 
 def leaks(text: str) -> list[str]:
