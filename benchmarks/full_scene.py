@@ -22,6 +22,7 @@ the 16-px band around patch borders vs elsewhere, and as the last line ratio_vs_
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -231,6 +232,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    if not args.skip_peer and importlib.util.find_spec("onnxruntime") is None:
+        raise SystemExit("the peer (ukis-csmask) needs onnxruntime: run the README's test set-up command first "
+                         "(pip install -e '.[test]'), or pass --skip-peer")
     resolution = 20 if args.quick else args.resolution
     with tempfile.TemporaryDirectory(prefix="clouds2mask-bench-") as tmp:
         work = Path(tmp)
