@@ -28,6 +28,7 @@ from .read import available_bands, product_level, read_scene
 from .scene import MaskResult, Scene
 from .search import SearchFilters, search
 from .storage import StorageOptions, join, write_bytes_atomic
+from .storage import retries as storage_retries
 
 RESOLUTIONS = (10, 20, 30, 60)
 Status = Literal["published", "skipped", "failed", "not_run"]
@@ -315,6 +316,7 @@ class Runner:
         report = RunReport()
         started = dt.datetime.now(dt.timezone.utc)
         t0 = time.perf_counter()
+        self._retries_at_start = storage_retries()
         self._stop_at = None
         self.progress.start(len(items))
 
@@ -373,7 +375,8 @@ class Runner:
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "seconds": round(seconds, 3), "exit_code": report.exit_code if aborted is None else None, "aborted": aborted,
             "settings": self.settings(),
-            "totals": {"items": len(items), **totals},
+            # retries cannot be told apart per item: s3fs sends requests from its own I/O thread
+            "totals": {"items": len(items), **totals, "s3_retries": storage_retries() - getattr(self, "_retries_at_start", 0)},
             "items": [{
                 "source_id": o.source_id, "source_collection": o.collection, "source_href": redact(by_id.get(o.source_id), secrets_),
                 "status": o.status, "stage": o.stage, "error_class": o.error_class, "error": o.error, "asset": o.asset,

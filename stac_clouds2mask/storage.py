@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,8 +84,33 @@ def absolute(url: str) -> str:
 
 
 def get_fs(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem for a URL and the path inside it."""
-    return url_to_fs(url, **(options or StorageOptions()).fsspec_kwargs(url))
+    """The filesystem for a URL and the path inside it (S3 clients count their retries, see retries())."""
+    fs, path = url_to_fs(url, **(options or StorageOptions()).fsspec_kwargs(url))
+    if url.startswith(S3_SCHEMES) and not getattr(fs, "_clouds2mask_counted", False):
+        fs.connect()
+        fs.s3.meta.events.register("needs-retry.s3", _count_retryable)
+        fs._clouds2mask_counted = True
+    return fs, path
+
+
+_RETRIES = Counter()
+_RETRY_LOCK = threading.Lock()
+
+
+def _count_retryable(attempts: int = 1, response: Any = None, caught_exception: Exception | None = None, **_: Any) -> None:
+    """Count attempts that failed in a way botocore retries (connection error, 5xx, 429/SlowDown).
+
+    Only counts: the retry decision itself stays with botocore's retry handler."""
+    status = (response[1] or {}).get("ResponseMetadata", {}).get("HTTPStatusCode") if response else None
+    if caught_exception is not None or (status is not None and (status >= 500 or status == 429)):
+        with _RETRY_LOCK:
+            _RETRIES["s3"] += 1
+
+
+def retries() -> int:
+    """S3 attempts that failed transiently (and were retried, within botocore's bound) in this process."""
+    with _RETRY_LOCK:
+        return _RETRIES["s3"]
 
 
 def read_json(url: str, options: StorageOptions | None = None) -> dict[str, Any]:

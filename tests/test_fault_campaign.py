@@ -32,10 +32,13 @@ def test_batch_through_20_percent_faults_loses_nothing(moto_s3, s3_bucket, s3fs_
     result = CliRunner().invoke(app, ["run", f"s3://{s3_bucket}/data/catalog.json", "--output", f"s3://{s3_bucket}/masks",
                                       "--ids", ",".join(ITEMS), "--no-anon"], catch_exceptions=False)
     injected = sum(proxy.faults.values())
-    print(f"\nfault campaign: {proxy.requests} requests, {injected} faults injected {dict(proxy.faults)}, "
-          f"{proxy.retried} retried requests; exit {result.exit_code}")
-    assert injected > 10
     direct = moto_s3.filesystem()  # check against moto itself, not through the proxy
+    [report] = [json.loads(direct.cat(p)) for p in direct.find(f"{s3_bucket}/masks/.clouds2mask-runs")]
+    print(f"\nfault campaign: {proxy.requests} requests, {injected} faults injected {dict(proxy.faults)}, "
+          f"{proxy.retried} requests retried (seen by the proxy), {report['totals']['s3_retries']} counted by the "
+          f"client; exit {result.exit_code}")
+    assert injected > 10
+    assert report["totals"]["s3_retries"] > 0
     found = {}
     for path in direct.find(f"{s3_bucket}/masks"):
         assert ".tmp-" not in path, path

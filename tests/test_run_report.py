@@ -33,7 +33,7 @@ def test_runner_writes_a_report_per_run(sample_data_dir, tmp_path):
     [doc] = reports(out)
     assert report.path and Path(report.path).name.startswith("run-") and Path(report.path) == next((out / RUNS_DIR).glob("*.json"))
     assert doc["type"] == "clouds2mask-run-report" and doc["exit_code"] == 1 and doc["aborted"] is None
-    assert doc["totals"] == {"items": 2, "published": 1, "skipped": 0, "failed": 1, "not_run": 0}
+    assert doc["totals"] == {"items": 2, "published": 1, "skipped": 0, "failed": 1, "not_run": 0, "s3_retries": 0}
     good, bad = doc["items"]
     assert good["source_id"] == E and good["status"] == "published" and good["mask_item_id"] == f"{E}_cloudmask"
     assert set(good["seconds"]) == {"read", "infer", "publish"} and good["retries"] == 0 and good["error"] is None
