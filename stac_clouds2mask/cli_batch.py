@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from . import batch
 from .errors import InvalidInputError
@@ -30,7 +31,7 @@ def _guard(fn: Callable[[], int]) -> None:
     try:
         code = fn()
     except InvalidInputError as exc:
-        _console().print(f"[red]error:[/] {exc}")
+        _console().print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
 

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import InvalidInputError
@@ -39,9 +40,9 @@ def stack(
 
     Python: stac_clouds2mask.stack.stack_masked(items, "./masks/catalog.json")
     """
-    from .stack import stack_masked
-
     try:
+        from .stack import stack_masked
+
         options = StorageOptions(anon=anon, endpoint_url=endpoint_url)
         id_list = tuple(i.strip() for v in ids or [] for i in v.split(",") if i.strip()) or None
         filters = SearchFilters(bbox=bbox, datetime=datetime, ids=id_list, collections=tuple(collection) if collection else None)
@@ -52,7 +53,7 @@ def stack(
         band_list = [b.strip() for b in assets.split(",") if b.strip()]
         cube = stack_masked(items, masks, band_list, keep=keep_classes, resolution=resolution, epsg=epsg, options=options)
     except (InvalidInputError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     classes = cube["cloudmask"].compute()
     table = Table("time", "source item", "mask item", "kept %", "cloud %", "shadow %", "nodata %",

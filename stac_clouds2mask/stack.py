@@ -19,10 +19,16 @@ from typing import Any
 
 import numpy as np
 import pystac
-import xarray as xr
 
+from .errors import InvalidInputError
 from .stac_item import MASK_ASSET, mask_item_id
 from .storage import StorageOptions
+
+try:
+    import stackstac
+    import xarray as xr
+except ImportError as exc:  # the optional "stack" extra
+    raise InvalidInputError('stacking needs stackstac and xarray: pip install "stac-clouds2mask[stack]"') from exc
 
 CLEAR = 0
 DEFAULT_ASSETS = ("blue", "green", "red", "nir")
@@ -129,8 +135,6 @@ def stack_sources_and_masks(
     sources: (time, band, y, x) of `dtype`, NaN where the source has no data;
     masks: (time, y, x) uint8 classes (0 clear, 1 cloud, 2 shadow, 255 nodata; 255 outside the mask).
     """
-    import stackstac
-
     src = [_absolute_dict(s) for s in sources]
     if not src:
         raise ValueError("no source items to stack")
