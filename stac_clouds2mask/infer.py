@@ -225,7 +225,6 @@ def predict(
     weight_np = np.outer(_window(ph, overlap, single_y), _window(pw, overlap, single_x))
     weight = torch.from_numpy(weight_np).to(dev)
 
-    to_float = np.float32
     gain = torch.tensor(scale if scale is not None else [1.0] * len(spec.bands), dtype=torch.float32, device=dev)
     bias = torch.tensor(offset if offset is not None else [0.0] * len(spec.bands), dtype=torch.float32, device=dev)
     mean = torch.tensor(spec.mean, dtype=torch.float32, device=dev)
@@ -273,15 +272,16 @@ def predict(
         for y0, xs in plan.rows.items():
             finalise(max(y0, 0))
             for batch in _batches(xs, bs):
-                x = torch.from_numpy(np.stack([_cut(reflectance, y0, x0, ph, pw) for x0 in batch]).astype(to_float, copy=False))
-                m = torch.from_numpy(np.stack([_cut(valid, y0, x0, ph, pw) for x0 in batch]))
+                x = torch.from_numpy(np.stack([_cut(reflectance, y0, x0, ph, pw) for x0 in batch]).astype(np.float32, copy=False))
                 if compiled and len(batch) < bs:  # keep one input shape: a new one recompiles (~1 min)
                     x = torch.cat([x, x.new_zeros((bs - len(batch), *x.shape[1:]))])
                 x = x.to(dev, non_blocking=True)
-                m = torch.cat([m, m.new_zeros((x.shape[0] - len(batch), *m.shape[1:]))]) if compiled else m
-                m = m.to(dev, non_blocking=True).unsqueeze(1)
                 if scale is not None:
                     m = _band_valid(x, nodata)
+                else:
+                    m = torch.from_numpy(np.stack([_cut(valid, y0, x0, ph, pw) for x0 in batch]))
+                    m = torch.cat([m, m.new_zeros((x.shape[0] - len(batch), *m.shape[1:]))])
+                    m = m.to(dev, non_blocking=True).unsqueeze(1)
                 x = torch.where(m, x * a + b, fill).contiguous()
                 with autocast:
                     logits = model(x)

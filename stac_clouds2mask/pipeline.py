@@ -204,6 +204,7 @@ class Runner:
         self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id)
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
+        self._retries_at_start = storage_retries()
 
     def _secrets(self) -> list[str]:
         return [*self.config.api_headers.values(), *_environment_secrets()]
@@ -284,8 +285,9 @@ class Runner:
                            batch_size=self.config.batch_size, progress=self.progress.patches,
                            scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
                            with_probabilities=self.config.probabilities)
-            work.result = MaskResult(scene=scene, classes=pred.classes, model_name=work.spec.name, settings=work.settings,
-                                     probabilities=pred.probabilities)
+            work.scene = scene.without_pixels()
+            work.result = MaskResult(scene=work.scene, classes=pred.classes, model_name=work.spec.name,
+                                     settings=work.settings, probabilities=pred.probabilities)
 
         self._stage(work, "infer", step)
 
@@ -376,7 +378,7 @@ class Runner:
             "seconds": round(seconds, 3), "exit_code": report.exit_code if aborted is None else None, "aborted": aborted,
             "settings": self.settings(),
             # retries cannot be told apart per item: s3fs sends requests from its own I/O thread
-            "totals": {"items": len(items), **totals, "s3_retries": storage_retries() - getattr(self, "_retries_at_start", 0)},
+            "totals": {"items": len(items), **totals, "s3_retries": storage_retries() - self._retries_at_start},
             "items": [{
                 "source_id": o.source_id, "source_collection": o.collection, "source_href": redact(by_id.get(o.source_id), secrets_),
                 "status": o.status, "stage": o.stage, "error_class": o.error_class, "error": o.error, "asset": o.asset,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pystac
@@ -39,6 +39,11 @@ class Scene:
     @property
     def resolution(self) -> float:
         return abs(self.transform.a)
+
+    def without_pixels(self) -> Scene:
+        """The same item on the same grid without its band values: all that publishing needs, so a
+        batch does not hold a finished scene's DNs (1.4 GB for six 10 m bands) while it writes."""
+        return replace(self, dn=np.empty((self.dn.shape[0], 0, 0), self.dn.dtype))
 
     @property
     def reflectance(self) -> np.ndarray:
