@@ -35,7 +35,7 @@ from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, Runner, selec
 from .publish import Publisher, StaticCatalog
 from .search import SearchFilters, search
 from .stac_item import mask_collection_id, mask_item_id, same_provenance
-from .storage import StorageOptions, absolute, get_fs, join, read_json, write_bytes_atomic
+from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,6 @@ TASK_PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 
 ItemState = Literal["done", "failed", "missing"]
-
-
-def _dumps(d: Any) -> bytes:
-    return json.dumps(d, indent=2, sort_keys=False).encode("utf-8")
 
 
 def resolve_href(base: str, href: str) -> str:
@@ -394,8 +390,8 @@ def write_plan(plan_url: str, items: Sequence[pystac.Item], output: str, shards:
     for k, group in enumerate(groups):
         payload = make_payload(group, root, parameters, payload_id=f"{plan_id}-{k:05d}",
                                description=f"stac-clouds2mask plan {plan_id}, shard {k} of {len(groups)}")
-        write_bytes_atomic(resolve_href(murl, shard_href(k)), _dumps(payload), options)
-    write_bytes_atomic(murl, _dumps(manifest), options)
+        write_json_atomic(resolve_href(murl, shard_href(k)), payload, options)
+    write_json_atomic(murl, manifest, options)
     manifest["url"] = murl
     return manifest
 
@@ -470,7 +466,7 @@ def run_shard(plan_url: str, index: int | None = None, device: str | None = None
     }
     rurl = run_record_url(manifest["output"], manifest["id"], k)
     try:
-        write_bytes_atomic(rurl, _dumps(record), payload.config(manifest["output"], "cpu").options)
+        write_json_atomic(rurl, record, payload.config(manifest["output"], "cpu").options)
     except OSError as exc:  # the masks are what counts; without the record, status says missing, not failed
         log.warning("could not write the run record %s: %s", rurl, exc)
     return ShardRun(k, purl, report, out, rurl)

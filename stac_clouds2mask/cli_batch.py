@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from . import batch
 from .errors import InvalidInputError
-from .storage import StorageOptions, write_bytes_atomic
+from .storage import StorageOptions, write_bytes_atomic, write_json_atomic
 
 
 
@@ -157,7 +157,7 @@ def run_shard(
         with _progress() as progress:
             result = batch.run_shard(plan_url, index, device, progress)
         if output_payload:
-            write_bytes_atomic(output_payload, json.dumps(result.output_payload, indent=2).encode("utf-8"))
+            write_json_atomic(output_payload, result.output_payload)
         _console().print(f"shard {result.index}: {result.payload_url}")
         _summary(result.report)
         return result.report.exit_code

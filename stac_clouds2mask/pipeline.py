@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import secrets
@@ -27,7 +26,7 @@ from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
 from .scene import MaskResult, Scene
 from .search import SearchFilters, search
-from .storage import StorageOptions, join, write_bytes_atomic
+from .storage import StorageOptions, join, write_json_atomic
 from .storage import retries as storage_retries
 
 RESOLUTIONS = (10, 20, 30, 60)
@@ -392,9 +391,9 @@ class Runner:
                       aborted: str | None = None) -> None:
         name = f"run-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}.json"
         url = join(self.publisher.catalog.url, RUNS_DIR, name)  # next to the catalog, wherever that resolved to
-        data = json.dumps(self.report_dict(report, items, started, seconds, aborted), indent=2).encode()
+        data = self.report_dict(report, items, started, seconds, aborted)
         try:
-            write_bytes_atomic(url, data, self.config.options)
+            write_json_atomic(url, data, self.config.options)
             report.path = url
         except Exception as exc:  # the report must never turn a finished run into a crash
             report.report_error = redact(f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets())

@@ -40,16 +40,12 @@ from .stac_item import (
     STAC_VERSION, build_mask_item, mask_collection_id, mask_item_id, new_collection,
     same_provenance, update_collection,
 )
-from .storage import StorageOptions, absolute, get_fs, join, put_file_atomic, read_json, write_bytes_atomic
+from .storage import StorageOptions, absolute, get_fs, join, put_file_atomic, read_json, write_json_atomic
 from .thumbnail import write_thumbnail
 
 Action = Literal["new", "new_version", "overwrite", "skip"]
 VERSION_RELS = ("predecessor-version", "successor-version", "latest-version")
 TRANSACTION_CONFORMANCE = "transaction"
-
-
-def _dumps(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, indent=2).encode("utf-8")
 
 
 def _item_dict(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +151,7 @@ class StaticCatalog:
             {"rel": "parent", "href": "../collection.json", "type": "application/json"},
             {"rel": "collection", "href": "../collection.json", "type": "application/json"},
         ]
-        write_bytes_atomic(self.item_url(collection_id, d["id"]), _dumps(d), self.options)
+        write_json_atomic(self.item_url(collection_id, d["id"]), d, self.options)
         self.link_item(d)
         return d
 
@@ -179,7 +175,7 @@ class StaticCatalog:
 
     def rewrite_item(self, d: dict[str, Any]) -> None:
         """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
-        write_bytes_atomic(self.item_url(d["collection"], d["id"]), _dumps(d), self.options)
+        write_json_atomic(self.item_url(d["collection"], d["id"]), d, self.options)
 
     def link_item(self, d: dict[str, Any]) -> None:
         """Make sure the collection (metadata up to date) links the item and the root links the collection."""
@@ -204,7 +200,7 @@ class StaticCatalog:
             coll = updated
         if not any(l["rel"] == "item" and l["href"] == href for l in coll["links"]):
             coll["links"].append({"rel": "item", "href": href, "type": "application/geo+json"})
-        write_bytes_atomic(coll_url, _dumps(coll), self.options)
+        write_json_atomic(coll_url, coll, self.options)
         self._link_collection(collection_id, coll.get("title"))
 
     def _link_collection(self, collection_id: str, title: str | None) -> None:
@@ -221,7 +217,7 @@ class StaticCatalog:
         if any(l["rel"] == "child" and l["href"] == href for l in root["links"]):
             return
         root["links"].append({"rel": "child", "href": href, "type": "application/json", "title": title})
-        write_bytes_atomic(root_url, _dumps(root), self.options)
+        write_json_atomic(root_url, root, self.options)
 
 
 @dataclass

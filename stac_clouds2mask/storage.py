@@ -136,6 +136,11 @@ def write_bytes_atomic(url: str, data: bytes, options: StorageOptions | None = N
     _atomic(url, options, lambda fs, tmp: fs.pipe_file(tmp, data))
 
 
+def write_json_atomic(url: str, data: Any, options: StorageOptions | None = None) -> None:
+    """Write a JSON document (indented, UTF-8) to a URL atomically (see _atomic)."""
+    write_bytes_atomic(url, json.dumps(data, indent=2).encode("utf-8"), options)
+
+
 def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = None) -> None:
     """Upload (or copy) a local file to a URL atomically (see _atomic)."""
     _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))

@@ -88,7 +88,7 @@ def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path, monk
     def refuse(url, data, options=None):
         raise PermissionError(f"denied: {url}")
 
-    monkeypatch.setattr(pipeline, "write_bytes_atomic", refuse)
+    monkeypatch.setattr(pipeline, "write_json_atomic", refuse)
     report = Runner(RunConfig(output=str(tmp_path / "out"), device="cpu")).run([])
     assert report.path is None and "cannot write the run report" in report.report_error and "denied" in report.report_error
     assert report.exit_code == 0
