@@ -139,7 +139,7 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     import torch
 
     from stac_clouds2mask.cog import write_cog
-    from stac_clouds2mask.infer import plan_patches, predict, resolve_device
+    from stac_clouds2mask.infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, plan_patches, predict, resolve_device
     from stac_clouds2mask.model import choose_model, load_model
     from stac_clouds2mask.read import read_scene
 
@@ -169,7 +169,7 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     write_cog(pred.classes, scene.crs, scene.transform, out.with_suffix(".tif"))
     t3 = time.perf_counter()
     np.save(out, pred.classes)
-    plan = plan_patches(scene.valid)
+    plan = plan_patches(scene.valid, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP)
     borders = {"y": sorted({b for y0 in plan.rows for b in (y0, y0 + plan.patch_h)}),
                "x": sorted({b for xs in plan.rows.values() for x0 in xs for b in (x0, x0 + plan.patch_w)})}
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads"

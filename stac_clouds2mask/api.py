@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .infer import Prediction, predict, resolve_device
+from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, Prediction, predict, resolve_device
 from .model import choose_model, get_model_spec, load_model
 
 
@@ -19,18 +19,27 @@ def mask_array(
     model: str = "auto",
     device: str = "auto",
     with_probabilities: bool = False,
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    precision: str = "auto",
 ) -> Prediction:
     """Classes (0 clear, 1 cloud, 2 shadow, 255 nodata) of a (bands, H, W) reflectance array.
 
     `bands` names each input band by its common name (blue, green, red, nir, swir16, swir22); the
-    model is picked as for STAC items and the bands are reordered to what it expects.
+    model is picked as for STAC items and the bands are reordered to what it expects. Without
+    `valid`, pixels where any band is 0 or NaN (Sentinel-2's nodata) are nodata (255), never clear.
     """
     if reflectance.ndim != 3 or reflectance.shape[0] != len(bands):
         raise ValueError(f"reflectance must be (bands, H, W) with {len(bands)} bands, got shape {reflectance.shape}")
     spec = choose_model(level, bands) if model == "auto" else get_model_spec(model)
     order = [list(bands).index(b) for b in spec.bands]
     data = np.ascontiguousarray(reflectance[order], dtype=np.float32)
-    mask = np.ones(data.shape[1:], dtype=bool) if valid is None else valid.astype(bool)
+    if valid is None:
+        mask = np.all((data != 0) & ~np.isnan(data), axis=0)
+    else:
+        mask = valid.astype(bool)
+    data = np.nan_to_num(data, nan=0.0)
     dev = resolve_device(device)
     return predict(data, mask, spec, load_model(spec, dev, fold_bn=dev.type == "cpu"), device=str(dev),
-                   with_probabilities=with_probabilities)
+                   with_probabilities=with_probabilities, patch_size=patch_size, overlap=overlap,
+                   precision=precision)

@@ -20,7 +20,7 @@ from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, ModelError
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, predict, resolve_device
+from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PRECISIONS, compile_model, predict, resolve_device
 from .model import ModelSpec, choose_model, get_model_spec, load_model
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
@@ -98,6 +98,7 @@ class RunConfig:
     collection_id: str | None = None
     api_retries: int = 5
     compile: bool = False
+    precision: str = "auto"
     probabilities: bool = False
     fail_fast: bool = False
     write_report: bool = True
@@ -120,6 +121,8 @@ class RunConfig:
                 get_model_spec(self.model)
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from exc
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:
             resolve_device(self.device)
         except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
@@ -187,7 +190,8 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
     """What decides the mask's content; recorded in the item so reruns can tell same from different."""
     return {"model": spec.name, "model_version": spec.version, "resolution": config.resolution,
-            "patch_size": DEFAULT_PATCH_SIZE, "overlap": DEFAULT_OVERLAP, "probabilities": config.probabilities,
+            "patch_size": DEFAULT_PATCH_SIZE, "overlap": DEFAULT_OVERLAP, "precision": config.precision,
+            "probabilities": config.probabilities,
             "software": __version__}
 
 
@@ -227,7 +231,7 @@ class Runner:
     def model(self, spec: ModelSpec) -> torch.nn.Module:
         if spec.name not in self.models:
             model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
-            self.models[spec.name] = torch.compile(model) if self.config.compile else model
+            self.models[spec.name] = compile_model(model) if self.config.compile else model
         return self.models[spec.name]
 
     def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:
@@ -283,7 +287,7 @@ class Runner:
             pred = predict(scene.dn, scene.valid, work.spec, self.model(work.spec), device=str(self.device),
                            batch_size=self.config.batch_size, progress=self.progress.patches,
                            scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
-                           with_probabilities=self.config.probabilities)
+                           with_probabilities=self.config.probabilities, precision=self.config.precision)
             work.scene = scene.without_pixels()
             work.result = MaskResult(scene=work.scene, classes=pred.classes, model_name=work.spec.name,
                                      settings=work.settings, probabilities=pred.probabilities)
@@ -360,7 +364,7 @@ class Runner:
             "output": redact(c.output), "publish_api": redact(c.publish_api), "api_header_names": sorted(c.api_headers),
             "resolution": c.resolution, "device": str(self.device), "model": c.model, "overwrite": c.overwrite,
             "batch_size": c.batch_size, "target_collection": c.collection_id, "api_retries": c.api_retries,
-            "compile": c.compile, "fail_fast": c.fail_fast,
+            "compile": c.compile, "precision": c.precision, "fail_fast": c.fail_fast,
             "storage": {"anon": c.options.anon, "requester_pays": c.options.requester_pays, "endpoint_url": redact(c.options.endpoint_url)},
         }
 

@@ -107,7 +107,7 @@ INVOCATIONS = [
     ("unknown-model", "catalog", ["--model", "model_9b"], 2, "unknown model"),
     ("bad-resolution", "catalog", ["--resolution", "15"], 2, "--resolution must be one of 10, 20, 30, 60"),
     pytest.param("cuda-without-cuda", "catalog", ["--device", "cuda"], 2, "CUDA is not available", marks=CUDA, id="cuda-without-cuda"),
-    ("unknown-device", "catalog", ["--device", "banana"], 2, "device type at start of device string"),
+    ("unknown-device", "catalog", ["--device", "banana"], 2, "unknown device 'banana': use auto, cpu, cuda or cuda:N"),
     ("api-header-no-colon", "catalog", ["--publish-api", "http://127.0.0.1:9", "--api-header", "Authorization Bearer x"], 2,
      "--api-header must look like 'Name: value'"),
     ("api-header-bad-name", "catalog", ["--publish-api", "http://127.0.0.1:9", "--api-header", "Bad Name: x"], 2,

@@ -1,6 +1,6 @@
-"""Patch inference: fidelity to ukis-csmask's own onnxruntime path on real crops, and the plumbing.
+"""Patch inference: the planner, the blending and nodata plumbing, and the real model on crop B.
 
-Fidelity tests use the real pretrained weights and real Sentinel-2 crops. The plumbing tests use a
+The crop-B test uses the real pretrained weights (quality is judged in test_quality.py). The plumbing tests use a
 tiny randomly initialised (or constant) convolution in place of the U-Net: they check tiling,
 skipping, blending and nodata handling only, and say nothing about cloud detection.
 """
@@ -19,8 +19,6 @@ from stac_clouds2mask.infer import NODATA, Prediction, predict, resolve_device
 from stac_clouds2mask.model import choose_model, get_model_spec, load_model
 
 CROP_B = "ukis-csmask-s2-l1c-512-labelled"
-CROP_F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
-CROP_G = "ccd-s2-l2a-20200403-epsg32737-512-labelled"
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 ASSET_BAND = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
 
@@ -43,57 +41,18 @@ def read_reflectance(crop: str, bands: tuple[str, ...]) -> np.ndarray:
         np.float32) * np.float32(1e-4)
 
 
-def csmask_classes(reflectance: np.ndarray, bands: tuple[str, ...], level: str) -> np.ndarray:
-    """ukis-csmask's own result (onnxruntime, its tiling): the reference."""
-    from ukis_csmask.mask import CSmask
-
-    img = np.ascontiguousarray(np.moveaxis(reflectance, 0, -1))
-    return CSmask(img, band_order=list(bands), product_level=level).csm[..., 0]
-
-
-def iou(mask: np.ndarray, truth: np.ndarray) -> float:
-    return float((mask & truth).sum() / max((mask | truth).sum(), 1))
-
-
-@pytest.fixture(scope="module")
-def model_4b_l2a():
-    spec = choose_model("L2A", ["blue", "green", "red", "nir"])
-    assert spec.name == "model_4b_l2a"
-    return spec, load_model(spec)
-
-
-def test_crop_b_matches_csmask():
-    """Through predict's own model loading (the production path, BatchNorm folded)."""
+def test_crop_b_probabilities_through_the_production_path():
+    """Real model on crop B through predict's own model loading (BatchNorm folded): classes and
+    probabilities are well formed (the label-IoU guard in test_quality.py judges the classes)."""
     spec = choose_model("L1C", SIX)
     assert spec.name == "model_6b_l1c" and spec.bands == SIX
     x = read_reflectance(CROP_B, spec.bands)
-    valid = np.ones(x.shape[1:], bool)
-    pred = predict(x, valid, spec, device="cpu", with_probabilities=True)
-    ref = csmask_classes(x, spec.bands, "l1c")
-    agreement = float((pred.classes == ref).mean())
-    labels = read_raster(shared_data() / CROP_B / "labels.tif")  # 4 cloud, 0 shadow
-    print(f"\ncrop B agreement with CSmask {agreement:.4%}; cloud IoU vs labels: native "
-          f"{iou(pred.classes == 1, labels == 4):.4f}, CSmask {iou(ref == 1, labels == 4):.4f}; "
-          f"shadow IoU native {iou(pred.classes == 2, labels == 0):.4f}, CSmask {iou(ref == 2, labels == 0):.4f}")
-    assert agreement >= 0.99
+    pred = predict(x, np.ones(x.shape[1:], bool), spec, device="cpu", with_probabilities=True)
     assert pred.classes.dtype == np.uint8 and set(np.unique(pred.classes)) <= {0, 1, 2}
     assert pred.probabilities is not None and pred.probabilities.shape == (3, 512, 512)
     assert np.abs(pred.probabilities.astype(int).sum(0) - 255).max() <= 2
+    assert (pred.probabilities.argmax(0) == pred.classes).mean() > 0.999
     assert pred.patches_skipped == 0
-
-
-@pytest.mark.parametrize("crop", [CROP_F, CROP_G])
-def test_l2a_crops_match_csmask(model_4b_l2a, crop):
-    spec, model = model_4b_l2a
-    x = read_reflectance(crop, spec.bands)
-    valid = (x > 0).all(axis=0)  # DN 0 is nodata in these crops (none occurs)
-    pred = predict(x, valid, spec, model, device="cpu")
-    ref = csmask_classes(x, spec.bands, "l2a")
-    agreement = float((pred.classes[valid] == ref[valid]).mean())
-    clouds = read_raster(shared_data() / crop / "labels.tif") == 1
-    print(f"\n{crop}: agreement with CSmask {agreement:.4%}; cloud IoU vs labels: native "
-          f"{iou((pred.classes == 1) & valid, clouds):.4f}, CSmask {iou((ref == 1) & valid, clouds):.4f}")
-    assert agreement >= 0.99
 
 
 class TinyConv(nn.Module):
@@ -194,7 +153,7 @@ def test_input_checks(spec6):
     with pytest.raises(ValueError, match="multiple of 32"):
         predict(x, valid, spec6, TinyConv(6), device="cpu", patch_size=100)
     with pytest.raises(ValueError, match="overlap"):
-        predict(x, valid, spec6, TinyConv(6), device="cpu", overlap=200)
+        predict(x, valid, spec6, TinyConv(6), device="cpu", overlap=300)
 
 
 def test_resolve_device():
@@ -205,12 +164,33 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-def test_default_grid_is_ukis_csmask_grid():
-    """Patch origins -51, 153, 357 on a 512 px axis: the tiling of ukis-csmask 1.0.0 (256 px, 20 %)."""
-    from stac_clouds2mask.infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, _axis_plan
+def test_patches_sit_on_the_reference_lattice_and_start_where_the_data_starts():
+    """Planner only: origins on the lattice 32 k + 13 (ukis-csmask's grid phase, -51 mod 32), a run
+    tiled from the lattice point before its first valid pixel, its last patch slid back inward."""
+    from stac_clouds2mask.infer.plan import PHASE, axis_starts
 
-    assert _axis_plan(512, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_OVERLAP - 1) == (256, [-51, 153, 357])
-    assert _axis_plan(40, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_OVERLAP - 1) == (160, [-51])
+    assert PHASE == 13
+    assert axis_starts(np.ones(1000, bool), 512, 64) == [-19, 429, 493]
+    data_from_300 = np.r_[np.zeros(300, bool), np.ones(700, bool)]
+    assert axis_starts(data_from_300, 512, 64) == [269, 493]
+    two_runs = np.r_[np.ones(300, bool), np.zeros(1000, bool), np.ones(10, bool)]
+    assert axis_starts(two_runs, 512, 64) == [-19, 1293]
+    assert axis_starts(np.zeros(800, bool), 512, 64) == []
+
+
+def test_plan_on_a_swath_edge_carries_data_and_beats_the_naive_grid():
+    """Planner only: on a diagonal swath edge every patch holds a substantial share of valid pixels
+    (patches are slid inward, not left hanging over nodata) and fewer patches run than a plain grid."""
+    from stac_clouds2mask.infer import plan_patches
+
+    h = w = 3000
+    yy, xx = np.mgrid[:h, :w]
+    valid = xx > 0.7 * yy + 400
+    plan = plan_patches(valid)
+    shares = [valid[max(y0, 0):y0 + plan.patch_h, max(x0, 0):x0 + plan.patch_w].mean() for y0, x0 in plan.origins()]
+    assert min(shares) > 0.2
+    assert plan.count < plan.naive
+    assert plan.processed_pixels < 0.7 * plan.naive * plan.patch_h * plan.patch_w
 
 
 def test_planner_covers_every_valid_pixel_and_skips_pure_nodata():
@@ -269,12 +249,12 @@ def test_dn_input_keeps_partially_valid_pixels_as_ukis_csmask_does(spec6):
     assert (c.classes[:, 20:22] != a.classes[:, 20:22]).any()
 
 
-def test_patches_at_the_edge_mirror_the_whole_scene():
-    """Patches reaching far past the edge mirror the scene as numpy.pad(mode='symmetric') does
-    (ukis-csmask pads the scene so), not the sliver of the scene inside the patch."""
-    from stac_clouds2mask.infer import _cut
+def test_patches_past_the_edge_mirror_the_whole_scene():
+    """Indices past a scene edge mirror the scene as numpy.pad(mode='symmetric') does."""
+    from stac_clouds2mask.infer.engine import _mirror, _take
 
-    arr = np.random.default_rng(0).random((2, 37, 29))
-    padded = np.pad(arr, ((0, 0), (300, 300), (300, 300)), mode="symmetric")
-    for y0, x0, ph, pw in [(-51, -51, 128, 96), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160)]:
-        np.testing.assert_array_equal(_cut(arr, y0, x0, ph, pw), padded[:, y0 + 300:y0 + 300 + ph, x0 + 300:x0 + 300 + pw])
+    arr = torch.from_numpy(np.random.default_rng(0).random((2, 37, 29)))
+    padded = np.pad(arr.numpy(), ((0, 0), (300, 300), (300, 300)), mode="symmetric")
+    for y0, x0, ph, pw in [(-19, -19, 64, 64), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160)]:
+        cut = _take(_take(arr, 1, _mirror(y0, ph, 37)), 2, _mirror(x0, pw, 29))
+        np.testing.assert_array_equal(cut.numpy(), padded[:, y0 + 300:y0 + 300 + ph, x0 + 300:x0 + 300 + pw])

@@ -1,0 +1,20 @@
+"""Stage 3: the network over a scene in patches fitted to its data, on CUDA when present, else on the CPU."""
+
+from .device import PRECISIONS, ExecMode, compile_model, resolve_device
+from .engine import NODATA, Prediction, blend_window, predict
+from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PatchPlan, plan_patches
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "DEFAULT_PATCH_SIZE",
+    "NODATA",
+    "PRECISIONS",
+    "ExecMode",
+    "PatchPlan",
+    "Prediction",
+    "blend_window",
+    "compile_model",
+    "plan_patches",
+    "predict",
+    "resolve_device",
+]
