@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -22,6 +23,8 @@ from .storage import StorageOptions, get_fs, is_remote
 
 L2A_PRODUCT_TYPES = ("S2MSI2A",)
 GDAL_CACHE_BYTES = 128 * 2**20
+MAX_READ_THREADS = 8
+DECODER_THREADS = "ALL_CPUS"
 OFFSET_BASELINE = (4, 0)  # processing baseline from which L1C/L2A DNs carry +1000
 
 
@@ -138,6 +141,19 @@ def target_grid(bounds: tuple[float, float, float, float], resolution: float) ->
     return Affine(resolution, 0.0, left, 0.0, -resolution, top), width, height
 
 
+def _read_band(ds: rasterio.DatasetReader, crs: CRS, transform: Affine, out: np.ndarray, res: float,
+               src_nodata: float) -> None:
+    """One band onto the grid: finer data averaged down, coarser taken nearest-neighbour, DN 0 outside.
+
+    Always from the full-resolution data: JPEG 2000 resolution levels (and overviews of unknown
+    making) are not the box average of the pixels (benchmarks/read_speed.py measures the difference).
+    """
+    resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
+    with WarpedVRT(ds, crs=crs, src_crs=crs, transform=transform, width=out.shape[1], height=out.shape[0],
+                   src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
+        vrt.read(1, out=out)
+
+
 def read_scene(
     item: pystac.Item,
     bands: Sequence[str],
@@ -185,21 +201,28 @@ def read_scene(
         transform, width, height = target_grid(tuple(finest[3].bounds), res)
 
         dn = np.empty((len(bands), height, width), dtype=np.result_type(*(d[3].dtypes[0] for d in datasets)))
+        for band, key, asset, ds, crs in datasets:
+            if crs != grid_crs:
+                raise SourceDataError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
+
+        def read(i: int) -> None:
+            band, key, asset, ds, crs = datasets[i]
+            nodata = declared_nodata(asset)
+            src_nodata = ds.nodata if ds.nodata is not None else (nodata if nodata is not None else 0)
+            try:
+                with rasterio.Env(GDAL_NUM_THREADS=DECODER_THREADS):  # JPEG 2000 decodes its code blocks in threads
+                    _read_band(ds, crs, transform, dn[i], res, src_nodata)
+            except (RasterioIOError, OSError) as exc:
+                raise SourceDataError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
+
+        # one thread per band: GDAL releases the GIL while it reads, decodes and resamples
+        with ThreadPoolExecutor(max_workers=min(len(datasets), MAX_READ_THREADS)) as pool:
+            list(pool.map(read, range(len(datasets))))
         valid = np.ones((height, width), dtype=bool)
         scales, offsets, nodatas = [], [], []
         hrefs = {}
         for i, (band, key, asset, ds, crs) in enumerate(datasets):
-            if crs != grid_crs:
-                raise SourceDataError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
             nodata = declared_nodata(asset)
-            src_nodata = ds.nodata if ds.nodata is not None else (nodata if nodata is not None else 0)
-            resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
-            try:
-                with WarpedVRT(ds, crs=grid_crs, src_crs=crs, transform=transform, width=width, height=height,
-                               src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
-                    vrt.read(1, out=dn[i])
-            except (RasterioIOError, OSError) as exc:
-                raise SourceDataError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
             valid &= dn[i] != 0
             if nodata is not None:
                 valid &= dn[i] != nodata

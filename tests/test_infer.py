@@ -124,6 +124,27 @@ def test_constant_model_gives_seamless_constant_output(spec6):
     assert len(calls) == -(-pred.patches_run // 3)
 
 
+class EdgeBiased(nn.Module):
+    """Says "cloud" within 16 px of its patch's edge and "clear" elsewhere: the edge artefact of real
+    patch models, exaggerated. Blending must let the patch that sees a pixel from inside win."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:]
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        edge = (torch.minimum(torch.minimum(yy, h - 1 - yy), torch.minimum(xx, w - 1 - xx)) < 16).float()
+        logits = torch.stack([torch.ones_like(edge), 3 * edge, -torch.ones_like(edge)])
+        return logits.unsqueeze(0).expand(x.shape[0], -1, -1, -1) + 0 * x[:, :1]
+
+
+def test_blending_lets_the_inside_view_win_over_patch_edges(spec6):
+    """Plumbing (a fake edge-biased model, not the U-Net): inside the scene no patch edge shows
+    through; only pixels that one patch alone sees near its edge (the scene border) may be 'cloud'."""
+    x = random_scene(900, 1100)
+    pred = predict(x, np.ones((900, 1100), bool), spec6, EdgeBiased(), device="cpu", patch_size=256)
+    assert pred.patches_run > 9
+    assert (pred.classes[16:-16, 16:-16] == 0).all()
+
+
 def test_small_scene(spec6):
     x = random_scene(40, 50)
     valid = np.ones((40, 50), bool)

@@ -45,3 +45,24 @@ def test_label_iou_is_not_below_the_reference_runtime(precision):
     b = scores[2]
     assert b.shadow_ours is not None and b.shadow_ref is not None
     assert b.shadow_ours >= b.shadow_ref - 0.01
+
+
+def test_no_visible_seams():
+    """Class disagreement with the reference within 8 px of our patch edges is at most 1.5x that
+    elsewhere (pooled over the labelled chips, 256 px patches so that every chip has inner edges,
+    the default overlap): the overlap and its blending window hide the seams."""
+    from stac_clouds2mask import mask_array
+    from stac_clouds2mask.infer import DEFAULT_OVERLAP, plan_patches
+
+    near = far = near_n = far_n = 0
+    for chip in label_iou.CHIPS:
+        x, _ = label_iou.chip_data(chip)
+        ours = mask_array(x, chip.bands, level=chip.level, device="cpu", patch_size=256, precision="fp32").classes
+        band = plan_patches(ours != 255, 256, DEFAULT_OVERLAP).seam_band()
+        assert band.mean() > 0.1
+        differ = ours != label_iou.reference_classes(x, chip)
+        near, near_n = near + int(differ[band].sum()), near_n + int(band.sum())
+        far, far_n = far + int(differ[~band].sum()), far_n + int((~band).sum())
+    ratio = (near / near_n) / (far / far_n)
+    print(f"\nseam band disagreement {near / near_n:.4%}, elsewhere {far / far_n:.4%}, ratio {ratio:.2f}")
+    assert ratio <= 1.5

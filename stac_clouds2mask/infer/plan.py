@@ -57,6 +57,19 @@ class PatchPlan:
     def origins(self) -> list[tuple[int, int]]:
         return [(y0, x0) for y0, xs in self.rows.items() for x0 in xs]
 
+    def seam_band(self, half: int = 8) -> np.ndarray:
+        """bool (H, W): pixels within ``half`` px of a patch edge inside the scene, where seams would show."""
+        rows, cols = np.zeros(self.height, bool), np.zeros(self.width, bool)
+        for y0, xs in self.rows.items():
+            for edge in (y0, y0 + self.patch_h):
+                if 0 < edge < self.height:
+                    rows[max(edge - half, 0):edge + half] = True
+            for x0 in xs:
+                for edge in (x0, x0 + self.patch_w):
+                    if 0 < edge < self.width:
+                        cols[max(edge - half, 0):edge + half] = True
+        return rows[:, None] | cols[None, :]
+
 
 def _runs(occupied: np.ndarray, bridge: int) -> list[tuple[int, int]]:
     """Half-open runs [a, e) of True, with gaps of at most ``bridge`` False entries bridged."""

@@ -1,0 +1,139 @@
+"""Patch economy: how many pixels each patch layout runs through the network, and what that costs here.
+
+Two real nodata footprints, each at 20 m and 10 m (nearest-upsampled masks, so the footprint is real
+and the grid full size):
+  A       tile 19UDP from crop A (160 m, 38 % nodata wedge);
+  T29UNU  the real Level-2A product folder in ../shared/data/safe (60 m JP2, 40 % nodata).
+For each: patches and processed pixels / valid pixels of
+  naive       a plain grid over the whole tile;
+  skip        the same grid without all-nodata patches;
+  offset      skip, with every other patch row shifted by half a step (CloudS2Mask's "offset grid");
+  fitted      this engine's planner (runs from the first valid pixel, last patch slid inward).
+Then the patch size: the network's cost per pixel at each size is timed on this machine (the engine's
+own CPU mode) and multiplied by the fitted layout's processed pixels. The last line names the
+patch size with the lowest predicted time on the 20 m tiles.
+
+  python benchmarks/patch_economy.py
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from full_scene import CROP_A, SIX, machine, shared_dir  # noqa: E402
+
+SAFE_60M = "safe/*.SAFE/GRANULE/*/IMG_DATA/R60m/*_{band}_60m.jp2"
+SAFE_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
+SIZES = (256, 384, 512, 768, 1024)
+TILE = {20: 5490, 10: 10980}
+
+
+def _read(path: str | Path) -> np.ndarray:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def footprints() -> dict[str, np.ndarray]:
+    """Valid masks at their own resolution: every model band non-zero."""
+    data = shared_dir() / "data"
+    a = np.all([_read(data / CROP_A / f"{b}.tif") != 0 for b in SIX.values()], axis=0)
+    t = np.all([_read(glob.glob(str(data / SAFE_60M.format(band=b)))[0]) != 0 for b in SAFE_BANDS], axis=0)
+    return {"A": a, "T29UNU": t}
+
+
+def upsample(valid: np.ndarray, size: int) -> np.ndarray:
+    factor = math.ceil(size / valid.shape[0])
+    return np.kron(valid, np.ones((factor, factor), bool))[:size, :size]
+
+
+def grid_counts(valid: np.ndarray, patch: int, overlap: int) -> tuple[int, int, int]:
+    """naive, skip and offset-grid patch counts of a plain grid from pixel 0."""
+    h, w = valid.shape
+    step = patch - overlap
+    ys = list(range(0, max(h - overlap, 1), step))
+    xs = list(range(0, max(w - overlap, 1), step))
+    rows_any = [valid[y:y + patch].any(axis=0) for y in ys]
+    cum = [np.concatenate([[0], np.cumsum(r)]) for r in rows_any]
+
+    def kept(r: int, x0: int) -> bool:
+        a, b = max(x0, 0), min(x0 + patch, w)
+        return a < b and cum[r][b] > cum[r][a]
+
+    skip = sum(kept(r, x) for r in range(len(ys)) for x in xs)
+    offset = 0
+    for r in range(len(ys)):
+        shift = step // 2 if r % 2 else 0
+        offset += sum(kept(r, x) for x in ([x - shift for x in xs] + ([xs[-1] + step - shift] if shift else [])))
+    return len(ys) * len(xs), skip, offset
+
+
+def time_per_pixel(sizes: tuple[int, ...]) -> tuple[dict[int, float], str]:
+    """Seconds per processed pixel of the 6-band model at each patch size, in the engine's CPU mode."""
+    import torch
+
+    from stac_clouds2mask.infer.device import use_all_cores
+    from stac_clouds2mask.infer.engine import exec_mode
+    from stac_clouds2mask.model import choose_model, load_model
+
+    use_all_cores()
+    spec = choose_model("L1C", list(SIX))
+    model = load_model(spec, "cpu", fold_bn=True)
+    mode = exec_mode(model, spec, torch.device("cpu"), 512, "auto")
+    layout = torch.channels_last if mode.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    cost = {}
+    with torch.inference_mode(), mode.autocast(torch.device("cpu")):
+        for size in sizes:
+            x = torch.randn(1, 6, size, size).contiguous(memory_format=layout)
+            model(x)
+            best = float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                model(x)
+                best = min(best, time.perf_counter() - t)
+            cost[size] = best / size**2
+    return cost, mode.describe()
+
+
+def main() -> None:
+    from stac_clouds2mask.infer import DEFAULT_OVERLAP, plan_patches
+
+    print(f"machine: {machine()}")
+    masks = footprints()
+    print(f"{'tile':8s} {'res':>4s} {'valid':>6s} {'patch':>5s} {'ovl':>4s} {'naive':>7s} {'skip':>7s} {'offset':>7s} "
+          f"{'fitted':>7s} {'naive px/valid':>15s} {'fitted px/valid':>16s}")
+    processed: dict[tuple[str, int, int], int] = {}
+    for name, small in masks.items():
+        for res, size in TILE.items():
+            valid = upsample(small, size)
+            for patch in SIZES:
+                for overlap in (32, DEFAULT_OVERLAP):
+                    naive, skip, offset = grid_counts(valid, patch, overlap)
+                    plan = plan_patches(valid, patch, overlap)
+                    if overlap == DEFAULT_OVERLAP:
+                        processed[(name, res, patch)] = plan.processed_pixels
+                    nv = valid.sum()
+                    print(f"{name:8s} {res:>3d}m {valid.mean():6.1%} {patch:5d} {overlap:4d} {naive:7d} {skip:7d} "
+                          f"{offset:7d} {plan.count:7d} {naive * patch * patch / nv:15.2f} "
+                          f"{plan.processed_pixels / nv:16.2f}", flush=True)
+    cost, mode = time_per_pixel(SIZES)
+    print(f"network cost on this machine ({mode}): " + ", ".join(f"{s}: {cost[s] * 1e6:.3f} s/MP" for s in SIZES))
+    totals = {}
+    for patch in SIZES:
+        totals[patch] = sum(processed[(name, 20, patch)] * cost[patch] for name in masks)
+        print(f"predicted network seconds for both 20 m tiles at patch {patch}: {totals[patch]:.1f}")
+    print(f"best_patch_size_20m={min(totals, key=totals.__getitem__)}")
+
+
+if __name__ == "__main__":
+    main()
