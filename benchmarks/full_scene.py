@@ -10,10 +10,15 @@ Each engine runs in its own child process, so its peak RSS is its own:
   (a) ukis-csmask: read the six bands into an (H, W, 6) float32 array, then CSmask (onnxruntime);
   (b) stac-clouds2mask: read_scene (DN + valid mask on the grid), predict, write the COG.
 Printed: seconds per scene (and the read / infer / write split), megapixels per second, patches run
-vs the naive full grid, peak RSS, agreement of (b) with (a) on valid pixels, the disagreement rate in
-the 16-px band around patch borders vs elsewhere, and as the last line ratio_vs_ukis_csmask=a/b.
+vs the naive full grid, processed pixels per valid pixel, the network's processed megapixels per
+second next to this CPU's ceiling (142 GFLOP per megapixel over the matrix-product rate measured in
+the same run), peak RSS, agreement of (b) with (a) on valid pixels, the disagreement rate in the 16-px
+band around patch borders vs elsewhere, and as the last line ratio_vs_ukis_csmask=a/b. (On these
+blocky upsampled pixels the models are far more grid-sensitive than on real ones: agreement here is
+no quality measure; benchmarks/label_iou.py scores quality against labels.)
 
   python benchmarks/full_scene.py --quick          # 2048 x 2048 window at 20 m, < 60 s on 2 cores
+  python benchmarks/full_scene.py --quick --valid-window  # a 2048 x 2048 window without nodata
   python benchmarks/full_scene.py                  # full tile at 20 m
   python benchmarks/full_scene.py --resolution 10  # full tile at 10 m (ukis-csmask needs ~15 GB RAM)
   python benchmarks/full_scene.py --device cuda    # GPU for (b); (a) uses onnxruntime's providers
@@ -40,6 +45,7 @@ SIX = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11
 TILE_SIZE_M = 109800.0
 QUICK = 2048
 QUICK_ORIGIN = (0, 1500)  # rows, cols of the quick window at 20 m: clouds and the swath edge
+GFLOP_PER_MP = 142.0  # the 6-band model: 9.3 GFLOP per 256 x 256 patch
 
 
 def shared_dir() -> Path:
@@ -58,14 +64,32 @@ def machine() -> str:
     return f"{cpu}, {cores} cores"
 
 
-def build_scene(workdir: Path, resolution: int, quick: bool) -> Path:
+def valid_window_origin(resolution: int) -> tuple[int, int]:
+    """Origin of the quick window with the most valid pixels: inside the swath, away from its edge
+    (crop A has no window free of nodata: ~1 % of its pixels inside the swath are DN 0 in some band)."""
+    import rasterio
+
+    src_dir = shared_dir() / "data" / CROP_A
+    stack = []
+    for band in SIX.values():
+        with rasterio.open(src_dir / f"{band}.tif") as ds:
+            stack.append(ds.read(1))
+    valid = np.all(np.stack(stack) != 0, axis=0).astype(np.int64)
+    size = QUICK // (160 // resolution)
+    table = np.pad(valid.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    counts = table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+    r, c = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return int(r) * (160 // resolution), int(c) * (160 // resolution)
+
+
+def build_scene(workdir: Path, resolution: int, quick: bool, valid_window: bool = False) -> Path:
     """VRTs that upsample crop A onto the tile grid (nearest), and a STAC item pointing at them."""
     import rasterio
 
     src_dir = shared_dir() / "data" / CROP_A
     item = json.loads((src_dir / f"{CROP_A}.json").read_text())
     full = int(round(TILE_SIZE_M / resolution))
-    rows0, cols0 = QUICK_ORIGIN if quick else (0, 0)
+    rows0, cols0 = (valid_window_origin(resolution) if valid_window else QUICK_ORIGIN) if quick else (0, 0)
     size = QUICK if quick else full
     with rasterio.open(src_dir / "B02.tif") as ds:
         left, top = ds.transform.c, ds.transform.f
@@ -92,7 +116,7 @@ def build_scene(workdir: Path, resolution: int, quick: bool) -> Path:
         asset["href"] = str(workdir / f"{band}.vrt")
         asset["type"] = "application/x-ogc-vrt"
         asset["bands"][0]["raster:spatial_resolution"] = resolution
-    item["id"] = f"{CROP_A}-upsampled-{resolution}m" + ("-quick" if quick else "")
+    item["id"] = f"{CROP_A}-upsampled-{resolution}m" + ("-quick" if quick else "") + ("-valid" if valid_window else "")
     item["assets"] = {k: v for k, v in item["assets"].items() if k in SIX}
     item["properties"]["proj:shape"] = [size, size]
     item["properties"]["proj:transform"] = [resolution, 0, x0, 0, -resolution, y0]
@@ -134,12 +158,33 @@ def _ort_providers() -> list[str]:
     return [p.replace("ExecutionProvider", "") for p in onnxruntime.get_available_providers()]
 
 
-def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, compile_model: bool) -> dict:
+def matmul_gflops(device: str, precision: str) -> float:
+    """The matrix-product rate of this device in the engine's precision: the arithmetic ceiling."""
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
+    a = torch.randn(2048, 2048, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(4):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ a
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048**3 / best / 1e9
+
+
+def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, compile_model: bool,
+             precision: str = "auto") -> dict:
     import pystac
     import torch
 
     from stac_clouds2mask.cog import write_cog
     from stac_clouds2mask.infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, plan_patches, predict, resolve_device
+    from stac_clouds2mask.infer import compile_model as compile_model_
+    from stac_clouds2mask.infer.engine import exec_mode
     from stac_clouds2mask.model import choose_model, load_model
     from stac_clouds2mask.read import read_scene
 
@@ -147,13 +192,14 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     item = pystac.Item.from_file(str(item_path))
     spec = choose_model("L1C", SIX)
     model = load_model(spec, dev, fold_bn=dev.type == "cpu")
+    mode = exec_mode(model, spec, dev, DEFAULT_PATCH_SIZE, precision)  # measured once per machine, cached
     compile_s = 0.0
     if compile_model:
         t = time.perf_counter()
-        model = torch.compile(model)
+        model = compile_model_(model)
         with torch.inference_mode():  # compile outside the timed run, as a batch job does once
             predict(np.ones((6, 256, 256), np.uint16), np.ones((256, 256), bool), spec, model, device=str(dev),
-                    batch_size=batch_size, scale=[1e-4] * 6, offset=[0.0] * 6)
+                    batch_size=batch_size, scale=[1e-4] * 6, offset=[0.0] * 6, patch_size=256, mode=mode)
         compile_s = time.perf_counter() - t
     resolution = item.properties["proj:transform"][0]
     if dev.type == "cuda":
@@ -162,26 +208,29 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     scene = read_scene(item, spec.bands, resolution)
     t1 = time.perf_counter()
     pred = predict(scene.dn, scene.valid, spec, model, device=str(dev), batch_size=batch_size,
-                   scale=scene.scale, offset=scene.offset, nodata=scene.nodata)
+                   scale=scene.scale, offset=scene.offset, nodata=scene.nodata, precision=precision)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t2 = time.perf_counter()
     write_cog(pred.classes, scene.crs, scene.transform, out.with_suffix(".tif"))
     t3 = time.perf_counter()
     np.save(out, pred.classes)
-    plan = plan_patches(scene.valid, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP)
-    borders = {"y": sorted({b for y0 in plan.rows for b in (y0, y0 + plan.patch_h)}),
-               "x": sorted({b for xs in plan.rows.values() for x0 in xs for b in (x0, x0 + plan.patch_w)})}
+    np.save(out.with_name("seams.npy"), plan_patches(scene.valid, DEFAULT_PATCH_SIZE, DEFAULT_OVERLAP).seam_band())
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads"
+    name += f", {pred.mode}"
     if compile_model:
         name += f", torch.compile ({compile_s:.0f} s once, not in the time)"
     return {"read": t1 - t0, "infer": t2 - t1, "write": t3 - t2, "patches": pred.patches_run,
             "naive": pred.patches_run + pred.patches_skipped, "rss_mib": peak_rss_mib(), "device": name,
-            "borders": borders, "valid_fraction": float(scene.valid.mean()), "compile_s": compile_s}
+            "valid_fraction": float(scene.valid.mean()), "compile_s": compile_s,
+            "processed": pred.processed_pixels, "valid": int(scene.valid.sum()),
+            "gflops": matmul_gflops(str(dev), mode.precision)}
 
 
-def child(engine: str, item: Path, out: Path, device: str, batch_size: int | None, compile_model: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", engine, "--item", str(item), "--out", str(out), "--device", device]
+def child(engine: str, item: Path, out: Path, device: str, batch_size: int | None, compile_model: bool = False,
+          precision: str = "auto") -> dict:
+    cmd = [sys.executable, __file__, "--child", engine, "--item", str(item), "--out", str(out), "--device", device,
+           "--precision", precision]
     if compile_model:
         cmd.append("--compile")
     if batch_size:
@@ -192,24 +241,20 @@ def child(engine: str, item: Path, out: Path, device: str, batch_size: int | Non
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def border_band(shape: tuple[int, int], borders: dict, half: int = 8) -> np.ndarray:
-    """Pixels within `half` px of an inner patch border (a 16-px band for half=8)."""
-    h, w = shape
-    rows, cols = np.zeros(h, bool), np.zeros(w, bool)
-    for b in borders["y"]:
-        if 0 < b < h:
-            rows[max(b - half, 0):b + half] = True
-    for b in borders["x"]:
-        if 0 < b < w:
-            cols[max(b - half, 0):b + half] = True
-    return rows[:, None] | cols[None, :]
-
-
 def report(name: str, r: dict, size: int) -> None:
     total = r["read"] + r["infer"] + r["write"]
     print(f"{name:22s} {total:8.2f} s/scene (read {r['read']:.2f}, infer {r['infer']:.2f}, write {r['write']:.2f}) "
           f"{size * size / 1e6 / total:6.3f} MP/s  patches {r['patches']} of naive {r['naive']}  "
           f"peak RSS {r['rss_mib']:.0f} MiB  [{r['device']}]")
+
+
+def economy(b: dict) -> None:
+    """Processed pixels per valid pixel, and the network's rate next to the arithmetic ceiling."""
+    rate = b["processed"] / 1e6 / b["infer"]
+    ceiling = b["gflops"] / GFLOP_PER_MP
+    print(f"(b) processed pixels / valid pixels: {b['processed'] / max(b['valid'], 1):.2f}; network rate "
+          f"{rate:.2f} processed MP/s; ceiling {ceiling:.2f} MP/s ({GFLOP_PER_MP:.0f} GFLOP per MP at "
+          f"{b['gflops']:.0f} GFLOP/s, a matrix product measured in this run)")
 
 
 def main() -> None:
@@ -219,6 +264,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="device for this project's engine: cpu, cuda or auto")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile this project's model (compile time reported, not timed)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="this project's engine precision (auto: measured once per machine)")
+    parser.add_argument("--valid-window", action="store_true",
+                        help="with --quick: the 2048 x 2048 window inside the swath with the most valid pixels, so "
+                             "the engine's speed is seen apart from what skipping nodata saves")
     parser.add_argument("--skip-peer", action="store_true",
                         help="run only this project's engine (e.g. the 10 m tile, where ukis-csmask needs ~15 GB); "
                              "no agreement figures, and the ratio line reads n/a")
@@ -228,7 +278,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        result = run_ukis(args.item, args.out) if args.child == "ukis" else run_ours(args.item, args.out, args.device, args.batch_size, args.compile)
+        result = run_ukis(args.item, args.out) if args.child == "ukis" else run_ours(
+            args.item, args.out, args.device, args.batch_size, args.compile, args.precision)
         print(json.dumps(result))
         return
 
@@ -238,26 +289,30 @@ def main() -> None:
     resolution = 20 if args.quick else args.resolution
     with tempfile.TemporaryDirectory(prefix="clouds2mask-bench-") as tmp:
         work = Path(tmp)
-        item = build_scene(work, resolution, args.quick)
+        if args.valid_window and not args.quick:
+            raise SystemExit("--valid-window goes with --quick")
+        item = build_scene(work, resolution, args.quick, args.valid_window)
         size = QUICK if args.quick else int(round(TILE_SIZE_M / resolution))
         print(f"scene: crop A ({CROP_A}, real L1C pixels, 160 m) nearest-upsampled onto the 19UDP grid at "
-              f"{resolution} m{', 2048 x 2048 window' if args.quick else ''}: {size} x {size} px, 6 bands, read "
+              f"{resolution} m{(', 2048 x 2048 window' + (' inside the swath' if args.valid_window else '')) if args.quick else ''}: {size} x {size} px, 6 bands, read "
               "from local disk through VRTs (real clouds and nodata wedge, blocky at this scale)")
         print(f"machine: {machine()}")
-        b = child("ours", item, work / "b.npy", args.device, args.batch_size, args.compile)
+        b = child("ours", item, work / "b.npy", args.device, args.batch_size, args.compile, args.precision)
         if args.skip_peer:
             report("(b) stac-clouds2mask", b, size)
+            economy(b)
             print("ratio_vs_ukis_csmask=n/a")
             return
         a = child("ukis", item, work / "a.npy", args.device, args.batch_size)
         ca, cb = np.load(work / "a.npy"), np.load(work / "b.npy")
+        band = np.load(work / "seams.npy")
     valid = cb != 255
     agree = float((ca[valid] == cb[valid]).mean())
-    band = border_band(cb.shape, b["borders"])
     dis = ca != cb
     near, far = float(dis[valid & band].mean()), float(dis[valid & ~band].mean())
     report("(a) ukis-csmask", a, size)
     report("(b) stac-clouds2mask", b, size)
+    economy(b)
     print(f"valid pixels: {b['valid_fraction']:.1%}; agreement of (b) with (a) on valid pixels: {agree:.4%}")
     print(f"class disagreement in the 16-px band around patch borders: {near:.4%}; elsewhere: {far:.4%}; "
           f"ratio {near / far if far else float('inf'):.2f}")

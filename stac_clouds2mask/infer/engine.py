@@ -57,10 +57,20 @@ def _mirror(start: int, length: int, n: int) -> slice | torch.Tensor:
     return torch.where(idx >= n, 2 * n - 1 - idx, idx)
 
 
-def _take(t: torch.Tensor, dim: int, index: slice | torch.Tensor) -> torch.Tensor:
-    if isinstance(index, slice):
-        return t.narrow(dim, index.start, index.stop - index.start)
-    return t.index_select(dim, index.to(t.device))
+def _mirrored(t: torch.Tensor, dim: int, start: int, length: int) -> torch.Tensor:
+    """``t`` along ``dim`` from ``start`` for ``length``, mirrored past the ends as ``_mirror`` says;
+    a view where no mirroring is needed, flipped slices (no gather) where it reaches one mirror deep."""
+    n = t.shape[dim]
+    lo, hi, past = max(start, 0), min(start + length, n), start + length - n
+    if start >= 0 and past <= 0:
+        return t.narrow(dim, start, length)
+    if lo >= hi or -start > n or past > n:
+        return t.index_select(dim, _mirror(start, length, n).to(t.device))  # type: ignore[union-attr]
+    parts = [t.narrow(dim, 0, -start).flip(dim)] if start < 0 else []
+    parts.append(t.narrow(dim, lo, hi - lo))
+    if past > 0:
+        parts.append(t.narrow(dim, n - past, past).flip(dim))
+    return torch.cat(parts, dim)
 
 
 class _Stripes:
@@ -201,7 +211,8 @@ def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.M
         if n <= 0:
             return
         n_acc = min(n, ph)
-        cls = acc[:, :n_acc].argmax(0).to(torch.uint8).cpu().numpy()
+        s0, s1, s2 = acc[:, :n_acc]  # argmax by comparisons: ties go to the lower class, as argmax's do
+        cls = torch.where(s2 > torch.maximum(s0, s1), 2, (s1 > s0).to(torch.uint8)).to(torch.uint8).cpu().numpy()
         none = ~valid[top:top + n_acc] | (wsum[:n_acc] <= 0).cpu().numpy()
         cls[none] = NODATA
         classes[top:top + n_acc] = cls
@@ -234,7 +245,7 @@ def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.M
         x = torch.where(ok, x * a + b, fill)
         xs = plan.rows[y0]
         left = xs[0]  # the row's columns [left, right), mirrored where they pass the scene's edges
-        x = _take(x, 2, _mirror(left, xs[-1] + pw - left, w))
+        x = _mirrored(x, 2, left, xs[-1] + pw - left)
         ya, yb = max(y0, 0), min(y0 + ph, h)
         for i in range(0, len(xs), bs):
             group = xs[i:i + bs]
