@@ -196,7 +196,7 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     compile_s = 0.0
     if compile_model:
         t = time.perf_counter()
-        model = compile_model_(model)
+        model = compile_model_(model, dev)
         with torch.inference_mode():  # compile outside the timed run, as a batch job does once
             predict(np.ones((6, 256, 256), np.uint16), np.ones((256, 256), bool), spec, model, device=str(dev),
                     batch_size=batch_size, scale=[1e-4] * 6, offset=[0.0] * 6, patch_size=256, mode=mode)

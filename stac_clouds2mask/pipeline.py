@@ -231,7 +231,7 @@ class Runner:
     def model(self, spec: ModelSpec) -> torch.nn.Module:
         if spec.name not in self.models:
             model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
-            self.models[spec.name] = compile_model(model) if self.config.compile else model
+            self.models[spec.name] = compile_model(model, self.device) if self.config.compile else model
         return self.models[spec.name]
 
     def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:

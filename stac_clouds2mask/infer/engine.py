@@ -225,6 +225,7 @@ def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.M
         wsum = torch.cat([wsum[n_acc:], torch.zeros((n_acc, w), **f32)], 0)
         top += n  # rows past the stripe (n > ph) had no patch: they stay nodata
 
+    compiled = hasattr(model, "_orig_mod")
     stripes = _Stripes(data, ph, dev)
     row_starts = list(plan.rows)
     done, total = 0, plan.count
@@ -249,9 +250,12 @@ def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.M
         ya, yb = max(y0, 0), min(y0 + ph, h)
         for i in range(0, len(xs), bs):
             group = xs[i:i + bs]
-            batch = torch.stack([x[:, :, x0 - left:x0 - left + pw] for x0 in group]).contiguous(memory_format=layout)
+            cuts = [x[:, :, x0 - left:x0 - left + pw] for x0 in group]
+            if compiled:  # one input shape: another one would compile again (minutes on a CPU)
+                cuts += [torch.zeros_like(cuts[0])] * (bs - len(group))
+            batch = torch.stack(cuts).contiguous(memory_format=layout)
             with mode.autocast(dev):
-                logits = model(batch)
+                logits = model(batch)[:len(group)]
             probs = torch.softmax(logits.float(), dim=1) * weight
             for p, x0 in zip(probs, group):
                 xa, xb = max(x0, 0), min(x0 + pw, w)
