@@ -148,6 +148,11 @@ def _read_band(ds: rasterio.DatasetReader, crs: CRS, transform: Affine, out: np.
     Always from the full-resolution data: JPEG 2000 resolution levels (and overviews of unknown
     making) are not the box average of the pixels (benchmarks/read_speed.py measures the difference).
     """
+    if ds.crs == crs and ds.transform.almost_equals(transform) and (ds.height, ds.width) == out.shape:
+        ds.read(1, out=out)  # the file is on the grid already: no warper
+        if src_nodata != 0:
+            out[out == src_nodata] = 0
+        return
     resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
     with WarpedVRT(ds, crs=crs, src_crs=crs, transform=transform, width=out.shape[1], height=out.shape[0],
                    src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
