@@ -19,7 +19,7 @@ from fsspec.core import split_protocol
 from fsspec.registry import get_filesystem_class
 
 from . import __version__
-from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, ModelError
+from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, ModelError
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, predict, resolve_device
 from .model import ModelSpec, choose_model, get_model_spec, load_model
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
@@ -28,40 +28,13 @@ from .scene import MaskResult, Scene
 from .search import SearchFilters, search
 from .storage import StorageOptions, join, write_json_atomic
 from .storage import retries as storage_retries
+from .limits import Limits
+from .trust import unsafe_segment
 
 RESOLUTIONS = (10, 20, 30, 60)
 Status = Literal["published", "skipped", "failed", "not_run"]
 RUNS_DIR = ".clouds2mask-runs"
 REPORT_TYPE = "clouds2mask-run-report"
-_UNSAFE_CHARS = "/\\?#*"
-
-
-def unsafe_segment(name: object) -> str | None:
-    """Why `name` cannot be one path segment under the output prefix, or None when it can.
-
-    The rule (item ids and collection ids become folder and file names): not empty, not '.' or
-    '..', no leading or trailing blank, no '/', '\\', '?', '#' or '*' (path separators, and what
-    fsspec reads as query, fragment or glob), no control characters, at most 200 characters.
-    Such ids are refused, never rewritten, so two different source ids cannot map to one mask.
-    """
-    if not isinstance(name, str):
-        return f"is a {type(name).__name__}, not a string"
-    if not name:
-        return "is empty"
-    if name in (".", ".."):
-        return f"is {name!r}"
-    if name != name.strip():
-        return "starts or ends with a blank"
-    bad = sorted({c for c in name if c in _UNSAFE_CHARS})
-    if bad:
-        return f"contains {' '.join(repr(c) for c in bad)}"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
-        return "contains control characters"
-    if len(name) > 200:
-        return f"is {len(name)} characters long (at most 200)"
-    return None
-
-
 _URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?")
 
 
@@ -101,6 +74,7 @@ class RunConfig:
     probabilities: bool = False
     fail_fast: bool = False
     write_report: bool = True
+    limits: Limits = field(default_factory=Limits.from_env)
 
     def __post_init__(self) -> None:
         if not self.output or not self.output.strip():
@@ -199,8 +173,11 @@ class Runner:
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
         self.models: dict[str, torch.nn.Module] = {}
-        api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries) if config.publish_api else None
-        self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id)
+        api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries,
+                      deadline=config.limits.api_seconds, max_body_bytes=config.limits.max_body_bytes) \
+            if config.publish_api else None
+        self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id,
+                                   max_versions=config.limits.max_versions)
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
         self._retries_at_start = storage_retries()
@@ -252,7 +229,7 @@ class Runner:
 
     def prepare(self, item: pystac.Item, index: int = 0) -> _Work:
         """Id checks, model choice, the publish plan (skip / new / new version / overwrite), then the read."""
-        work = _Work(item, index)
+        work = _Work(item, index, deadline=time.monotonic() + self.config.limits.item_seconds)
 
         def validate() -> None:
             """Ids become folder and file names under the output: refuse any that could leave it."""
@@ -270,7 +247,8 @@ class Runner:
                 work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason, collection=item.collection_id)
 
         def read() -> None:
-            work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options)
+            work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options,
+                                    self.config.limits, work.deadline)
 
         self._stage(work, "validate", validate)
         self._stage(work, "model", choose)
@@ -278,10 +256,14 @@ class Runner:
         return work
 
     def infer(self, work: _Work) -> None:
+        def patches(done: int, total: int) -> None:
+            _check_deadline(work, "inference")
+            self.progress.patches(done, total)
+
         def step() -> None:
             scene = work.scene
             pred = predict(scene.dn, scene.valid, work.spec, self.model(work.spec), device=str(self.device),
-                           batch_size=self.config.batch_size, progress=self.progress.patches,
+                           batch_size=self.config.batch_size, progress=patches,
                            scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
                            with_probabilities=self.config.probabilities)
             work.scene = scene.without_pixels()
@@ -292,6 +274,7 @@ class Runner:
 
     def publish(self, work: _Work) -> ItemOutcome:
         def step() -> None:
+            _check_deadline(work, "publishing")
             published = self.publisher.publish(work.result, work.spec, work.plan)
             work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds,
                                        collection=work.item.collection_id)
@@ -399,6 +382,12 @@ class Runner:
             report.report_error = redact(f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets())
 
 
+def _check_deadline(work: _Work, what: str) -> None:
+    """Stop an item past its wall-clock limit (a decompression bomb, a slow source) between steps."""
+    if time.monotonic() > work.deadline:
+        raise LimitExceededError(f"the per-item time limit was reached before {what} ended (STAC_CLOUDS2MASK_ITEM_SECONDS)")
+
+
 def _not_run(item: pystac.Item) -> ItemOutcome:
     return ItemOutcome(item.id, "not_run", error="not run: fail-fast stopped the run at an earlier failure",
                        collection=item.collection_id)
@@ -410,6 +399,7 @@ class _Work:
 
     item: pystac.Item
     index: int = 0  # position in the run's input
+    deadline: float = float("inf")  # time.monotonic() by which the item must be done
     spec: ModelSpec | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     plan: PublishPlan | None = None

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,7 +35,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .cog import multihash_sha256, write_cog
-from .errors import ConfigurationError, InvalidInputError, PublishError
+from .errors import ConfigurationError, InvalidInputError, LimitExceededError, PublishError, UntrustedReferenceError
 from .model.registry import ModelSpec
 from .scene import MaskResult
 from .stac_item import (
@@ -42,10 +44,12 @@ from .stac_item import (
 )
 from .storage import StorageOptions, absolute, get_fs, join, put_file_atomic, read_json, write_json_atomic
 from .thumbnail import write_thumbnail
+from .trust import origin, resolve, under_root, unsafe_segment
 
 Action = Literal["new", "new_version", "overwrite", "skip"]
 VERSION_RELS = ("predecessor-version", "successor-version", "latest-version")
 TRANSACTION_CONFORMANCE = "transaction"
+MAX_REDIRECTS = 5
 
 
 def _item_dict(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -97,11 +101,20 @@ class StaticCatalog:
     def __post_init__(self) -> None:
         self.url = absolute(self.url).rstrip("/")
 
+    def _url(self, *segments: str, name: str | None = None) -> str:
+        """A URL under the root from id segments: each must be one path segment (trust.unsafe_segment)
+        and the result must stay under the root; `name` is a file name the code chose."""
+        for segment in segments:
+            if why := unsafe_segment(segment):
+                raise UntrustedReferenceError(f"id {segment!r} {why}: refused, it would not be a single path segment "
+                                              "under the output")
+        return under_root(join(self.url, *segments, *([name] if name else [])), self.url)
+
     def item_url(self, collection_id: str, item_id: str) -> str:
-        return join(self.url, collection_id, item_id, f"{item_id}.json")
+        return self._url(collection_id, item_id, name=f"{item_id}.json")
 
     def asset_url(self, collection_id: str, item_id: str, suffix: str = ".tif") -> str:
-        return join(self.url, collection_id, item_id, f"{item_id}{suffix}")
+        return self._url(collection_id, item_id, name=f"{item_id}{suffix}")
 
     def version_href(self, collection_id: str, item_id: str) -> str:
         """How a sibling item links to this one (relative, so the catalog can be moved)."""
@@ -125,17 +138,20 @@ class StaticCatalog:
         return url
 
     def remove_stale_temporaries(self, collection_id: str, item_id: str) -> None:
-        """Temporary objects of this item left by an interrupted run (`<name>.tmp-<pid>`)."""
-        fs, path = get_fs(join(self.url, collection_id, item_id), self.options)
+        """Temporary objects of this item left by an interrupted run (`<item id>...tmp-<pid>-<token>`):
+        listed and deleted by literal name, never by a glob (ids may hold characters globs read)."""
+        fs, path = get_fs(self._url(collection_id, item_id), self.options)
         try:
-            stale = fs.glob(f"{path}/*.tmp-*")
+            names = fs.ls(path, detail=False)
         except (FileNotFoundError, OSError):
             return
-        for p in stale:
-            try:
-                fs.rm(p)
-            except (FileNotFoundError, OSError):
-                pass
+        for p in names:
+            name = posixpath.basename(p.rstrip("/"))
+            if name.startswith(item_id) and ".tmp-" in name[len(item_id):]:
+                try:
+                    fs.rm_file(p)
+                except (FileNotFoundError, OSError):
+                    pass
 
     def write_item(self, item: pystac.Item | dict[str, Any], source_collection: str | None = None) -> dict[str, Any]:
         """Write the item (relative links and asset hrefs), then link it from its collection and the root.
@@ -162,12 +178,12 @@ class StaticCatalog:
         except FileNotFoundError:
             return
         for child in (l for l in root.get("links", []) if l.get("rel") == "child"):
-            coll_dir = join(self.url, child["href"].removeprefix("./").rsplit("/", 1)[0])
-            coll = read_json(join(self.url, child["href"].removeprefix("./")), self.options)
+            coll_url = under_root(resolve(join(self.url, "catalog.json"), child["href"]), self.url)
+            coll = read_json(coll_url, self.options)
             for link in (l for l in coll.get("links", []) if l.get("rel") == "item"):
-                rel = link["href"].removeprefix("./")
-                d = read_json(join(coll_dir, rel), self.options)
-                item_dir = join(coll_dir, rel.rsplit("/", 1)[0])
+                item_url = under_root(resolve(coll_url, link["href"]), self.url)
+                d = read_json(item_url, self.options)
+                item_dir = item_url.rsplit("/", 1)[0]
                 for asset in d.get("assets", {}).values():
                     if asset["href"].startswith("./"):
                         asset["href"] = join(item_dir, asset["href"][2:])
@@ -180,7 +196,8 @@ class StaticCatalog:
     def link_item(self, d: dict[str, Any]) -> None:
         """Make sure the collection (metadata up to date) links the item and the root links the collection."""
         collection_id = d.get("collection") or "cloudmask"
-        coll_url = join(self.url, collection_id, "collection.json")
+        coll_url = self._url(collection_id, name="collection.json")
+        self._url(collection_id, d["id"])  # the item's id: one segment
         href = f"./{d['id']}/{d['id']}.json"
         try:
             coll = read_json(coll_url, self.options)
@@ -237,6 +254,8 @@ class StacApi:
     token: str | None = None
     retries: int = 5
     backoff: float = 0.5
+    deadline: float = 120.0
+    max_body_bytes: int = 32 * 2**20
     _collections: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ready: bool = False
     _bulk: bool | None = None
@@ -261,15 +280,53 @@ class StacApi:
     # --- plumbing -------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, body: Any = None) -> requests.Response:
-        try:
-            r = self.session.request(method, url, data=None if body is None else json.dumps(body), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
+        """One request within `deadline` seconds in all (not per read), its body at most `max_body_bytes`.
+
+        Redirects are followed only within the API's own origin: headers, token and body never go elsewhere."""
+        data = None if body is None else json.dumps(body)
+        deadline = time.monotonic() + self.deadline
+        for _ in range(MAX_REDIRECTS + 1):
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise requests.Timeout("deadline passed")
+                r = self.session.request(method, url, data=data, timeout=min(self.timeout, remaining), stream=True,
+                                         allow_redirects=False)
+                self._read_body(r, url, deadline)
+            except requests.RequestException as exc:
+                raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
+            if not r.is_redirect:
+                break
+            target = requests.compat.urljoin(url, r.headers["Location"])
+            if origin(target) != origin(self.url):
+                raise ConfigurationError(f"STAC API {self.url} redirected {method} {url} to another origin "
+                                         f"({'://'.join(origin(target))}): not followed, so credentials and bodies "
+                                         "stay with the configured API")
+            url = target
+        else:
+            raise RuntimeError(f"STAC API {self.url}: more than {MAX_REDIRECTS} redirects for {method} {url}")
         if r.status_code in (401, 403):
             raise ConfigurationError(
                 f"STAC API {self.url} refused {method} {url} (HTTP {r.status_code}): check --api-token / --api-header"
             )
         return r
+
+    def _read_body(self, r: requests.Response, url: str, deadline: float) -> None:
+        """Read the streamed body under the deadline and the size cap (a slow or endless answer stops)."""
+        chunks, size = [], 0
+        try:
+            while chunk := r.raw.read1(2**16, decode_content=True):
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise LimitExceededError(f"STAC API {self.url}: the answer to {url} is larger than "
+                                             f"{self.max_body_bytes} bytes (STAC_CLOUDS2MASK_MAX_BODY_BYTES)")
+                if time.monotonic() > deadline:
+                    raise LimitExceededError(f"STAC API {self.url}: {url} did not answer within {self.deadline:g} s "
+                                             "(STAC_CLOUDS2MASK_API_SECONDS)")
+                chunks.append(chunk)
+        finally:
+            r.close()
+        r._content = b"".join(chunks)  # r.json() and r.text read it from here
 
     def check_transactions(self) -> None:
         """Fail early, and clearly, when the URL is not a STAC API with the Transactions extension."""
@@ -403,6 +460,7 @@ class Publisher:
     api: StacApi | None = None
     collection_id: str | None = None
     thumbnails: bool = True
+    max_versions: int = 100
 
     def target_collection(self, source: pystac.Item) -> str:
         return self.collection_id or mask_collection_id(source.collection_id)
@@ -410,16 +468,20 @@ class Publisher:
     def _versions(self, collection_id: str, source_id: str) -> list[tuple[dict[str, Any], str]]:
         """The published versions (item JSON, where: 'static' or 'api'), oldest first; static preferred."""
         out = []
-        version = 1
-        while True:
+        for version in range(1, self.max_versions + 1):
             iid = mask_item_id(source_id, version)
             found, where = self.catalog.existing(collection_id, iid), "static"
             if found is None and self.api is not None:
                 found, where = self.api.existing(collection_id, iid), "api"
             if found is None:
                 return out
+            if not isinstance(found, dict) or found.get("id") != iid or found.get("collection") != collection_id \
+                    or not isinstance(found.get("properties"), dict):
+                raise UntrustedReferenceError(f"the published mask {iid!r} of collection {collection_id!r} ({where}) does "
+                                              "not hold that id and collection: refused (a foreign or planted item)")
             out.append((found, where))
-            version += 1
+        raise LimitExceededError(f"more than {self.max_versions} published versions of the mask of {source_id!r}: "
+                                 "refused (STAC_CLOUDS2MASK_MAX_VERSIONS)")
 
     def plan(self, source: pystac.Item, settings: dict[str, Any], overwrite: bool = False) -> PublishPlan:
         """Decide what publishing `source`'s mask will do. On the skip path, repair what an interrupted

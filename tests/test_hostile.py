@@ -1,0 +1,259 @@
+"""Hostile catalogs, items, payloads and servers (issue 11): each row tried as an attacker would, with
+servers on 127.0.0.1 only. Nothing is read, written, leaked or exhausted; no traceback; the exit status
+and the message name the item, the asset and the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from stac_clouds2mask.cli import app
+from stac_clouds2mask.errors import UntrustedReferenceError
+from stac_clouds2mask.pipeline import RUNS_DIR
+from stac_clouds2mask.publish import StaticCatalog
+from conftest import item_dict
+from hostile_server import HostileServer
+
+E = "s2b-t32upc-20200406-l1c-n0209-10x10"
+D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
+BANDS = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
+SECRET = b"TOP-SECRET-LOCAL-FILE-CONTENT"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def report_of(out: Path) -> dict:
+    [path] = (out / RUNS_DIR).glob("run-*.json")
+    return json.loads(path.read_text())
+
+
+def published(out: Path) -> list[Path]:
+    return [p for p in out.glob("*/*/*.json")]
+
+
+@pytest.fixture
+def server():
+    s = HostileServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def secret_file(tmp_path) -> Path:
+    p = tmp_path / "secret.bin"
+    p.write_bytes(SECRET * 4)
+    return p
+
+
+def remote_item(server: HostileServer, sample_data_dir: Path, item_id: str = "remote-e") -> dict:
+    """Item E served by `server`: the item JSON at /items/<id>.json, its bands at /data/<band>.tif."""
+    d = item_dict(sample_data_dir, E)
+    d["id"] = item_id
+    for key, band in BANDS.items():
+        server.routes[f"/data/{band}.tif"] = (sample_data_dir / E / f"{band}.tif").read_bytes()
+        d["assets"][key]["href"] = f"{server.url}/data/{band}.tif"
+    return d
+
+
+def serve_item(server: HostileServer, d: dict) -> str:
+    server.routes[f"/items/{d['id']}.json"] = json.dumps(d).encode()
+    return f"{server.url}/items/{d['id']}.json"
+
+
+# ------------------------------------------------------------------------------------------
+# 1. references: a remote source never makes the tool open a local file, a VRT or a sidecar
+# ------------------------------------------------------------------------------------------
+
+
+def test_remote_vrt_over_a_local_file_is_refused(server, sample_data_dir, secret_file, tmp_path):
+    vrt = (f'<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand dataType="Byte" band="1" '
+           f'subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">{secret_file}</SourceFilename>'
+           '<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>10</LineOffset>'
+           '</VRTRasterBand></VRTDataset>').encode()
+    server.routes["/data/evil.vrt"] = vrt
+    d = remote_item(server, sample_data_dir)
+    d["assets"]["blue"]["href"] = f"{server.url}/data/evil.vrt"
+    out = tmp_path / "out"
+    result = invoke("run", serve_item(server, d), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    [entry] = report_of(out)["items"]
+    assert entry["status"] == "failed" and entry["stage"] == "read" and entry["asset"] == "blue", entry
+    assert "only GTiff and JP2OpenJPEG" in entry["error"], entry
+    assert published(out) == [] and "Traceback" not in result.output
+    assert SECRET.decode() not in result.output + json.dumps(entry)
+
+
+@pytest.mark.parametrize("kind", ["file-url", "absolute-path", "vsicurl", "fsspec-chain", "gdal-prefix"])
+def test_remote_item_cannot_name_local_or_virtual_files(server, sample_data_dir, secret_file, tmp_path, kind):
+    local_tif = sample_data_dir / E / "B02.tif"
+    href = {
+        "file-url": f"file://{local_tif}",
+        "absolute-path": str(local_tif),
+        "vsicurl": f"/vsicurl?url=http%3A%2F%2F127.0.0.1%3A{server.port}%2Fdata%2FB02.tif",
+        "fsspec-chain": f"simplecache::{server.url}/data/B02.tif",
+        "gdal-prefix": f"GTIFF_DIR:1:{local_tif}",
+    }[kind]
+    d = remote_item(server, sample_data_dir)
+    d["assets"]["blue"]["href"] = href
+    out = tmp_path / "out"
+    result = invoke("run", serve_item(server, d), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    [entry] = report_of(out)["items"]
+    assert entry["status"] == "failed" and entry["asset"] == "blue" and entry["stage"] == "read", entry
+    if kind in ("absolute-path", "gdal-prefix"):  # resolved against the remote self href: asked of the server
+        assert entry["href"].startswith(server.url), entry
+        assert any(p.endswith(f"{E}/B02.tif") for p in server.paths()), server.paths()
+    else:
+        assert "refused" in entry["error"], entry
+    assert published(out) == []
+
+
+def test_local_item_may_name_local_files_but_not_vsi(sample_data_dir, tmp_path):
+    """The rule is about remote sources: a local item keeps naming local files; /vsi paths never."""
+    d = item_dict(sample_data_dir, E)
+    bad = json.loads(json.dumps(d))
+    bad["id"] = "vsi-e"
+    bad["assets"]["red"]["href"] = "/vsicurl?url=http%3A%2F%2F127.0.0.1%3A9%2Fx.tif"
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [d, bad]}))
+    out = tmp_path / "out"
+    result = invoke("run", str(fc), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    entries = {i["source_id"]: i for i in report_of(out)["items"]}
+    assert entries[E]["status"] == "published"
+    assert "GDAL virtual file system path" in entries["vsi-e"]["error"] and entries["vsi-e"]["asset"] == "red"
+
+
+
+@pytest.mark.parametrize("href, source, fragment", [
+    ("/data/x.tif", "https://example.org/item.json", "local file named by the remote document"),
+    ("file:///etc/passwd", "s3://bucket/item.json", "local file named by the remote document"),
+    ("GTIFF_DIR:1:/data/x.tif", None, "GDAL driver prefix"),
+    ("/vsis3/bucket/x.tif", None, "GDAL virtual file system path"),
+    ("simplecache::s3://b/x.tif", "/local/item.json", "fsspec URL chain"),
+    ("memory://x.tif", "/local/item.json", "uses the scheme 'memory'"),
+    ("http://169.254.169.254/latest/meta-data/", "https://example.org/c.json", "link-local address"),
+])
+def test_reference_rule(href, source, fragment):
+    from stac_clouds2mask.trust import check_reference
+
+    with pytest.raises(UntrustedReferenceError, match=fragment):
+        check_reference(href, source)
+
+
+def test_operator_allowlists(monkeypatch, tmp_path):
+    from stac_clouds2mask.trust import check_reference
+
+    monkeypatch.setenv("STAC_CLOUDS2MASK_ALLOWED_HOSTS", "sentinel-cogs,earth-search.aws.element84.com")
+    monkeypatch.setenv("STAC_CLOUDS2MASK_LOCAL_ROOTS", str(tmp_path))
+    assert check_reference("s3://sentinel-cogs/a/B02.tif", "https://earth-search.aws.element84.com/v1")
+    assert check_reference(str(tmp_path / "x.tif"), None)
+    with pytest.raises(UntrustedReferenceError, match="not among the allowed hosts"):
+        check_reference("s3://my-private-bucket/secret.tif", "https://earth-search.aws.element84.com/v1")
+    with pytest.raises(UntrustedReferenceError, match="outside the allowed local roots"):
+        check_reference("/etc/passwd", None)
+
+
+def test_remote_catalog_cannot_link_a_local_collection(server, sample_data_dir, tmp_path):
+    collection = sample_data_dir / "sentinel-2-l1c-samples" / "collection.json"
+    server.routes["/catalog.json"] = json.dumps({
+        "type": "Catalog", "id": "evil", "stac_version": "1.1.0", "description": "x",
+        "links": [{"rel": "child", "href": f"file://{collection}"}]}).encode()
+    out = tmp_path / "out"
+    result = invoke("run", f"{server.url}/catalog.json", "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "is a local file named by the remote document" in flat(result.output)
+    assert not out.exists() and "Traceback" not in result.output
+
+
+def test_remote_item_self_link_cannot_make_its_assets_local(server, sample_data_dir, tmp_path):
+    d = remote_item(server, sample_data_dir)
+    d["links"] = [{"rel": "self", "href": str(sample_data_dir / E / f"{E}.json")}]
+    for asset in d["assets"].values():
+        asset["href"] = "./" + asset["href"].rsplit("/", 1)[1]
+    server.routes["/items.json"] = json.dumps({"type": "FeatureCollection", "features": [d]}).encode()
+    out = tmp_path / "out"
+    result = invoke("run", f"{server.url}/items.json", "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "self link of item 'remote-e'" in flat(result.output) and "refused" in result.output
+
+
+def test_no_sidecar_probing_and_remote_item_is_published(server, sample_data_dir, tmp_path):
+    d = remote_item(server, sample_data_dir)
+    out = tmp_path / "out"
+    result = invoke("run", serve_item(server, d), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    asked = set(server.paths())
+    assert asked <= {"/items/remote-e.json", *(f"/data/{b}.tif" for b in BANDS.values())}, sorted(asked)
+    assert len(published(out)) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# 2. ids are single path segments, also when read back from an existing output; literal cleanup
+# ------------------------------------------------------------------------------------------
+
+
+def test_planted_item_in_the_output_cannot_redirect_writes(sample_data_dir, tmp_path):
+    out = tmp_path / "out"
+    coll = "sentinel-2-l1c-samples-cloudmask"
+    planted = out / coll / f"{E}_cloudmask" / f"{E}_cloudmask.json"
+    planted.parent.mkdir(parents=True)
+    d = item_dict(sample_data_dir, E)
+    d.update(id="../../../escaped", collection="../../outside")
+    d["properties"]["deprecated"] = False
+    planted.write_text(json.dumps(d))
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E)]}))
+    before = {p for p in tmp_path.parent.rglob("*")}
+    for extra in ([], ["--overwrite"]):
+        result = invoke("run", str(fc), "-o", str(out), "--device", "cpu", *extra)
+        assert result.exit_code == 1, result.output
+        assert "does not hold that id and collection" in flat(result.output)
+    new = {p for p in tmp_path.parent.rglob("*")} - before
+    assert all(out in p.parents for p in new), [p for p in new if out not in p.parents]
+    assert not list(out.glob(f"{coll}/*/*.tif"))
+
+
+def test_temp_cleanup_deletes_literal_names_only(tmp_path):
+    catalog = StaticCatalog(str(tmp_path))
+    victim = tmp_path / "c" / "s2b-victim"
+    victim.mkdir(parents=True)
+    (victim / "s2b-victim.tif.tmp-1-aa").write_bytes(b"x")
+    mine = tmp_path / "c" / "a_cloudmask"
+    mine.mkdir()
+    (mine / "a_cloudmask.tif.tmp-1-bb").write_bytes(b"x")
+    (mine / "a_cloudmask.tif").write_bytes(b"x")
+    with pytest.raises(UntrustedReferenceError, match=r"contains '\[' '\]'"):
+        catalog.remove_stale_temporaries("c", "[s]2b-victim")
+    catalog.remove_stale_temporaries("c", "a_cloudmask")
+    assert (victim / "s2b-victim.tif.tmp-1-aa").exists()
+    assert sorted(p.name for p in mine.iterdir()) == ["a_cloudmask.tif"]
+
+
+def test_ids_checked_before_any_read(sample_data_dir, tmp_path, server):
+    """A 450-byte id fails at the validate stage: no band of it is ever fetched."""
+    d = remote_item(server, sample_data_dir, "é" * 225)
+    server.routes["/items.json"] = json.dumps({"type": "FeatureCollection", "features": [d]}).encode()
+    out = tmp_path / "out"
+    result = invoke("run", f"{server.url}/items.json", "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    [entry] = report_of(out)["items"]
+    assert entry["stage"] == "validate" and "450 bytes" in entry["error"]
+    assert not [p for p in server.paths() if p.endswith(".tif")]
