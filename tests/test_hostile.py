@@ -257,3 +257,216 @@ def test_ids_checked_before_any_read(sample_data_dir, tmp_path, server):
     [entry] = report_of(out)["items"]
     assert entry["stage"] == "validate" and "450 bytes" in entry["error"]
     assert not [p for p in server.paths() if p.endswith(".tif")]
+
+
+# ------------------------------------------------------------------------------------------
+# 3. payloads cannot redirect credentials or outputs
+# ------------------------------------------------------------------------------------------
+
+
+def _payload(sample_data_dir: Path, root: str, **params) -> dict:
+    return {"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E)],
+            "process": [{"upload_options": {"path_template": f"{root}/${{collection}}/${{id}}"},
+                         "tasks": {"clouds2mask": params}}]}
+
+
+def test_payload_publish_api_gets_no_token(server, sample_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STAC_CLOUDS2MASK_API_TOKEN", "operator-token-canary")
+    p = tmp_path / "payload.json"
+    p.write_text(json.dumps(_payload(sample_data_dir, str(tmp_path / "out"), publish_api=server.url)))
+    result = invoke("run-payload", str(p), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "publish_api" in result.output and "is not one the operator configured" in flat(result.output)
+    assert server.requests == [] and "operator-token-canary" not in result.output
+
+
+def test_payload_publish_api_the_operator_configured_is_accepted(server, monkeypatch):
+    from stac_clouds2mask.batch import parse_payload
+
+    monkeypatch.setenv("STAC_CLOUDS2MASK_PUBLISH_API", server.url + "/")
+    data = {"type": "FeatureCollection", "features": [],
+            "process": [{"upload_options": {"path_template": "/masks/${collection}/${id}"},
+                         "tasks": {"clouds2mask": {"publish_api": server.url}}}]}
+    assert parse_payload(data).parameters["publish_api"] == server.url
+
+
+def test_payload_endpoint_url_gets_no_signed_request(server, sample_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIACANARYKEYID00001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret")
+    p = tmp_path / "payload.json"
+    p.write_text(json.dumps(_payload(sample_data_dir, "s3://bucket/masks", endpoint_url=server.url)))
+    result = invoke("run-payload", str(p), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "endpoint_url" in result.output and "STAC_CLOUDS2MASK_S3_ENDPOINTS" in flat(result.output)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("root, fragment", [
+    ("memory://masks", "uses the scheme 'memory'"),
+    ("{tmp}/masks/../escaped", "contains '..'"),
+    ("simplecache::s3://bucket/masks", "fsspec URL chain"),
+])
+def test_payload_output_root_is_checked(sample_data_dir, tmp_path, root, fragment):
+    p = tmp_path / "payload.json"
+    p.write_text(json.dumps(_payload(sample_data_dir, root.format(tmp=tmp_path))))
+    result = invoke("run-payload", str(p), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert fragment in flat(result.output) and "Traceback" not in result.output
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_remote_payload_cannot_write_locally_and_roots_follow_the_allowlist(server, sample_data_dir, tmp_path,
+                                                                              monkeypatch):
+    server.routes["/payload.json"] = json.dumps(_payload(sample_data_dir, str(tmp_path / "out"))).encode()
+    result = invoke("run-payload", f"{server.url}/payload.json", "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "local file named by the remote document" in flat(result.output)
+    monkeypatch.setenv("STAC_CLOUDS2MASK_OUTPUT_ROOTS", "s3://operator-bucket/masks")
+    p = tmp_path / "payload.json"
+    p.write_text(json.dumps(_payload(sample_data_dir, "s3://other-bucket/masks")))
+    result = invoke("run-payload", str(p), "--device", "cpu")
+    assert result.exit_code == 2 and "not under an allowed output root" in flat(result.output), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_api_redirect_to_another_origin_is_not_followed(server):
+    from stac_clouds2mask.errors import ConfigurationError
+    from stac_clouds2mask.publish import StacApi
+
+    other = HostileServer(default=b"{}")
+    try:
+        server.default = (307, {"Location": f"{other.url}/collections"}, b"")
+        api = StacApi(server.url, headers={"X-Api-Key": "header-canary"}, token="token-canary", retries=0)
+        with pytest.raises(ConfigurationError, match="redirected POST .* to another origin"):
+            api._request("POST", f"{server.url}/collections", {"secret": "body"})
+        assert other.requests == []
+    finally:
+        other.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# 4. limits: grid size from the header, wall clock per item, traversal, API deadline and size
+# ------------------------------------------------------------------------------------------
+
+
+def test_huge_sparse_cog_is_refused_from_its_header(sample_data_dir, tmp_path):
+    big = tmp_path / "big.tif"
+    with rasterio.open(sample_data_dir / E / "B02.tif") as src:
+        profile = {"driver": "GTiff", "width": 60000, "height": 60000, "count": 1, "dtype": "uint16", "crs": src.crs,
+                   "transform": src.transform, "tiled": True, "blockxsize": 512, "blockysize": 512,
+                   "compress": "deflate", "sparse_ok": True}
+    with rasterio.open(big, "w", **profile):
+        pass
+    assert big.stat().st_size < 1_000_000
+    d = item_dict(sample_data_dir, E)
+    for asset in d["assets"].values():
+        asset["href"] = str(big)
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [d]}))
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    result = invoke("run", str(fc), "-o", str(out), "--device", "cpu")
+    assert time.monotonic() - t0 < 60
+    assert result.exit_code == 1, result.output
+    [entry] = report_of(out)["items"]
+    assert "60000 x 60000 px is larger than the limit of 130000000 px" in entry["error"], entry
+    assert published(out) == []
+
+
+def test_item_wall_clock_limit(sample_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STAC_CLOUDS2MASK_ITEM_SECONDS", "0.000001")
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E)]}))
+    out = tmp_path / "out"
+    result = invoke("run", str(fc), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    [entry] = report_of(out)["items"]
+    assert "per-item limit" in entry["error"] or "per-item time limit" in entry["error"], entry
+
+
+def _catalog(links: list[dict]) -> dict:
+    return {"type": "Catalog", "id": "c", "stac_version": "1.1.0", "description": "x", "links": links}
+
+
+def test_catalog_link_cycle_ends(sample_data_dir, tmp_path):
+    item = item_dict(sample_data_dir, D)
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    (tmp_path / "a.json").write_text(json.dumps(_catalog([{"rel": "child", "href": "./b.json"},
+                                                          {"rel": "item", "href": "./item.json"}])))
+    (tmp_path / "b.json").write_text(json.dumps(_catalog([{"rel": "child", "href": "./a.json"},
+                                                          {"rel": "item", "href": "./item.json"}])))
+    out = tmp_path / "out"
+    result = invoke("run", str(tmp_path / "a.json"), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "1 published, 0 skipped, 0 failed" in flat(result.output)
+
+
+def test_catalog_traversal_limits(server, tmp_path, monkeypatch):
+    server.routes["/root.json"] = json.dumps(_catalog(
+        [{"rel": "child", "href": f"./c{i}.json"} for i in range(10_000)])).encode()
+    server.default = json.dumps(_catalog([])).encode()
+    monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_DOCUMENTS", "50")
+    t0 = time.monotonic()
+    result = invoke("run", f"{server.url}/root.json", "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert result.exit_code == 2 and time.monotonic() - t0 < 30, result.output
+    assert "more than 50 catalogs, collections and items" in flat(result.output)
+    assert len(server.requests) <= 2 * 51  # fsspec asks HEAD, then GET
+    # nested deeper than the depth limit
+    monkeypatch.delenv("STAC_CLOUDS2MASK_MAX_DOCUMENTS")
+    for i in range(30):
+        server.routes[f"/d{i}.json"] = json.dumps(_catalog([{"rel": "child", "href": f"./d{i + 1}.json"}])).encode()
+    result = invoke("run", f"{server.url}/d0.json", "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert result.exit_code == 2 and "nested deeper than 16 levels" in flat(result.output), result.output
+    assert "Traceback" not in result.output
+
+
+def test_api_answering_200_to_everything_ends_the_version_walk(server, sample_data_dir, tmp_path):
+    from stac_clouds2mask.publish import Publisher, StacApi
+
+    server.default = json.dumps({"type": "Feature", "id": "whatever", "conformsTo": ["transaction"]}).encode()
+    item = pystac.Item.from_dict(item_dict(sample_data_dir, E))
+    publisher = Publisher(StaticCatalog(str(tmp_path / "out")), StacApi(server.url, retries=0))
+    with pytest.raises(UntrustedReferenceError, match="does not hold that id and collection"):
+        publisher.plan(item, {})
+    assert len(server.requests) <= 3
+
+
+def test_version_walk_is_bounded(sample_data_dir, tmp_path):
+    from stac_clouds2mask.errors import LimitExceededError
+    from stac_clouds2mask.publish import Publisher
+    from stac_clouds2mask.stac_item import mask_collection_id, mask_item_id
+
+    item = pystac.Item.from_dict(item_dict(sample_data_dir, E))
+    coll = mask_collection_id(item.collection_id)
+    for v in (1, 2, 3):
+        iid = mask_item_id(item.id, v)
+        p = tmp_path / coll / iid / f"{iid}.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps({"id": iid, "collection": coll, "properties": {}}))
+    with pytest.raises(LimitExceededError, match="more than 2 published versions"):
+        Publisher(StaticCatalog(str(tmp_path)), max_versions=2).plan(item, {})
+
+
+def test_api_body_cap_and_whole_request_deadline(server):
+    from stac_clouds2mask.errors import LimitExceededError
+    from stac_clouds2mask.publish import StacApi
+
+    server.routes["/big"] = b"x" * 100_000
+
+    def slow_loris(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000000")
+        handler.end_headers()
+        for _ in range(200):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    server.routes["/slow"] = slow_loris
+    api = StacApi(server.url, retries=0, max_body_bytes=10_000, deadline=1.0, timeout=5.0)
+    with pytest.raises(LimitExceededError, match="larger than 10000 bytes"):
+        api._request("GET", f"{server.url}/big")
+    t0 = time.monotonic()
+    with pytest.raises(LimitExceededError, match="did not answer within 1 s"):
+        api._request("GET", f"{server.url}/slow")
+    assert time.monotonic() - t0 < 4
