@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from typing import Annotated, Optional
+import sys
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -15,7 +17,7 @@ from rich.table import Table
 from . import __version__
 from .errors import InvalidInputError
 from .model import list_models
-from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, run as run_pipeline
+from .pipeline import Interrupted, ItemOutcome, Progress, RunConfig, RunReport, interruptible, run as run_pipeline
 from .search import EARTH_SEARCH, SearchFilters, load_geojson
 from .storage import StorageOptions, read_json
 
@@ -168,13 +170,28 @@ def run(
                            device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options,
                            collection_id=target_collection, api_retries=api_retries, compile=compile_model, probabilities=probabilities, fail_fast=fail_fast)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-        with RichProgress(*columns, console=console, transient=False) as bar:
+        with interruptible(), RichProgress(*columns, console=console, transient=False) as bar:
             report = run_pipeline(sources or [EARTH_SEARCH], config, filters, RichProgressDisplay(bar))
     except InvalidInputError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    except Interrupted as exc:
+        exit_interrupted(exc)
     _summary(report)
     raise typer.Exit(report.exit_code)
+
+
+def exit_interrupted(exc: Interrupted) -> NoReturn:
+    """Report an interrupted run (its report lists every item) and exit 128 + the signal number."""
+    console.print(f"[red]interrupted[/] by {exc}: the items not finished are reported as not run "
+                  "(rerun them with --rerun-failed REPORT)")
+    if exc.report is not None:
+        _summary(exc.report)
+    # the report is written: a read still hanging in a worker thread (joined at interpreter exit) must
+    # not delay the exit past the few seconds a scheduler allows between SIGTERM and SIGKILL
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exc.exit_code)
 
 
 @app.command()

@@ -6,9 +6,11 @@ import datetime as dt
 import os
 import re
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -177,7 +179,8 @@ class Runner:
                       deadline=config.limits.api_seconds, max_body_bytes=config.limits.max_body_bytes) \
             if config.publish_api else None
         self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id,
-                                   max_versions=config.limits.max_versions)
+                                   max_versions=config.limits.max_versions,
+                                   claim_stale_after=config.limits.item_seconds + 300)
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
         self._retries_at_start = storage_retries()
@@ -308,29 +311,44 @@ class Runner:
             report.outcomes.append(outcome)
             self.progress.item_done(outcome)
 
+        # not `with`: on an interrupt the report is written at once, not after the item in flight
+        reader = ThreadPoolExecutor(1, thread_name_prefix="read")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="write")
+        writing: Future[ItemOutcome] | None = None
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
-                    ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-                reading = reader.submit(self.prepare, items[0], 0) if items else None
-                writing: Future[ItemOutcome] | None = None
-                for i in range(len(items)):
-                    assert reading is not None
-                    work = reading.result()
-                    reading = reader.submit(self.prepare, items[i + 1], i + 1) if i + 1 < len(items) and self._stop_at is None else None
-                    self.infer(work)
-                    if writing is not None:
-                        done(writing.result())
-                    writing = writer.submit(self.publish, work)
-                    if reading is None:
-                        break
+            reading = reader.submit(self.prepare, items[0], 0) if items else None
+            for i in range(len(items)):
+                assert reading is not None
+                work = reading.result()
+                more = i + 1 < len(items) and self._stop_at is None
+                reading = reader.submit(self.prepare, items[i + 1], i + 1) if more else None
+                self.infer(work)
                 if writing is not None:
                     done(writing.result())
+                writing = writer.submit(self.publish, work)
+                if reading is None:
+                    break
+            if writing is not None:
+                done(writing.result())
             for item in items[len(report.outcomes):]:
                 done(_not_run(item))
+            reader.shutdown()
+            writer.shutdown()
         except BaseException as exc:
+            reader.shutdown(wait=False, cancel_futures=True)
+            writer.shutdown(wait=False, cancel_futures=True)
+            if writing is not None and writing.done() and not writing.cancelled() and writing.exception() is None \
+                    and len(report.outcomes) < len(items) and writing.result().source_id == items[len(report.outcomes)].id:
+                done(writing.result())  # published while the run waited for the next item
+            why = f"not run: the run was interrupted ({exc})" if isinstance(exc, Interrupted) else \
+                f"not run: the run stopped ({type(exc).__name__})"
+            for item in items[len(report.outcomes):]:  # every item is listed, so --rerun-failed finishes the job
+                report.outcomes.append(_not_run(item, why))
             if self.config.write_report:
                 self._write_report(report, items, started, time.perf_counter() - t0,
                                    aborted=redact(f"{type(exc).__name__}: {exc}", self._secrets()))
+            if isinstance(exc, Interrupted):
+                exc.report = report
             raise
         if self.config.write_report:
             self._write_report(report, items, started, time.perf_counter() - t0)
@@ -388,9 +406,42 @@ def _check_deadline(work: _Work, what: str) -> None:
         raise LimitExceededError(f"the per-item time limit was reached before {what} ended (STAC_CLOUDS2MASK_ITEM_SECONDS)")
 
 
-def _not_run(item: pystac.Item) -> ItemOutcome:
-    return ItemOutcome(item.id, "not_run", error="not run: fail-fast stopped the run at an earlier failure",
-                       collection=item.collection_id)
+def _not_run(item: pystac.Item, why: str = "not run: fail-fast stopped the run at an earlier failure") -> ItemOutcome:
+    return ItemOutcome(item.id, "not_run", error=why, collection=item.collection_id)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the run stops, its report lists every item (done, failed, not_run).
+
+    A BaseException, like KeyboardInterrupt, so that no per-item handler turns it into a failed item."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.report: RunReport | None = None
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into Interrupted in the main thread while a run lasts (also where the
+    shell started the process with SIGINT ignored, as non-interactive shells do for background jobs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass

@@ -21,11 +21,16 @@ deprecated), never a silent mix; `overwrite` -> replace in place. See stac_item'
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import os
 import posixpath
+import secrets
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +47,9 @@ from .stac_item import (
     STAC_VERSION, build_mask_item, mask_collection_id, mask_item_id, new_collection,
     same_provenance, update_collection,
 )
-from .storage import StorageOptions, absolute, get_fs, join, put_file_atomic, read_json, write_json_atomic
+from .storage import (
+    StorageOptions, absolute, create_exclusive, get_fs, join, put_file_atomic, read_json, write_json_atomic,
+)
 from .thumbnail import write_thumbnail
 from .trust import origin, resolve, under_root, unsafe_segment
 
@@ -188,6 +195,39 @@ class StaticCatalog:
                     if asset["href"].startswith("./"):
                         asset["href"] = join(item_dir, asset["href"][2:])
                 yield d
+
+    @contextmanager
+    def claim(self, collection_id: str, item_id: str, settings: dict[str, Any], stale_after: float,
+              source_id: str) -> Iterator[None]:
+        """Hold `<item>/<item>.lock` while the item is published, so two runs never write one mask id.
+
+        Created exclusively; an existing lock is taken over only when it was made for the same settings
+        (the same mask would be written) or is older than `stale_after` seconds (its run is gone: runs stop
+        items at the per-item limit). Otherwise PublishError: another run is at it."""
+        url = self._url(collection_id, item_id, name=f"{item_id}.lock")
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        mine = {"run": secrets.token_hex(8), "settings": digest, "created": time.time(),
+                "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        body = json.dumps(mine).encode()
+        if not create_exclusive(url, body, self.options):
+            try:
+                held = read_json(url, self.options)
+            except (FileNotFoundError, ValueError):
+                held = {}
+            age = time.time() - float(held.get("created", 0)) if isinstance(held, dict) else stale_after + 1
+            if held.get("settings") != digest and age <= stale_after:
+                raise PublishError(source_id, f"another run is publishing {item_id!r} with other settings now (lock {url}, "
+                                 f"{age:.0f} s old): not overwritten; rerun later to publish it as a new version")
+            write_json_atomic(url, mine, self.options)
+        try:
+            yield
+        finally:
+            fs, path = get_fs(url, self.options)
+            try:
+                if read_json(url, self.options).get("run") == mine["run"]:
+                    fs.rm_file(path)
+            except (FileNotFoundError, OSError, ValueError):
+                pass
 
     def rewrite_item(self, d: dict[str, Any]) -> None:
         """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
@@ -461,6 +501,7 @@ class Publisher:
     collection_id: str | None = None
     thumbnails: bool = True
     max_versions: int = 100
+    claim_stale_after: float = 3900.0  # the per-item limit and a margin: a lock this old has no live run
 
     def target_collection(self, source: pystac.Item) -> str:
         return self.collection_id or mask_collection_id(source.collection_id)
@@ -546,6 +587,16 @@ class Publisher:
             d = (self.catalog.existing(plan.collection_id, plan.item_id)
                  or (self.api.existing(plan.collection_id, plan.item_id) if self.api else None))
             return pystac.Item.from_dict(d) if d else pystac.Item.from_dict(plan.versions[-1])
+        with self.catalog.claim(plan.collection_id, plan.item_id, result.settings, self.claim_stale_after, src.id):
+            current = self.catalog.existing(plan.collection_id, plan.item_id) if plan.action != "overwrite" else None
+            if current is not None:  # another run published this id after we planned: never overwrite it
+                raise PublishError(src.id, f"{plan.item_id!r} was published by another run after this one planned it: "
+                                   "not overwritten; rerun to skip it or publish a new version")
+            return self._write(result, spec, plan)
+
+    def _write(self, result: MaskResult, spec: ModelSpec, plan: PublishPlan) -> pystac.Item:
+        """Assets, then the item, then the links (see the module docstring), under the plan's claim."""
+        src = result.scene.item
         collection_id, item_id = plan.collection_id, plan.item_id
         self.catalog.remove_stale_temporaries(collection_id, item_id)
         with tempfile.TemporaryDirectory(prefix="clouds2mask-") as tmp:

@@ -141,6 +141,19 @@ def write_json_atomic(url: str, data: Any, options: StorageOptions | None = None
     write_bytes_atomic(url, json.dumps(data, indent=2).encode("utf-8"), options)
 
 
+def create_exclusive(url: str, data: bytes, options: StorageOptions | None = None) -> bool:
+    """Create the object only if it does not exist (O_EXCL locally, If-None-Match on S3); False if it did."""
+    fs, path = get_fs(url, options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return False
+    return True
+
+
 def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = None) -> None:
     """Upload (or copy) a local file to a URL atomically (see _atomic)."""
     _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))

@@ -470,3 +470,105 @@ def test_api_body_cap_and_whole_request_deadline(server):
     with pytest.raises(LimitExceededError, match="did not answer within 1 s"):
         api._request("GET", f"{server.url}/slow")
     assert time.monotonic() - t0 < 4
+
+
+# ------------------------------------------------------------------------------------------
+# 5. interrupted and concurrent runs
+# ------------------------------------------------------------------------------------------
+
+
+def _cli(*args: str, ignore_sigint: bool = False) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def preexec() -> None:  # as a non-interactive shell starts a background job
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen([sys.executable, "-c", "from stac_clouds2mask.cli import app; app()", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_run_reports_every_item_and_rerun_finishes(server, sample_data_dir, tmp_path, sig):
+    stop = False
+
+    def stalls(handler):
+        for _ in range(600):
+            if stop:
+                break
+            time.sleep(0.1)
+        handler.send_response(503)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    slow = remote_item(server, sample_data_dir, "slow-e")
+    for band in BANDS.values():
+        server.routes[f"/data/{band}.tif"] = stalls
+    d2 = item_dict(sample_data_dir, D)
+    d2["id"] = "d-after"
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [item_dict(sample_data_dir, D), slow, d2]}))
+    out = tmp_path / "out"
+    proc = _cli("run", str(fc), "-o", str(out), "--device", "cpu", ignore_sigint=sig == signal.SIGINT)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(f"*/{D}_cloudmask/{D}_cloudmask.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        stop = True
+        proc.kill()
+    assert proc.returncode == 128 + sig, output
+    assert "Traceback" not in output and "interrupted" in output
+    [report_path] = (out / RUNS_DIR).glob("run-*.json")
+    report = json.loads(report_path.read_text())
+    assert {i["source_id"]: i["status"] for i in report["items"]} == {D: "published", "slow-e": "not_run",
+                                                                        "d-after": "not_run"}
+    assert report["aborted"] == f"Interrupted: {signal.Signals(sig).name}"
+    for band in BANDS.values():  # the source is back: the rerun finishes the job
+        server.routes[f"/data/{band}.tif"] = (sample_data_dir / E / f"{band}.tif").read_bytes()
+    result = invoke("run", str(fc), "-o", str(out), "--device", "cpu", "--rerun-failed", str(report_path))
+    assert result.exit_code == 0, result.output
+    assert "2 published, 0 skipped, 0 failed" in flat(result.output)
+
+
+def test_concurrent_runs_with_other_settings_never_overwrite_silently(sample_data_dir, tmp_path):
+    """Run B plans (nothing published yet: a new mask), run A then publishes with other settings,
+    B publishes: B's item fails with a clear error, A's mask stays as A wrote it."""
+    from stac_clouds2mask.pipeline import RunConfig, Runner
+
+    item = pystac.Item.from_dict(item_dict(sample_data_dir, E))
+    item.set_self_href(str(sample_data_dir / E / f"{E}.json"))
+    out = tmp_path / "out"
+    b = Runner(RunConfig(output=str(out), device="cpu", resolution=60, write_report=False))
+    work = b.prepare(item)
+    assert work.plan.action == "new"
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E)]}))
+    result = invoke("run", str(fc), "-o", str(out), "--device", "cpu", "--resolution", "20")
+    assert result.exit_code == 0, result.output
+    [tif] = out.glob(f"*/{E}_cloudmask/{E}_cloudmask.tif")
+    before = tif.read_bytes()
+    b.infer(work)
+    outcome = b.publish(work)
+    assert outcome.status == "failed" and "was published by another run after this one planned it" in outcome.error
+    assert tif.read_bytes() == before
+    [d] = [json.loads(p.read_text()) for p in out.glob(f"*/{E}_cloudmask/{E}_cloudmask.json")]
+    assert d["properties"]["clouds2mask:settings"]["resolution"] == 20
+
+
+def test_a_live_lock_of_other_settings_stops_the_second_run(sample_data_dir, tmp_path):
+    from stac_clouds2mask.errors import PublishError
+
+    catalog = StaticCatalog(str(tmp_path))
+    with catalog.claim("c", "x_cloudmask", {"resolution": 20}, 3600, "x"):
+        with pytest.raises(PublishError, match="another run is publishing 'x_cloudmask' with other settings now"):
+            with catalog.claim("c", "x_cloudmask", {"resolution": 60}, 3600, "x"):
+                pass
+        with catalog.claim("c", "x_cloudmask", {"resolution": 20}, 3600, "x"):  # same settings: same mask
+            pass
+    with catalog.claim("c", "x_cloudmask", {"resolution": 60}, 3600, "x"):  # released
+        pass
+    assert not list(tmp_path.rglob("*.lock"))
