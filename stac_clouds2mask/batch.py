@@ -551,8 +551,11 @@ def _item_status(payload: TaskPayload, item: pystac.Item, publishers: dict[str, 
     except ItemError as exc:  # no model fits: this item can never succeed
         return ItemStatus(key, "failed", str(exc))
     publisher = publishers.setdefault(root, Publisher(StaticCatalog(root, config.options)))
-    if published_item(publisher, item, settings) is not None:
-        return ItemStatus(key, "done")
+    try:
+        if published_item(publisher, item, settings) is not None:
+            return ItemStatus(key, "done")
+    except UntrustedReferenceError as exc:  # an id that is not one path segment: it can never be published
+        return ItemStatus(key, "failed", str(exc))
     if key in failures:
         return ItemStatus(key, "failed", failures[key])
     return ItemStatus(key, "missing")

@@ -148,9 +148,14 @@ def run(
     status, stage, error class and message and seconds per stage, plus the settings (no credentials) and totals.
 
     [bold]Item ids[/] become folder and file names: an id (or target collection id) that is empty, '.' or '..',
-    has a leading or trailing blank, contains '/', '\\', '?', '#', '*' or control characters, or is longer than
-    200 characters is refused as a failed item before anything is written. An all-nodata scene is published
-    with valid 0 % (every pixel 255).
+    has a leading or trailing blank, contains '/', '\\', '?', '#', '*', '[', ']', '{', '}', '::' or control
+    characters, or is longer than 200 bytes (UTF-8) is refused as a failed item before anything is read or
+    written. An all-nodata scene is published with valid 0 % (every pixel 255).
+
+    [bold]Untrusted sources[/]: a remote catalog or item may only name remote files (never local paths, file:,
+    /vsi..., '::' chains); rasters open as GeoTIFF or JPEG 2000 only. Limits and allowlists are set with
+    STAC_CLOUDS2MASK_* environment variables (docs/aws-batch.md). SIGINT/SIGTERM: the run report lists every
+    item (unfinished ones as not run) and the exit status is 128 + the signal number.
     """
     try:
         options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)

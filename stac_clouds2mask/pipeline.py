@@ -178,8 +178,8 @@ class Runner:
         api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries,
                       deadline=config.limits.api_seconds, max_body_bytes=config.limits.max_body_bytes) \
             if config.publish_api else None
-        self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id,
-                                   max_versions=config.limits.max_versions,
+        self.publisher = Publisher(StaticCatalog(config.output, config.options), api,
+                                   collection_id=config.collection_id, max_versions=config.limits.max_versions,
                                    claim_stale_after=config.limits.item_seconds + 300)
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
@@ -337,8 +337,10 @@ class Runner:
         except BaseException as exc:
             reader.shutdown(wait=False, cancel_futures=True)
             writer.shutdown(wait=False, cancel_futures=True)
-            if writing is not None and writing.done() and not writing.cancelled() and writing.exception() is None \
-                    and len(report.outcomes) < len(items) and writing.result().source_id == items[len(report.outcomes)].id:
+            finished = writing is not None and writing.done() and not writing.cancelled() \
+                and writing.exception() is None
+            if finished and len(report.outcomes) < len(items) \
+                    and writing.result().source_id == items[len(report.outcomes)].id:
                 done(writing.result())  # published while the run waited for the next item
             why = f"not run: the run was interrupted ({exc})" if isinstance(exc, Interrupted) else \
                 f"not run: the run stopped ({type(exc).__name__})"
@@ -403,7 +405,8 @@ class Runner:
 def _check_deadline(work: _Work, what: str) -> None:
     """Stop an item past its wall-clock limit (a decompression bomb, a slow source) between steps."""
     if time.monotonic() > work.deadline:
-        raise LimitExceededError(f"the per-item time limit was reached before {what} ended (STAC_CLOUDS2MASK_ITEM_SECONDS)")
+        raise LimitExceededError(f"the per-item time limit was reached before {what} ended "
+                                 "(STAC_CLOUDS2MASK_ITEM_SECONDS)")
 
 
 def _not_run(item: pystac.Item, why: str = "not run: fail-fast stopped the run at an earlier failure") -> ItemOutcome:

@@ -216,8 +216,9 @@ class StaticCatalog:
                 held = {}
             age = time.time() - float(held.get("created", 0)) if isinstance(held, dict) else stale_after + 1
             if held.get("settings") != digest and age <= stale_after:
-                raise PublishError(source_id, f"another run is publishing {item_id!r} with other settings now (lock {url}, "
-                                 f"{age:.0f} s old): not overwritten; rerun later to publish it as a new version")
+                raise PublishError(source_id, f"another run is publishing {item_id!r} with other settings now "
+                                   f"(lock {url}, {age:.0f} s old): not overwritten; rerun later to publish it "
+                                   "as a new version")
             write_json_atomic(url, mine, self.options)
         try:
             yield
@@ -518,8 +519,9 @@ class Publisher:
                 return out
             if not isinstance(found, dict) or found.get("id") != iid or found.get("collection") != collection_id \
                     or not isinstance(found.get("properties"), dict):
-                raise UntrustedReferenceError(f"the published mask {iid!r} of collection {collection_id!r} ({where}) does "
-                                              "not hold that id and collection: refused (a foreign or planted item)")
+                raise UntrustedReferenceError(f"the published mask {iid!r} of collection {collection_id!r} ({where}) "
+                                              "does not hold that id and collection: refused (a foreign or planted "
+                                              "item)")
             out.append((found, where))
         raise LimitExceededError(f"more than {self.max_versions} published versions of the mask of {source_id!r}: "
                                  "refused (STAC_CLOUDS2MASK_MAX_VERSIONS)")

@@ -202,8 +202,9 @@ def read_scene(
         res = max(float(resolution), native)
         transform, width, height = target_grid(tuple(finest[3].bounds), res)
         if width * height > limits.max_pixels:
-            raise SourceDataError(item.id, f"the processing grid of {width} x {height} px is larger than the limit of "
-                                  f"{limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)", asset=finest[1], stage="read")
+            raise SourceDataError(item.id, f"the processing grid of {width} x {height} px is larger than the limit "
+                                  f"of {limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)", asset=finest[1],
+                                  stage="read")
 
         dn = np.empty((len(bands), height, width), dtype=np.result_type(*(d[3].dtypes[0] for d in datasets)))
         valid = np.ones((height, width), dtype=bool)

@@ -254,7 +254,8 @@ def _walk(data: dict[str, Any], url: str, options: StorageOptions | None, limits
             try:
                 item = pystac.Item.from_dict(doc, migrate=True)
             except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise InvalidInputError(f"{target} (an item of {url}) is not a STAC item: {type(exc).__name__}") from exc
+                raise InvalidInputError(f"{target} (an item of {url}) is not a STAC item: "
+                                        f"{type(exc).__name__}") from exc
             item.set_self_href(target)
             if item.collection_id is None and data.get("type") == "Collection":
                 item.collection_id = data.get("id")

@@ -226,7 +226,8 @@ def check_output_root(root: str, source: str | None, policy: TrustPolicy | None 
                 return root
             except UntrustedReferenceError:
                 continue
-        raise UntrustedReferenceError(f"output root {_shown(root)} is not under an allowed output root ({ENV_OUTPUT_ROOTS})")
+        raise UntrustedReferenceError(f"output root {_shown(root)} is not under an allowed output root "
+                                      f"({ENV_OUTPUT_ROOTS})")
     return root
 
 
@@ -234,7 +235,10 @@ def check_payload_target(name: str, url: str, policy: TrustPolicy | None = None)
     """A `publish_api` or `endpoint_url` named by a payload: only one the operator configured, because
     the API token, --api-header values and signed S3 requests go wherever these point."""
     policy = policy or TrustPolicy.from_env()
-    allowed, env = ((policy.publish_api,), ENV_PUBLISH_API) if name == "publish_api" else (policy.s3_endpoints, ENV_S3_ENDPOINTS)
+    if name == "publish_api":
+        allowed, env = (policy.publish_api,), ENV_PUBLISH_API
+    else:
+        allowed, env = policy.s3_endpoints, ENV_S3_ENDPOINTS
     if url.rstrip("/") not in {a.rstrip("/") for a in allowed if a}:
         raise UntrustedReferenceError(f"{name} {_shown(url)} is not one the operator configured ({env}): refused, "
                                       "credentials go only to the operator's own endpoints")

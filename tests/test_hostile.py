@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pystac
 import pytest
 import rasterio
@@ -572,3 +571,14 @@ def test_a_live_lock_of_other_settings_stops_the_second_run(sample_data_dir, tmp
     with catalog.claim("c", "x_cloudmask", {"resolution": 60}, 3600, "x"):  # released
         pass
     assert not list(tmp_path.rglob("*.lock"))
+
+
+def test_the_lock_is_exclusive_on_s3(moto_s3, s3_bucket):
+    from stac_clouds2mask.errors import PublishError
+
+    catalog = StaticCatalog(f"s3://{s3_bucket}/masks")
+    with catalog.claim("c", "x_cloudmask", {"resolution": 20}, 3600, "x"):
+        with pytest.raises(PublishError, match="another run is publishing"):
+            with catalog.claim("c", "x_cloudmask", {"resolution": 60}, 3600, "x"):
+                pass
+    assert not [k for k in moto_s3.filesystem().find(s3_bucket) if k.endswith(".lock")]
