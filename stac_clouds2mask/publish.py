@@ -28,6 +28,7 @@ import os
 import posixpath
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -327,13 +328,8 @@ class StacApi:
         data = None if body is None else json.dumps(body)
         deadline = time.monotonic() + self.deadline
         for _ in range(MAX_REDIRECTS + 1):
-            remaining = deadline - time.monotonic()
             try:
-                if remaining <= 0:
-                    raise requests.Timeout("deadline passed")
-                r = self.session.request(method, url, data=data, timeout=min(self.timeout, remaining), stream=True,
-                                         allow_redirects=False)
-                self._read_body(r, url, deadline)
+                r = self._send(method, url, data, deadline)
             except requests.RequestException as exc:
                 raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
             if not r.is_redirect:
@@ -351,6 +347,30 @@ class StacApi:
                 f"STAC API {self.url} refused {method} {url} (HTTP {r.status_code}): check --api-token / --api-header"
             )
         return r
+
+    def _send(self, method: str, url: str, data: str | None, deadline: float) -> requests.Response:
+        """The request in a daemon thread that the caller stops waiting for at the deadline: requests'
+        timeout is per read, so a server trickling its status line or headers would hold it forever."""
+        outcome: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                r = self.session.request(method, url, data=data, timeout=min(self.timeout, self.deadline),
+                                         stream=True, allow_redirects=False)
+                self._read_body(r, url, deadline)
+                outcome["response"] = r
+            except BaseException as exc:  # handed to the caller
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=send, name="stac-api-request", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            raise LimitExceededError(f"STAC API {self.url}: {url} did not answer within {self.deadline:g} s "
+                                     "(STAC_CLOUDS2MASK_API_SECONDS)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]
 
     def _read_body(self, r: requests.Response, url: str, deadline: float) -> None:
         """Read the streamed body under the deadline and the size cap (a slow or endless answer stops)."""

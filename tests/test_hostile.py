@@ -461,14 +461,23 @@ def test_api_body_cap_and_whole_request_deadline(server):
             handler.wfile.flush()
             time.sleep(0.1)
 
+    def slow_headers(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(200):
+            handler.wfile.write(f"X-{i}: y\r\n".encode())
+            handler.wfile.flush()
+            time.sleep(0.1)
+
     server.routes["/slow"] = slow_loris
+    server.routes["/slow-headers"] = slow_headers
     api = StacApi(server.url, retries=0, max_body_bytes=10_000, deadline=1.0, timeout=5.0)
     with pytest.raises(LimitExceededError, match="larger than 10000 bytes"):
         api._request("GET", f"{server.url}/big")
-    t0 = time.monotonic()
-    with pytest.raises(LimitExceededError, match="did not answer within 1 s"):
-        api._request("GET", f"{server.url}/slow")
-    assert time.monotonic() - t0 < 4
+    for path in ("/slow", "/slow-headers"):
+        t0 = time.monotonic()
+        with pytest.raises(LimitExceededError, match="did not answer within 1 s"):
+            api._request("GET", f"{server.url}{path}")
+        assert time.monotonic() - t0 < 4
 
 
 # ------------------------------------------------------------------------------------------
