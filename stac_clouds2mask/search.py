@@ -175,10 +175,17 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
             kwargs["filter_lang"] = "cql2-json"
         else:
             kwargs["query"] = {"eo:cloud_cover": {"lte": filters.max_cloud}}
-    try:
-        items = list(client.search(**{k: v for k, v in kwargs.items() if v is not None}).items())
+    limits = Limits.from_env()
+    items: list[pystac.Item] = []
+    try:  # pages counted: an API whose every page links a next one must not run forever
+        for n, page in enumerate(client.search(**{k: v for k, v in kwargs.items() if v is not None}).pages()):
+            if n >= limits.max_documents or len(items) >= limits.max_documents:
+                raise InvalidInputError(f"search at {url}: more than {limits.max_documents} pages or items "
+                                        "(STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused; narrow the search or use --limit")
+            items.extend(page.items)
     except APIError as exc:
         raise InvalidInputError(f"search failed at {url}: {exc}") from exc
+    items = items[:filters.limit] if filters.limit is not None else items
     for item in items:
         _claimed_self(item, url)
     return items

@@ -591,3 +591,21 @@ def test_the_lock_is_exclusive_on_s3(moto_s3, s3_bucket):
             with catalog.claim("c", "x_cloudmask", {"resolution": 60}, 3600, "x"):
                 pass
     assert not [k for k in moto_s3.filesystem().find(s3_bucket) if k.endswith(".lock")]
+
+
+def test_api_search_with_endless_pages_is_bounded(server, tmp_path, monkeypatch):
+    landing = {"type": "Catalog", "id": "api", "stac_version": "1.1.0", "description": "x",
+               "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+               "links": [{"rel": "search", "href": f"{server.url}/search", "type": "application/geo+json",
+                          "method": "POST"}, {"rel": "self", "href": server.url}, {"rel": "root", "href": server.url}]}
+    server.routes["/"] = json.dumps(landing).encode()
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "x", "geometry": None, "links": [], "assets": {},
+            "properties": {"datetime": "2024-01-01T00:00:00Z"}}
+    server.routes["/search"] = json.dumps({"type": "FeatureCollection", "features": [item], "links": [
+        {"rel": "next", "href": f"{server.url}/search?page=again", "method": "GET"}]}).encode()
+    monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_DOCUMENTS", "20")
+    t0 = time.monotonic()
+    result = invoke("run", server.url, "-o", str(tmp_path / "out"), "--device", "cpu", "-c", "x")
+    assert result.exit_code == 2, result.output
+    assert "more than 20 pages or items" in flat(result.output) and time.monotonic() - t0 < 30
+    assert len(server.requests) < 30
