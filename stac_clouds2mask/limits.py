@@ -17,9 +17,10 @@ ENV_PREFIX = "STAC_CLOUDS2MASK_"
 @dataclass(frozen=True)
 class Limits:
     """max_pixels: largest raster (per file, from its header) and processing grid; item_seconds: wall
-    clock per item (read + infer + publish); max_depth / max_documents: static catalog traversal;
-    api_seconds / max_body_bytes: whole HTTP request to a STAC API, and its response body;
-    max_versions: mask versions walked per source item."""
+    clock per item (read + infer + publish); max_depth / max_documents: static catalog traversal (and
+    pages / items of an API search); api_seconds / max_body_bytes: whole HTTP request to a STAC API,
+    and its response body (also the largest static catalog document); max_versions: mask versions
+    walked per source item."""
 
     max_pixels: int = 130_000_000
     item_seconds: float = 3600.0

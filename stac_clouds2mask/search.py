@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .errors import InvalidInputError, UntrustedReferenceError
 from .limits import Limits
-from .storage import StorageOptions, get_fs, read_json
+from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
 from .trust import check_reference, resolve
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
@@ -121,7 +121,9 @@ def load_geojson(url: str, options: StorageOptions | None = None) -> dict[str, A
 def _read_json_object(url: str, options: StorageOptions | None, what: str, expected: str) -> dict[str, Any]:
     """A JSON object from any fsspec URL; InvalidInputError naming `what` and the URL otherwise."""
     try:
-        data = read_json(url, options)
+        data = read_json(url, options, Limits.from_env().max_body_bytes)
+    except DocumentTooLarge as exc:
+        raise InvalidInputError(f"{what} {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
     except FileNotFoundError as exc:
         raise InvalidInputError(f"{what} not found: {url}") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError

@@ -113,11 +113,18 @@ def retries() -> int:
         return _RETRIES["s3"]
 
 
-def read_json(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
-    """Read a JSON document from any fsspec URL."""
+def read_json(url: str, options: StorageOptions | None = None, max_bytes: int | None = None) -> dict[str, Any]:
+    """Read a JSON document from any fsspec URL; at most `max_bytes` (DocumentTooLarge beyond)."""
     fs, path = get_fs(url, options)
     with fs.open(path, "rb") as f:
-        return json.loads(f.read())
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DocumentTooLarge(f"{url} is larger than {max_bytes} bytes")
+    return json.loads(data)
+
+
+class DocumentTooLarge(OSError):
+    """A JSON document beyond the size a reader accepts (a catalog is no place for hundreds of MB)."""
 
 
 def _atomic(url: str, options: StorageOptions | None, write: Callable[[fsspec.AbstractFileSystem, str], None]) -> None:

@@ -609,3 +609,11 @@ def test_api_search_with_endless_pages_is_bounded(server, tmp_path, monkeypatch)
     assert result.exit_code == 2, result.output
     assert "more than 20 pages or items" in flat(result.output) and time.monotonic() - t0 < 30
     assert len(server.requests) < 30
+
+
+def test_huge_catalog_document_is_refused(server, tmp_path, monkeypatch):
+    server.routes["/big.json"] = b'{"type": "Catalog", "pad": "' + b"x" * 200_000 + b'"}'
+    monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_BODY_BYTES", "100000")
+    result = invoke("run", f"{server.url}/big.json", "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert "is larger than 100000 bytes" in flat(result.output) and "xxxx" not in result.output
