@@ -23,6 +23,7 @@ from fsspec.registry import get_filesystem_class
 from . import __version__
 from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, ModelError
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, predict, resolve_device
+from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec, load_model
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
@@ -30,7 +31,6 @@ from .scene import MaskResult, Scene
 from .search import SearchFilters, search
 from .storage import StorageOptions, join, write_json_atomic
 from .storage import retries as storage_retries
-from .limits import Limits
 from .trust import unsafe_segment
 
 RESOLUTIONS = (10, 20, 30, 60)
