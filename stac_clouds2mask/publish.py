@@ -28,7 +28,6 @@ import os
 import posixpath
 import secrets
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +41,7 @@ from urllib3.util.retry import Retry
 
 from .cog import multihash_sha256, write_cog
 from .errors import ConfigurationError, InvalidInputError, LimitExceededError, PublishError, UntrustedReferenceError
+from .limits import BoundedSession
 from .model.registry import ModelSpec
 from .scene import MaskResult
 from .stac_item import (
@@ -305,7 +305,7 @@ class StacApi:
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
         token = self.token if self.token is not None else os.environ.get("STAC_CLOUDS2MASK_API_TOKEN")
-        self.session = requests.Session()
+        self.session = BoundedSession(self.deadline, self.max_body_bytes)
         self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -322,14 +322,14 @@ class StacApi:
     # --- plumbing -------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, body: Any = None) -> requests.Response:
-        """One request within `deadline` seconds in all (not per read), its body at most `max_body_bytes`.
+        """One request within `deadline` seconds in all (not per read), its body at most `max_body_bytes`
+        (limits.BoundedSession).
 
         Redirects are followed only within the API's own origin: headers, token and body never go elsewhere."""
         data = None if body is None else json.dumps(body)
-        deadline = time.monotonic() + self.deadline
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                r = self._send(method, url, data, deadline)
+                r = self.session.request(method, url, data=data, timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
             if not r.is_redirect:
@@ -347,47 +347,6 @@ class StacApi:
                 f"STAC API {self.url} refused {method} {url} (HTTP {r.status_code}): check --api-token / --api-header"
             )
         return r
-
-    def _send(self, method: str, url: str, data: str | None, deadline: float) -> requests.Response:
-        """The request in a daemon thread that the caller stops waiting for at the deadline: requests'
-        timeout is per read, so a server trickling its status line or headers would hold it forever."""
-        outcome: dict[str, Any] = {}
-
-        def send() -> None:
-            try:
-                r = self.session.request(method, url, data=data, timeout=min(self.timeout, self.deadline),
-                                         stream=True, allow_redirects=False)
-                self._read_body(r, url, deadline)
-                outcome["response"] = r
-            except BaseException as exc:  # handed to the caller
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=send, name="stac-api-request", daemon=True)
-        worker.start()
-        worker.join(max(0.0, deadline - time.monotonic()))
-        if worker.is_alive():
-            raise LimitExceededError(f"STAC API {self.url}: {url} did not answer within {self.deadline:g} s "
-                                     "(STAC_CLOUDS2MASK_API_SECONDS)")
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["response"]
-
-    def _read_body(self, r: requests.Response, url: str, deadline: float) -> None:
-        """Read the streamed body under the deadline and the size cap (a slow or endless answer stops)."""
-        chunks, size = [], 0
-        try:
-            while chunk := r.raw.read1(2**16, decode_content=True):
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    raise LimitExceededError(f"STAC API {self.url}: the answer to {url} is larger than "
-                                             f"{self.max_body_bytes} bytes (STAC_CLOUDS2MASK_MAX_BODY_BYTES)")
-                if time.monotonic() > deadline:
-                    raise LimitExceededError(f"STAC API {self.url}: {url} did not answer within {self.deadline:g} s "
-                                             "(STAC_CLOUDS2MASK_API_SECONDS)")
-                chunks.append(chunk)
-        finally:
-            r.close()
-        r._content = b"".join(chunks)  # r.json() and r.text read it from here
 
     def check_transactions(self) -> None:
         """Fail early, and clearly, when the URL is not a STAC API with the Transactions extension."""

@@ -17,7 +17,7 @@ import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
 from .errors import InvalidInputError, UntrustedReferenceError
-from .limits import Limits
+from .limits import BoundedSession, Limits
 from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
 from .trust import check_reference, resolve
 
@@ -159,8 +159,11 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
 
+    limits = Limits.from_env()
+    stac_io = StacApiIO(timeout=60)
+    stac_io.session = BoundedSession.like(stac_io.session, limits.api_seconds, limits.max_body_bytes)
     try:
-        client = Client.open(url, stac_io=StacApiIO(timeout=60))
+        client = Client.open(url, stac_io=stac_io)
     except (APIError, OSError, pystac.STACError) as exc:
         raise InvalidInputError(f"cannot open the STAC API at {url}: {exc}") from exc
     kwargs: dict[str, Any] = {
@@ -177,7 +180,6 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
             kwargs["filter_lang"] = "cql2-json"
         else:
             kwargs["query"] = {"eo:cloud_cover": {"lte": filters.max_cloud}}
-    limits = Limits.from_env()
     items: list[pystac.Item] = []
     try:  # pages counted: an API whose every page links a next one must not run forever
         for n, page in enumerate(client.search(**{k: v for k, v in kwargs.items() if v is not None}).pages()):

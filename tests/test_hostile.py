@@ -617,3 +617,11 @@ def test_huge_catalog_document_is_refused(server, tmp_path, monkeypatch):
     result = invoke("run", f"{server.url}/big.json", "-o", str(tmp_path / "out"), "--device", "cpu")
     assert result.exit_code == 2, result.output
     assert "is larger than 100000 bytes" in flat(result.output) and "xxxx" not in result.output
+
+
+def test_api_search_answers_are_capped(server, tmp_path, monkeypatch):
+    server.routes["/"] = b'{"type": "Catalog", "pad": "' + b"x" * 200_000 + b'"}'
+    monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_BODY_BYTES", "100000")
+    result = invoke("run", server.url, "-o", str(tmp_path / "out"), "--device", "cpu", "-c", "x")
+    assert result.exit_code == 2, result.output
+    assert "is larger than 100000 bytes" in flat(result.output) and "xxxx" not in result.output
