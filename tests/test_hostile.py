@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pystac
 import pytest
 import rasterio
@@ -625,3 +626,31 @@ def test_api_search_answers_are_capped(server, tmp_path, monkeypatch):
     result = invoke("run", server.url, "-o", str(tmp_path / "out"), "--device", "cpu", "-c", "x")
     assert result.exit_code == 2, result.output
     assert "is larger than 100000 bytes" in flat(result.output) and "xxxx" not in result.output
+
+
+def test_deflate_bomb_stops_at_the_item_limit(sample_data_dir, tmp_path, monkeypatch):
+    """A ~100 KB deflate file of 8000 x 8000 px (under the pixel limit, 128 MB decompressed per band,
+    read six times): the read stops between row blocks once the per-item wall clock is spent."""
+    bomb = tmp_path / "bomb.tif"
+    with rasterio.open(sample_data_dir / E / "B02.tif") as src:
+        profile = {"driver": "GTiff", "width": 8000, "height": 8000, "count": 1, "dtype": "uint16", "crs": src.crs,
+                   "transform": src.transform, "tiled": True, "blockxsize": 512, "blockysize": 512,
+                   "compress": "deflate", "nodata": None}
+    with rasterio.open(bomb, "w", **profile) as dst:
+        row = np.full((512, 8000), 1234, dtype="uint16")
+        for y in range(0, 8000, 512):
+            dst.write(row[: min(512, 8000 - y)], 1, window=rasterio.windows.Window(0, y, 8000, min(512, 8000 - y)))
+    assert bomb.stat().st_size < 2_000_000
+    d = item_dict(sample_data_dir, E)
+    for asset in d["assets"].values():
+        asset["href"] = str(bomb)
+    fc = tmp_path / "items.json"
+    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [d]}))
+    monkeypatch.setenv("STAC_CLOUDS2MASK_ITEM_SECONDS", "1")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    result = invoke("run", str(fc), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    [entry] = report_of(out)["items"]
+    assert entry["stage"] == "read" and "per-item limit" in entry["error"], entry
+    assert time.monotonic() - t0 < 30
