@@ -272,11 +272,11 @@ def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str
     catalog = publisher.catalog
     collection_id = publisher.target_collection(source)
     found = None
-    version = 1
-    while (d := catalog.existing(collection_id, mask_item_id(source.id, version))) is not None:
+    for version in range(1, publisher.max_versions + 1):  # the same bound as Publisher's version walk
+        if (d := catalog.existing(collection_id, mask_item_id(source.id, version))) is None:
+            break
         if same_provenance(d, source, settings):
             found = d
-        version += 1
     if found is None:
         return None
     base = catalog.item_url(collection_id, found["id"])
