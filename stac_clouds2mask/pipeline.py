@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -365,6 +366,7 @@ class Runner:
             "batch_size": c.batch_size, "target_collection": c.collection_id, "api_retries": c.api_retries,
             "compile": c.compile, "fail_fast": c.fail_fast,
             "storage": {"anon": c.options.anon, "requester_pays": c.options.requester_pays, "endpoint_url": redact(c.options.endpoint_url)},
+            "limits": dataclasses.asdict(c.limits),
         }
 
     def report_dict(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
