@@ -87,6 +87,7 @@ def is_local(url: str) -> bool:
 
 
 def local_path(url: str) -> str:
+    """The path of a local reference (file:// stripped), as GDAL and os open it."""
     return url[len("file://"):] if url.startswith("file://") else url
 
 
