@@ -2,7 +2,7 @@
 
 The scene is built from real pixels: crop A of ../shared/data (the whole MGRS tile 19UDP at 160 m,
 13 bands, real cumulus clouds and a real 38 % nodata wedge) nearest-upsampled onto the full tile grid
-at 20 m (5490 x 5490) or 10 m (10980 x 10980) through GDAL VRTs on local disk. The clouds are
+at 20 m (5490 x 5490) or 10 m (10980 x 10980), written as tiled GeoTIFFs on local disk (untimed). The clouds are
 therefore blocky (8x8 or 16x16 px): the timing and memory figures are those of a full scene, the
 masks are not those of a native-resolution scene.
 
@@ -83,8 +83,9 @@ def valid_window_origin(resolution: int) -> tuple[int, int]:
 
 
 def build_scene(workdir: Path, resolution: int, quick: bool, valid_window: bool = False) -> Path:
-    """VRTs that upsample crop A onto the tile grid (nearest), and a STAC item pointing at them."""
+    """GeoTIFFs (made through VRTs) that upsample crop A onto the tile grid (nearest), and an item naming them."""
     import rasterio
+    import rasterio.shutil
 
     src_dir = shared_dir() / "data" / CROP_A
     item = json.loads((src_dir / f"{CROP_A}.json").read_text())
@@ -112,9 +113,12 @@ def build_scene(workdir: Path, resolution: int, quick: bool, valid_window: bool 
 </VRTDataset>
 """
         (workdir / f"{band}.vrt").write_text(vrt)
+        # the reader opens GeoTIFF and JPEG 2000 only (a VRT can name any file): materialise, untimed
+        rasterio.shutil.copy(workdir / f"{band}.vrt", workdir / f"{band}.tif", driver="GTiff", tiled=True,
+                             blockxsize=512, blockysize=512, compress="deflate")
         asset = item["assets"][key]
-        asset["href"] = str(workdir / f"{band}.vrt")
-        asset["type"] = "application/x-ogc-vrt"
+        asset["href"] = str(workdir / f"{band}.tif")
+        asset["type"] = "image/tiff; application=geotiff"
         asset["bands"][0]["raster:spatial_resolution"] = resolution
     item["id"] = f"{CROP_A}-upsampled-{resolution}m" + ("-quick" if quick else "") + ("-valid" if valid_window else "")
     item["assets"] = {k: v for k, v in item["assets"].items() if k in SIX}
@@ -295,7 +299,7 @@ def main() -> None:
         size = QUICK if args.quick else int(round(TILE_SIZE_M / resolution))
         print(f"scene: crop A ({CROP_A}, real L1C pixels, 160 m) nearest-upsampled onto the 19UDP grid at "
               f"{resolution} m{(', 2048 x 2048 window' + (' inside the swath' if args.valid_window else '')) if args.quick else ''}: {size} x {size} px, 6 bands, read "
-              "from local disk through VRTs (real clouds and nodata wedge, blocky at this scale)")
+              "from local disk as tiled GeoTIFFs (real clouds and nodata wedge, blocky at this scale)")
         print(f"machine: {machine()}")
         b = child("ours", item, work / "b.npy", args.device, args.batch_size, args.compile, args.precision)
         if args.skip_peer:

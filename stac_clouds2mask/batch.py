@@ -30,12 +30,13 @@ from typing import Any, Literal
 
 import pystac
 
-from .errors import InvalidInputError, ItemError
+from .errors import InvalidInputError, ItemError, UntrustedReferenceError
 from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, Runner, select_model, settings_for
 from .publish import Publisher, StaticCatalog
 from .search import SearchFilters, search
 from .stac_item import mask_collection_id, mask_item_id, same_provenance
 from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
+from .trust import check_output_root, check_payload_target, check_reference
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ def absolute_item_dict(item: pystac.Item) -> dict[str, Any]:
     return d
 
 
-def output_root(template: Any, where: str) -> str:
-    """The static catalog root of a path_template, which must be ``<root>/${collection}/${id}``."""
+def output_root(template: Any, where: str, source: str | None = None) -> str:
+    """The static catalog root of a path_template, which must be ``<root>/${collection}/${id}``, and
+    which the payload at ``source`` may name (trust.check_output_root: the operator's output roots)."""
     if not isinstance(template, str) or not template.strip():
         raise InvalidInputError(f"{where}.path_template must be a non-empty string")
     text = template.strip().rstrip("/")
@@ -96,6 +98,10 @@ def output_root(template: Any, where: str) -> str:
             f"{where}.path_template {template!r} is not supported: it must be '<root>/${{collection}}/${{id}}' with a fixed "
             "root such as 's3://bucket/masks/${collection}/${id}' (masks are published as a static catalog: "
             "<root>/catalog.json, <root>/<collection>/<id>/<id>.json and .tif)")
+    try:
+        check_output_root(root, source)
+    except UntrustedReferenceError as exc:
+        raise InvalidInputError(f"{where}.path_template: {exc}") from None
     return absolute(root)
 
 
@@ -194,7 +200,8 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
         if process.get("collection_matchers") or upload.get("collections"):
             raise InvalidInputError("collection_matchers / upload_options.collections are not supported: mask items go to "
                                     "'<source collection>-cloudmask'; key collection_options by that id instead")
-        default_root = output_root(upload["path_template"], "process.upload_options") if "path_template" in upload else None
+        default_root = output_root(upload["path_template"], "process.upload_options", url) \
+            if "path_template" in upload else None
         coll_options = process.get("collection_options", {})
         if not isinstance(coll_options, dict):
             raise InvalidInputError("process.collection_options must be an object")
@@ -204,8 +211,13 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
                 raise InvalidInputError(f"process.collection_options.{name} must be an object with an upload_options object")
             if "path_template" in opts.get("upload_options", {}):
                 collection_roots[name] = output_root(opts["upload_options"]["path_template"],
-                                                     f"process.collection_options.{name}.upload_options")
+                                                     f"process.collection_options.{name}.upload_options", url)
         parameters = _task_parameters(process)
+        for name in ("publish_api", "endpoint_url"):
+            if parameters.get(name) is not None:
+                check_payload_target(name, parameters[name])
+    except UntrustedReferenceError as exc:
+        raise InvalidInputError(f"{where}: process.tasks.{TASK_NAME}: {exc}") from None
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
 
@@ -225,6 +237,11 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
         seen.add(key)
         if item.get_self_href() is None and url:
             item.set_self_href(absolute(url))
+        elif item.get_self_href() is not None and url:
+            try:  # the self href is the origin of the item's asset hrefs: the payload's origin bounds it
+                check_reference(item.get_self_href(), absolute(url), what=f"self link of {label}")
+            except UntrustedReferenceError as exc:
+                raise InvalidInputError(f"{where}: {exc}") from None
         if mask_collection_id(item.collection_id) not in collection_roots and default_root is None:
             raise InvalidInputError(f"{where}: no upload_options.path_template for {label} (output collection "
                                     f"{mask_collection_id(item.collection_id)!r}); set process.upload_options.path_template")
@@ -255,11 +272,11 @@ def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str
     catalog = publisher.catalog
     collection_id = publisher.target_collection(source)
     found = None
-    version = 1
-    while (d := catalog.existing(collection_id, mask_item_id(source.id, version))) is not None:
+    for version in range(1, publisher.max_versions + 1):  # the same bound as Publisher's version walk
+        if (d := catalog.existing(collection_id, mask_item_id(source.id, version))) is None:
+            break
         if same_provenance(d, source, settings):
             found = d
-        version += 1
     if found is None:
         return None
     base = catalog.item_url(collection_id, found["id"])
@@ -534,8 +551,11 @@ def _item_status(payload: TaskPayload, item: pystac.Item, publishers: dict[str, 
     except ItemError as exc:  # no model fits: this item can never succeed
         return ItemStatus(key, "failed", str(exc))
     publisher = publishers.setdefault(root, Publisher(StaticCatalog(root, config.options)))
-    if published_item(publisher, item, settings) is not None:
-        return ItemStatus(key, "done")
+    try:
+        if published_item(publisher, item, settings) is not None:
+            return ItemStatus(key, "done")
+    except UntrustedReferenceError as exc:  # an id that is not one path segment: it can never be published
+        return ItemStatus(key, "failed", str(exc))
     if key in failures:
         return ItemStatus(key, "failed", failures[key])
     return ItemStatus(key, "missing")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from typing import Annotated, Optional
+import sys
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -15,7 +17,7 @@ from rich.table import Table
 from . import __version__
 from .errors import InvalidInputError
 from .model import list_models
-from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, run as run_pipeline
+from .pipeline import Interrupted, ItemOutcome, Progress, RunConfig, RunReport, interruptible, run as run_pipeline
 from .search import EARTH_SEARCH, SearchFilters, load_geojson
 from .storage import StorageOptions, read_json
 
@@ -147,9 +149,14 @@ def run(
     status, stage, error class and message and seconds per stage, plus the settings (no credentials) and totals.
 
     [bold]Item ids[/] become folder and file names: an id (or target collection id) that is empty, '.' or '..',
-    has a leading or trailing blank, contains '/', '\\', '?', '#', '*' or control characters, or is longer than
-    200 characters is refused as a failed item before anything is written. An all-nodata scene is published
-    with valid 0 % (every pixel 255).
+    has a leading or trailing blank, contains '/', '\\', '?', '#', '*', '[', ']', '{', '}', '::' or control
+    characters, or is longer than 200 bytes (UTF-8) is refused as a failed item before anything is read or
+    written. An all-nodata scene is published with valid 0 % (every pixel 255).
+
+    [bold]Untrusted sources[/]: a remote catalog or item may only name remote files (never local paths, file:,
+    /vsi..., '::' chains); rasters open as GeoTIFF or JPEG 2000 only. Limits and allowlists are set with
+    STAC_CLOUDS2MASK_* environment variables (docs/aws-batch.md). SIGINT/SIGTERM: the run report lists every
+    item (unfinished ones as not run) and the exit status is 128 + the signal number.
     """
     try:
         options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
@@ -169,13 +176,28 @@ def run(
                            device=device, model=model, overwrite=overwrite, batch_size=batch_size, options=options,
                            collection_id=target_collection, api_retries=api_retries, compile=compile_model, precision=precision, probabilities=probabilities, fail_fast=fail_fast)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-        with RichProgress(*columns, console=console, transient=False) as bar:
+        with interruptible(), RichProgress(*columns, console=console, transient=False) as bar:
             report = run_pipeline(sources or [EARTH_SEARCH], config, filters, RichProgressDisplay(bar))
     except InvalidInputError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    except Interrupted as exc:
+        exit_interrupted(exc)
     _summary(report)
     raise typer.Exit(report.exit_code)
+
+
+def exit_interrupted(exc: Interrupted) -> NoReturn:
+    """Report an interrupted run (its report lists every item) and exit 128 + the signal number."""
+    console.print(f"[red]interrupted[/] by {exc}: the items not finished are reported as not run "
+                  "(rerun them with --rerun-failed REPORT)")
+    if exc.report is not None:
+        _summary(exc.report)
+    # the report is written: a read still hanging in a worker thread (joined at interpreter exit) must
+    # not delay the exit past the few seconds a scheduler allows between SIGTERM and SIGKILL
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exc.exit_code)
 
 
 @app.command()

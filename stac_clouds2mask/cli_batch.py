@@ -28,11 +28,17 @@ def _console():
 
 def _guard(fn: Callable[[], int]) -> None:
     """Run a command body; InvalidInputError -> exit 2 with the message, else exit with its code."""
+    from .cli import exit_interrupted
+    from .pipeline import Interrupted, interruptible
+
     try:
-        code = fn()
+        with interruptible():
+            code = fn()
     except InvalidInputError as exc:
         _console().print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    except Interrupted as exc:
+        exit_interrupted(exc)
     raise typer.Exit(code)
 
 

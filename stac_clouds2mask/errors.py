@@ -15,6 +15,14 @@ class ConfigurationError(InvalidInputError):
     """The environment cannot run what was asked (no CUDA, a publish target without Transactions)."""
 
 
+class UntrustedReferenceError(Clouds2MaskError):
+    """A reference (href, link, output root, id) that its source may not make the tool open or write."""
+
+
+class LimitExceededError(Clouds2MaskError):
+    """Input beyond a configured limit (grid size, time, traversal, response size)."""
+
+
 class ItemError(Clouds2MaskError):
     """One source item cannot be processed; names the item, the asset (if any) and why.
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,8 +22,9 @@ from fsspec.core import split_protocol
 from fsspec.registry import get_filesystem_class
 
 from . import __version__
-from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, ModelError
+from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, ModelError
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PRECISIONS, compile_model, predict, resolve_device
+from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec, load_model
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
@@ -28,40 +32,12 @@ from .scene import MaskResult, Scene
 from .search import SearchFilters, search
 from .storage import StorageOptions, join, write_json_atomic
 from .storage import retries as storage_retries
+from .trust import unsafe_segment
 
 RESOLUTIONS = (10, 20, 30, 60)
 Status = Literal["published", "skipped", "failed", "not_run"]
 RUNS_DIR = ".clouds2mask-runs"
 REPORT_TYPE = "clouds2mask-run-report"
-_UNSAFE_CHARS = "/\\?#*"
-
-
-def unsafe_segment(name: object) -> str | None:
-    """Why `name` cannot be one path segment under the output prefix, or None when it can.
-
-    The rule (item ids and collection ids become folder and file names): not empty, not '.' or
-    '..', no leading or trailing blank, no '/', '\\', '?', '#' or '*' (path separators, and what
-    fsspec reads as query, fragment or glob), no control characters, at most 200 characters.
-    Such ids are refused, never rewritten, so two different source ids cannot map to one mask.
-    """
-    if not isinstance(name, str):
-        return f"is a {type(name).__name__}, not a string"
-    if not name:
-        return "is empty"
-    if name in (".", ".."):
-        return f"is {name!r}"
-    if name != name.strip():
-        return "starts or ends with a blank"
-    bad = sorted({c for c in name if c in _UNSAFE_CHARS})
-    if bad:
-        return f"contains {' '.join(repr(c) for c in bad)}"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
-        return "contains control characters"
-    if len(name) > 200:
-        return f"is {len(name)} characters long (at most 200)"
-    return None
-
-
 _URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?")
 
 
@@ -102,6 +78,7 @@ class RunConfig:
     probabilities: bool = False
     fail_fast: bool = False
     write_report: bool = True
+    limits: Limits = field(default_factory=Limits.from_env)
 
     def __post_init__(self) -> None:
         if not self.output or not self.output.strip():
@@ -203,8 +180,12 @@ class Runner:
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
         self.models: dict[str, torch.nn.Module] = {}
-        api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries) if config.publish_api else None
-        self.publisher = Publisher(StaticCatalog(config.output, config.options), api, collection_id=config.collection_id)
+        api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries,
+                      deadline=config.limits.api_seconds, max_body_bytes=config.limits.max_body_bytes) \
+            if config.publish_api else None
+        self.publisher = Publisher(StaticCatalog(config.output, config.options), api,
+                                   collection_id=config.collection_id, max_versions=config.limits.max_versions,
+                                   claim_stale_after=config.limits.item_seconds + 300)
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
         self._retries_at_start = storage_retries()
@@ -256,7 +237,7 @@ class Runner:
 
     def prepare(self, item: pystac.Item, index: int = 0) -> _Work:
         """Id checks, model choice, the publish plan (skip / new / new version / overwrite), then the read."""
-        work = _Work(item, index)
+        work = _Work(item, index, deadline=time.monotonic() + self.config.limits.item_seconds)
 
         def validate() -> None:
             """Ids become folder and file names under the output: refuse any that could leave it."""
@@ -274,7 +255,8 @@ class Runner:
                 work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason, collection=item.collection_id)
 
         def read() -> None:
-            work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options)
+            work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options,
+                                    self.config.limits, work.deadline)
 
         self._stage(work, "validate", validate)
         self._stage(work, "model", choose)
@@ -282,10 +264,14 @@ class Runner:
         return work
 
     def infer(self, work: _Work) -> None:
+        def patches(done: int, total: int) -> None:
+            _check_deadline(work, "inference")
+            self.progress.patches(done, total)
+
         def step() -> None:
             scene = work.scene
             pred = predict(scene.dn, scene.valid, work.spec, self.model(work.spec), device=str(self.device),
-                           batch_size=self.config.batch_size, progress=self.progress.patches,
+                           batch_size=self.config.batch_size, progress=patches,
                            scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
                            with_probabilities=self.config.probabilities, precision=self.config.precision)
             work.scene = scene.without_pixels()
@@ -296,6 +282,7 @@ class Runner:
 
     def publish(self, work: _Work) -> ItemOutcome:
         def step() -> None:
+            _check_deadline(work, "publishing")
             published = self.publisher.publish(work.result, work.spec, work.plan)
             work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds,
                                        collection=work.item.collection_id)
@@ -329,29 +316,46 @@ class Runner:
             report.outcomes.append(outcome)
             self.progress.item_done(outcome)
 
+        # not `with`: on an interrupt the report is written at once, not after the item in flight
+        reader = ThreadPoolExecutor(1, thread_name_prefix="read")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="write")
+        writing: Future[ItemOutcome] | None = None
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
-                    ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-                reading = reader.submit(self.prepare, items[0], 0) if items else None
-                writing: Future[ItemOutcome] | None = None
-                for i in range(len(items)):
-                    assert reading is not None
-                    work = reading.result()
-                    reading = reader.submit(self.prepare, items[i + 1], i + 1) if i + 1 < len(items) and self._stop_at is None else None
-                    self.infer(work)
-                    if writing is not None:
-                        done(writing.result())
-                    writing = writer.submit(self.publish, work)
-                    if reading is None:
-                        break
+            reading = reader.submit(self.prepare, items[0], 0) if items else None
+            for i in range(len(items)):
+                assert reading is not None
+                work = reading.result()
+                more = i + 1 < len(items) and self._stop_at is None
+                reading = reader.submit(self.prepare, items[i + 1], i + 1) if more else None
+                self.infer(work)
                 if writing is not None:
                     done(writing.result())
+                writing = writer.submit(self.publish, work)
+                if reading is None:
+                    break
+            if writing is not None:
+                done(writing.result())
             for item in items[len(report.outcomes):]:
                 done(_not_run(item))
+            reader.shutdown()
+            writer.shutdown()
         except BaseException as exc:
+            reader.shutdown(wait=False, cancel_futures=True)
+            writer.shutdown(wait=False, cancel_futures=True)
+            finished = writing is not None and writing.done() and not writing.cancelled() \
+                and writing.exception() is None
+            if finished and len(report.outcomes) < len(items) \
+                    and writing.result().source_id == items[len(report.outcomes)].id:
+                done(writing.result())  # published while the run waited for the next item
+            why = f"not run: the run was interrupted ({exc})" if isinstance(exc, Interrupted) else \
+                f"not run: the run stopped ({type(exc).__name__})"
+            for item in items[len(report.outcomes):]:  # every item is listed, so --rerun-failed finishes the job
+                report.outcomes.append(_not_run(item, why))
             if self.config.write_report:
                 self._write_report(report, items, started, time.perf_counter() - t0,
                                    aborted=redact(f"{type(exc).__name__}: {exc}", self._secrets()))
+            if isinstance(exc, Interrupted):
+                exc.report = report
             raise
         if self.config.write_report:
             self._write_report(report, items, started, time.perf_counter() - t0)
@@ -366,6 +370,7 @@ class Runner:
             "batch_size": c.batch_size, "target_collection": c.collection_id, "api_retries": c.api_retries,
             "compile": c.compile, "precision": c.precision, "fail_fast": c.fail_fast,
             "storage": {"anon": c.options.anon, "requester_pays": c.options.requester_pays, "endpoint_url": redact(c.options.endpoint_url)},
+            "limits": dataclasses.asdict(c.limits),
         }
 
     def report_dict(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
@@ -403,9 +408,49 @@ class Runner:
             report.report_error = redact(f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets())
 
 
-def _not_run(item: pystac.Item) -> ItemOutcome:
-    return ItemOutcome(item.id, "not_run", error="not run: fail-fast stopped the run at an earlier failure",
-                       collection=item.collection_id)
+def _check_deadline(work: _Work, what: str) -> None:
+    """Stop an item past its wall-clock limit (a decompression bomb, a slow source) between steps."""
+    if time.monotonic() > work.deadline:
+        raise LimitExceededError(f"the per-item time limit was reached before {what} ended "
+                                 "(STAC_CLOUDS2MASK_ITEM_SECONDS)")
+
+
+def _not_run(item: pystac.Item, why: str = "not run: fail-fast stopped the run at an earlier failure") -> ItemOutcome:
+    return ItemOutcome(item.id, "not_run", error=why, collection=item.collection_id)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the run stops, its report lists every item (done, failed, not_run).
+
+    A BaseException, like KeyboardInterrupt, so that no per-item handler turns it into a failed item."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.report: RunReport | None = None
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into Interrupted in the main thread while a run lasts (also where the
+    shell started the process with SIGINT ignored, as non-interactive shells do for background jobs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -414,6 +459,7 @@ class _Work:
 
     item: pystac.Item
     index: int = 0  # position in the run's input
+    deadline: float = float("inf")  # time.monotonic() by which the item must be done
     spec: ModelSpec | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     plan: PublishPlan | None = None

@@ -21,9 +21,16 @@ deprecated), never a silent mix; `overwrite` -> replace in place. See stac_item'
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import os
+import posixpath
+import secrets
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,19 +40,24 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .cog import multihash_sha256, write_cog
-from .errors import ConfigurationError, InvalidInputError, PublishError
+from .errors import ConfigurationError, InvalidInputError, LimitExceededError, PublishError, UntrustedReferenceError
+from .limits import BoundedSession
 from .model.registry import ModelSpec
 from .scene import MaskResult
 from .stac_item import (
     STAC_VERSION, build_mask_item, mask_collection_id, mask_item_id, new_collection,
     same_provenance, update_collection,
 )
-from .storage import StorageOptions, absolute, get_fs, join, put_file_atomic, read_json, write_json_atomic
+from .storage import (
+    StorageOptions, absolute, create_exclusive, get_fs, join, put_file_atomic, read_json, write_json_atomic,
+)
 from .thumbnail import write_thumbnail
+from .trust import origin, resolve, under_root, unsafe_segment
 
 Action = Literal["new", "new_version", "overwrite", "skip"]
 VERSION_RELS = ("predecessor-version", "successor-version", "latest-version")
 TRANSACTION_CONFORMANCE = "transaction"
+MAX_REDIRECTS = 5
 
 
 def _item_dict(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -97,11 +109,20 @@ class StaticCatalog:
     def __post_init__(self) -> None:
         self.url = absolute(self.url).rstrip("/")
 
+    def _url(self, *segments: str, name: str | None = None) -> str:
+        """A URL under the root from id segments: each must be one path segment (trust.unsafe_segment)
+        and the result must stay under the root; `name` is a file name the code chose."""
+        for segment in segments:
+            if why := unsafe_segment(segment):
+                raise UntrustedReferenceError(f"id {segment!r} {why}: refused, it would not be a single path segment "
+                                              "under the output")
+        return under_root(join(self.url, *segments, *([name] if name else [])), self.url)
+
     def item_url(self, collection_id: str, item_id: str) -> str:
-        return join(self.url, collection_id, item_id, f"{item_id}.json")
+        return self._url(collection_id, item_id, name=f"{item_id}.json")
 
     def asset_url(self, collection_id: str, item_id: str, suffix: str = ".tif") -> str:
-        return join(self.url, collection_id, item_id, f"{item_id}{suffix}")
+        return self._url(collection_id, item_id, name=f"{item_id}{suffix}")
 
     def version_href(self, collection_id: str, item_id: str) -> str:
         """How a sibling item links to this one (relative, so the catalog can be moved)."""
@@ -125,17 +146,20 @@ class StaticCatalog:
         return url
 
     def remove_stale_temporaries(self, collection_id: str, item_id: str) -> None:
-        """Temporary objects of this item left by an interrupted run (`<name>.tmp-<pid>`)."""
-        fs, path = get_fs(join(self.url, collection_id, item_id), self.options)
+        """Temporary objects of this item left by an interrupted run (`<item id>...tmp-<pid>-<token>`):
+        listed and deleted by literal name, never by a glob (ids may hold characters globs read)."""
+        fs, path = get_fs(self._url(collection_id, item_id), self.options)
         try:
-            stale = fs.glob(f"{path}/*.tmp-*")
+            names = fs.ls(path, detail=False)
         except (FileNotFoundError, OSError):
             return
-        for p in stale:
-            try:
-                fs.rm(p)
-            except (FileNotFoundError, OSError):
-                pass
+        for p in names:
+            name = posixpath.basename(p.rstrip("/"))
+            if name.startswith(item_id) and ".tmp-" in name[len(item_id):]:
+                try:
+                    fs.rm_file(p)
+                except (FileNotFoundError, OSError):
+                    pass
 
     def write_item(self, item: pystac.Item | dict[str, Any], source_collection: str | None = None) -> dict[str, Any]:
         """Write the item (relative links and asset hrefs), then link it from its collection and the root.
@@ -162,16 +186,50 @@ class StaticCatalog:
         except FileNotFoundError:
             return
         for child in (l for l in root.get("links", []) if l.get("rel") == "child"):
-            coll_dir = join(self.url, child["href"].removeprefix("./").rsplit("/", 1)[0])
-            coll = read_json(join(self.url, child["href"].removeprefix("./")), self.options)
+            coll_url = under_root(resolve(join(self.url, "catalog.json"), child["href"]), self.url)
+            coll = read_json(coll_url, self.options)
             for link in (l for l in coll.get("links", []) if l.get("rel") == "item"):
-                rel = link["href"].removeprefix("./")
-                d = read_json(join(coll_dir, rel), self.options)
-                item_dir = join(coll_dir, rel.rsplit("/", 1)[0])
+                item_url = under_root(resolve(coll_url, link["href"]), self.url)
+                d = read_json(item_url, self.options)
+                item_dir = item_url.rsplit("/", 1)[0]
                 for asset in d.get("assets", {}).values():
                     if asset["href"].startswith("./"):
                         asset["href"] = join(item_dir, asset["href"][2:])
                 yield d
+
+    @contextmanager
+    def claim(self, collection_id: str, item_id: str, settings: dict[str, Any], stale_after: float,
+              source_id: str) -> Iterator[None]:
+        """Hold `<item>/<item>.lock` while the item is published, so two runs never write one mask id.
+
+        Created exclusively; an existing lock is taken over only when it was made for the same settings
+        (the same mask would be written) or is older than `stale_after` seconds (its run is gone: runs stop
+        items at the per-item limit). Otherwise PublishError: another run is at it."""
+        url = self._url(collection_id, item_id, name=f"{item_id}.lock")
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        mine = {"run": secrets.token_hex(8), "settings": digest, "created": time.time(),
+                "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        body = json.dumps(mine).encode()
+        if not create_exclusive(url, body, self.options):
+            try:
+                held = read_json(url, self.options)
+            except (FileNotFoundError, ValueError):
+                held = {}
+            age = time.time() - float(held.get("created", 0)) if isinstance(held, dict) else stale_after + 1
+            if held.get("settings") != digest and age <= stale_after:
+                raise PublishError(source_id, f"another run is publishing {item_id!r} with other settings now "
+                                   f"(lock {url}, {age:.0f} s old): not overwritten; rerun later to publish it "
+                                   "as a new version")
+            write_json_atomic(url, mine, self.options)
+        try:
+            yield
+        finally:
+            fs, path = get_fs(url, self.options)
+            try:
+                if read_json(url, self.options).get("run") == mine["run"]:
+                    fs.rm_file(path)
+            except (FileNotFoundError, OSError, ValueError):
+                pass
 
     def rewrite_item(self, d: dict[str, Any]) -> None:
         """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
@@ -180,7 +238,8 @@ class StaticCatalog:
     def link_item(self, d: dict[str, Any]) -> None:
         """Make sure the collection (metadata up to date) links the item and the root links the collection."""
         collection_id = d.get("collection") or "cloudmask"
-        coll_url = join(self.url, collection_id, "collection.json")
+        coll_url = self._url(collection_id, name="collection.json")
+        self._url(collection_id, d["id"])  # the item's id: one segment
         href = f"./{d['id']}/{d['id']}.json"
         try:
             coll = read_json(coll_url, self.options)
@@ -237,6 +296,8 @@ class StacApi:
     token: str | None = None
     retries: int = 5
     backoff: float = 0.5
+    deadline: float = 120.0
+    max_body_bytes: int = 32 * 2**20
     _collections: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ready: bool = False
     _bulk: bool | None = None
@@ -244,7 +305,7 @@ class StacApi:
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
         token = self.token if self.token is not None else os.environ.get("STAC_CLOUDS2MASK_API_TOKEN")
-        self.session = requests.Session()
+        self.session = BoundedSession(self.deadline, self.max_body_bytes)
         self.session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -261,10 +322,26 @@ class StacApi:
     # --- plumbing -------------------------------------------------------------------------
 
     def _request(self, method: str, url: str, body: Any = None) -> requests.Response:
-        try:
-            r = self.session.request(method, url, data=None if body is None else json.dumps(body), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
+        """One request within `deadline` seconds in all (not per read), its body at most `max_body_bytes`
+        (limits.BoundedSession).
+
+        Redirects are followed only within the API's own origin: headers, token and body never go elsewhere."""
+        data = None if body is None else json.dumps(body)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                r = self.session.request(method, url, data=data, timeout=self.timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise RuntimeError(f"STAC API {self.url} unreachable ({method} {url}): {exc}") from exc
+            if not r.is_redirect:
+                break
+            target = requests.compat.urljoin(url, r.headers["Location"])
+            if origin(target) != origin(self.url):
+                raise ConfigurationError(f"STAC API {self.url} redirected {method} {url} to another origin "
+                                         f"({'://'.join(origin(target))}): not followed, so credentials and bodies "
+                                         "stay with the configured API")
+            url = target
+        else:
+            raise RuntimeError(f"STAC API {self.url}: more than {MAX_REDIRECTS} redirects for {method} {url}")
         if r.status_code in (401, 403):
             raise ConfigurationError(
                 f"STAC API {self.url} refused {method} {url} (HTTP {r.status_code}): check --api-token / --api-header"
@@ -403,6 +480,8 @@ class Publisher:
     api: StacApi | None = None
     collection_id: str | None = None
     thumbnails: bool = True
+    max_versions: int = 100
+    claim_stale_after: float = 3900.0  # the per-item limit and a margin: a lock this old has no live run
 
     def target_collection(self, source: pystac.Item) -> str:
         return self.collection_id or mask_collection_id(source.collection_id)
@@ -410,16 +489,21 @@ class Publisher:
     def _versions(self, collection_id: str, source_id: str) -> list[tuple[dict[str, Any], str]]:
         """The published versions (item JSON, where: 'static' or 'api'), oldest first; static preferred."""
         out = []
-        version = 1
-        while True:
+        for version in range(1, self.max_versions + 1):
             iid = mask_item_id(source_id, version)
             found, where = self.catalog.existing(collection_id, iid), "static"
             if found is None and self.api is not None:
                 found, where = self.api.existing(collection_id, iid), "api"
             if found is None:
                 return out
+            if not isinstance(found, dict) or found.get("id") != iid or found.get("collection") != collection_id \
+                    or not isinstance(found.get("properties"), dict):
+                raise UntrustedReferenceError(f"the published mask {iid!r} of collection {collection_id!r} ({where}) "
+                                              "does not hold that id and collection: refused (a foreign or planted "
+                                              "item)")
             out.append((found, where))
-            version += 1
+        raise LimitExceededError(f"more than {self.max_versions} published versions of the mask of {source_id!r}: "
+                                 "refused (STAC_CLOUDS2MASK_MAX_VERSIONS)")
 
     def plan(self, source: pystac.Item, settings: dict[str, Any], overwrite: bool = False) -> PublishPlan:
         """Decide what publishing `source`'s mask will do. On the skip path, repair what an interrupted
@@ -484,6 +568,16 @@ class Publisher:
             d = (self.catalog.existing(plan.collection_id, plan.item_id)
                  or (self.api.existing(plan.collection_id, plan.item_id) if self.api else None))
             return pystac.Item.from_dict(d) if d else pystac.Item.from_dict(plan.versions[-1])
+        with self.catalog.claim(plan.collection_id, plan.item_id, result.settings, self.claim_stale_after, src.id):
+            current = self.catalog.existing(plan.collection_id, plan.item_id) if plan.action != "overwrite" else None
+            if current is not None:  # another run published this id after we planned: never overwrite it
+                raise PublishError(src.id, f"{plan.item_id!r} was published by another run after this one planned it: "
+                                   "not overwritten; rerun to skip it or publish a new version")
+            return self._write(result, spec, plan)
+
+    def _write(self, result: MaskResult, spec: ModelSpec, plan: PublishPlan) -> pystac.Item:
+        """Assets, then the item, then the links (see the module docstring), under the plan's claim."""
+        src = result.scene.item
         collection_id, item_id = plan.collection_id, plan.item_id
         self.catalog.remove_stale_temporaries(collection_id, item_id)
         with tempfile.TemporaryDirectory(prefix="clouds2mask-") as tmp:

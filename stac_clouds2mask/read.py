@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
@@ -16,16 +17,20 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioIOError
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
-from .errors import SourceDataError
+from .errors import SourceDataError, UntrustedReferenceError
+from .limits import Limits
 from .scene import Scene
-from .storage import StorageOptions, get_fs, is_remote
+from .storage import StorageOptions, get_fs
+from .trust import check_reference, gdal_env, is_local, local_path, open_raster_safely
 
 L2A_PRODUCT_TYPES = ("S2MSI2A",)
 GDAL_CACHE_BYTES = 128 * 2**20
 MAX_READ_THREADS = 8
 DECODER_THREADS = "ALL_CPUS"
 OFFSET_BASELINE = (4, 0)  # processing baseline from which L1C/L2A DNs carry +1000
+READ_ROWS = 1024  # rows per read, so the item's deadline is checked while a large band is read
 
 
 def product_level(item: pystac.Item) -> str:
@@ -109,12 +114,14 @@ def item_crs(item: pystac.Item, asset: pystac.Asset | None = None) -> CRS | None
     return None
 
 
-def open_raster(href: str, options: StorageOptions | None = None) -> rasterio.DatasetReader:
-    """Open a COG or JP2 at a local path or any fsspec URL (streamed, not downloaded)."""
-    if not is_remote(href):
-        return rasterio.open(href[len("file://"):] if href.startswith("file://") else href)
+def open_raster(href: str, options: StorageOptions | None = None, source: str | None = None) -> rasterio.DatasetReader:
+    """Open a COG or JP2 at a local path or any fsspec URL (streamed, not downloaded), if the document
+    at `source` may name it (trust.check_reference); GeoTIFF and JPEG 2000 drivers only."""
+    check_reference(href, source, what="asset href")
+    if is_local(href):
+        return open_raster_safely(local_path(href))
     fs, path = get_fs(href, options)
-    return rasterio.open(path, opener=fs)
+    return open_raster_safely(path, opener=fs)
 
 
 def _gdal_detail(exc: BaseException) -> str:
@@ -142,21 +149,28 @@ def target_grid(bounds: tuple[float, float, float, float], resolution: float) ->
 
 
 def _read_band(ds: rasterio.DatasetReader, crs: CRS, transform: Affine, out: np.ndarray, res: float,
-               src_nodata: float) -> None:
+               src_nodata: float, in_time: Callable[[], None]) -> None:
     """One band onto the grid: finer data averaged down, coarser taken nearest-neighbour, DN 0 outside.
 
-    Always from the full-resolution data: JPEG 2000 resolution levels (and overviews of unknown
+    Read in blocks of READ_ROWS rows, calling ``in_time`` before each, so a deadline can stop a slow
+    read. Always from the full-resolution data: JPEG 2000 resolution levels (and overviews of unknown
     making) are not the box average of the pixels (benchmarks/read_speed.py measures the difference).
     """
-    if ds.crs == crs and ds.transform.almost_equals(transform) and (ds.height, ds.width) == out.shape:
-        ds.read(1, out=out)  # the file is on the grid already: no warper
-        if src_nodata != 0:
-            out[out == src_nodata] = 0
-        return
-    resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
-    with WarpedVRT(ds, crs=crs, src_crs=crs, transform=transform, width=out.shape[1], height=out.shape[0],
-                   src_nodata=src_nodata, nodata=0, resampling=resampling) as vrt:
-        vrt.read(1, out=out)
+    height, width = out.shape
+    with ExitStack() as stack:
+        if ds.crs == crs and ds.transform.almost_equals(transform) and (ds.height, ds.width) == out.shape:
+            source = ds  # the file is on the grid already: no warper
+        else:
+            resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
+            source = stack.enter_context(WarpedVRT(ds, crs=crs, src_crs=crs, transform=transform, width=width,
+                                                   height=height, src_nodata=src_nodata, nodata=0,
+                                                   resampling=resampling))
+        for row in range(0, height, READ_ROWS):
+            in_time()
+            rows = min(READ_ROWS, height - row)
+            source.read(1, out=out[row:row + rows], window=Window(0, row, width, rows))
+    if source is ds and src_nodata != 0:
+        out[out == src_nodata] = 0
 
 
 def read_scene(
@@ -164,23 +178,34 @@ def read_scene(
     bands: Sequence[str],
     resolution: float = 20.0,
     options: StorageOptions | None = None,
+    limits: Limits | None = None,
+    deadline: float | None = None,
 ) -> Scene:
     """Read `bands` of `item` onto a grid of `resolution` metres (or the data's own, if coarser).
 
     The grid covers the extent of the finest needed band in the item's CRS. Finer bands are
     averaged down, coarser ones taken nearest-neighbour, so nodata never bleeds into data.
+    Files and the grid larger than `limits.max_pixels` are refused from their headers, before any
+    pixel is allocated; past `deadline` (time.monotonic()) the read stops between row blocks.
     """
+    limits = limits or Limits.from_env()
     found = [(band, *find_asset(item, band)) for band in bands]
     with ExitStack() as stack:
         # each band is read once: a large GDAL block cache would only add to peak memory
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        stack.enter_context(gdal_env())
         datasets = []
         for band, key, asset in found:
             href = _href(item, key, asset)
             try:
-                ds = stack.enter_context(open_raster(href, options))
+                ds = stack.enter_context(open_raster(href, options, item.get_self_href()))
+            except UntrustedReferenceError as exc:
+                raise SourceDataError(item.id, str(exc), asset=key, stage="read") from exc
             except (RasterioIOError, OSError) as exc:
                 raise SourceDataError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
+            if ds.width * ds.height > limits.max_pixels:
+                raise SourceDataError(item.id, f"{ds.width} x {ds.height} px is larger than the limit of "
+                                      f"{limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)", asset=key, stage="read")
             try:
                 declared = item_crs(item, asset)
             except (CRSError, ValueError, TypeError) as exc:
@@ -204,11 +229,20 @@ def read_scene(
         native = abs(finest[3].transform.a)
         res = max(float(resolution), native)
         transform, width, height = target_grid(tuple(finest[3].bounds), res)
+        if width * height > limits.max_pixels:
+            raise SourceDataError(item.id, f"the processing grid of {width} x {height} px is larger than the limit "
+                                  f"of {limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)", asset=finest[1],
+                                  stage="read")
 
         dn = np.empty((len(bands), height, width), dtype=np.result_type(*(d[3].dtypes[0] for d in datasets)))
         for band, key, asset, ds, crs in datasets:
             if crs != grid_crs:
                 raise SourceDataError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
+
+        def in_time(key: str) -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise SourceDataError(item.id, "reading took longer than the per-item limit "
+                                      "(STAC_CLOUDS2MASK_ITEM_SECONDS)", asset=key, stage="read")
 
         def read(i: int) -> None:
             band, key, asset, ds, crs = datasets[i]
@@ -216,7 +250,7 @@ def read_scene(
             src_nodata = ds.nodata if ds.nodata is not None else (nodata if nodata is not None else 0)
             try:
                 with rasterio.Env(GDAL_NUM_THREADS=DECODER_THREADS):  # JPEG 2000 decodes its code blocks in threads
-                    _read_band(ds, crs, transform, dn[i], res, src_nodata)
+                    _read_band(ds, crs, transform, dn[i], res, src_nodata, lambda: in_time(key))
             except (RasterioIOError, OSError) as exc:
                 raise SourceDataError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
 

@@ -16,8 +16,10 @@ import shapely.geometry
 import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
-from .errors import InvalidInputError
-from .storage import FsspecStacIO, StorageOptions, get_fs, read_json
+from .errors import InvalidInputError, UntrustedReferenceError
+from .limits import BoundedSession, Limits
+from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
+from .trust import check_reference, resolve
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
@@ -119,7 +121,9 @@ def load_geojson(url: str, options: StorageOptions | None = None) -> dict[str, A
 def _read_json_object(url: str, options: StorageOptions | None, what: str, expected: str) -> dict[str, Any]:
     """A JSON object from any fsspec URL; InvalidInputError naming `what` and the URL otherwise."""
     try:
-        data = read_json(url, options)
+        data = read_json(url, options, Limits.from_env().max_body_bytes)
+    except DocumentTooLarge as exc:
+        raise InvalidInputError(f"{what} {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
     except FileNotFoundError as exc:
         raise InvalidInputError(f"{what} not found: {url}") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
@@ -155,8 +159,11 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
 
+    limits = Limits.from_env()
+    stac_io = StacApiIO(timeout=60)
+    stac_io.session = BoundedSession.like(stac_io.session, limits.api_seconds, limits.max_body_bytes)
     try:
-        client = Client.open(url, stac_io=StacApiIO(timeout=60))
+        client = Client.open(url, stac_io=stac_io)
     except (APIError, OSError, pystac.STACError) as exc:
         raise InvalidInputError(f"cannot open the STAC API at {url}: {exc}") from exc
     kwargs: dict[str, Any] = {
@@ -173,10 +180,32 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
             kwargs["filter_lang"] = "cql2-json"
         else:
             kwargs["query"] = {"eo:cloud_cover": {"lte": filters.max_cloud}}
-    try:
-        return list(client.search(**{k: v for k, v in kwargs.items() if v is not None}).items())
+    items: list[pystac.Item] = []
+    try:  # pages counted: an API whose every page links a next one must not run forever
+        for n, page in enumerate(client.search(**{k: v for k, v in kwargs.items() if v is not None}).pages()):
+            if n >= limits.max_documents or len(items) >= limits.max_documents:
+                raise InvalidInputError(f"search at {url}: more than {limits.max_documents} pages or items "
+                                        "(STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused; narrow the search or use --limit")
+            items.extend(page.items)
     except APIError as exc:
         raise InvalidInputError(f"search failed at {url}: {exc}") from exc
+    items = items[:filters.limit] if filters.limit is not None else items
+    for item in items:
+        _claimed_self(item, url)
+    return items
+
+
+def _claimed_self(item: pystac.Item, url: str) -> None:
+    """An item's own self href decides how its relative asset hrefs resolve, and is their origin for
+    the trust rule: it must be a reference the document at `url` may name (else it becomes `url`)."""
+    claimed = item.get_self_href()
+    if claimed is None:
+        item.set_self_href(url)
+        return
+    try:
+        check_reference(claimed, url, what=f"self link of item {item.id!r}")
+    except UntrustedReferenceError as exc:
+        raise InvalidInputError(f"{url}: {exc}") from None
 
 
 def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.Item]:
@@ -192,8 +221,7 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
                 item = pystac.Item.from_dict(feature, migrate=True)
             except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise InvalidInputError(f"feature {n} of {url} is not a STAC item: {type(exc).__name__}: {exc}") from exc
-            if item.get_self_href() is None:
-                item.set_self_href(base)
+            _claimed_self(item, base)
             yield item
     elif kind == "Feature":
         try:
@@ -203,11 +231,46 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
         item.set_self_href(base)
         yield item
     elif kind in ("Catalog", "Collection"):
-        stac_io = FsspecStacIO(options)
-        root = pystac.read_dict(data, href=base, stac_io=stac_io)
-        yield from root.get_items(recursive=True)  # type: ignore[union-attr]
+        yield from _walk(data, base, options, Limits.from_env(), {base}, 0)
     else:
         raise InvalidInputError(f"{url} is not a STAC Catalog, Collection, Item or ItemCollection (type {kind!r})")
+
+
+def _walk(data: dict[str, Any], url: str, options: StorageOptions | None, limits: Limits, visited: set[str],
+          depth: int) -> Iterator[pystac.Item]:
+    """The items of a catalog or collection, then those of its children (pystac's order), each document
+    read once (a link cycle ends), links judged by the trust rule against the document naming them,
+    depth and document count bounded: InvalidInputError names the catalog and the limit."""
+    links = [link for link in data.get("links", []) if isinstance(link, dict) and isinstance(link.get("href"), str)]
+    for rel in ("item", "child"):
+        for link in (link for link in links if link.get("rel") == rel):
+            target = resolve(url, link["href"])
+            try:
+                check_reference(target, url, what=f"{rel} link")
+            except UntrustedReferenceError as exc:
+                raise InvalidInputError(f"catalog {url}: {exc}") from None
+            if target in visited:
+                continue
+            visited.add(target)
+            if len(visited) > limits.max_documents:
+                raise InvalidInputError(f"catalog {url}: more than {limits.max_documents} catalogs, collections and "
+                                        "items to read (STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused")
+            if rel == "child" and depth >= limits.max_depth:
+                raise InvalidInputError(f"catalog {url}: child catalogs nested deeper than {limits.max_depth} levels "
+                                        "(STAC_CLOUDS2MASK_MAX_DEPTH): refused")
+            doc = _read_json_object(target, options, f"{rel} link of {url}:", "a STAC object")
+            if rel == "child":
+                yield from _walk(doc, target, options, limits, visited, depth + 1)
+                continue
+            try:
+                item = pystac.Item.from_dict(doc, migrate=True)
+            except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise InvalidInputError(f"{target} (an item of {url}) is not a STAC item: "
+                                        f"{type(exc).__name__}") from exc
+            item.set_self_href(target)
+            if item.collection_id is None and data.get("type") == "Collection":
+                item.collection_id = data.get("id")
+            yield item
 
 
 def _absolute_url(url: str, options: StorageOptions | None) -> str:

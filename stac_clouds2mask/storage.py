@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
-import pystac
 from fsspec.core import url_to_fs
 
 S3_SCHEMES = ("s3://", "s3a://")
@@ -64,7 +64,7 @@ def _have_no_credentials(*env_key: str | None) -> bool:
 
 
 def is_remote(url: str) -> bool:
-    """True for URLs with a scheme other than file://."""
+    """True for URLs with a scheme other than file:// (see trust.is_local for references from documents)."""
     return "://" in url and not url.startswith("file://")
 
 
@@ -113,11 +113,18 @@ def retries() -> int:
         return _RETRIES["s3"]
 
 
-def read_json(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
-    """Read a JSON document from any fsspec URL."""
+def read_json(url: str, options: StorageOptions | None = None, max_bytes: int | None = None) -> dict[str, Any]:
+    """Read a JSON document from any fsspec URL; at most `max_bytes` (DocumentTooLarge beyond)."""
     fs, path = get_fs(url, options)
     with fs.open(path, "rb") as f:
-        return json.loads(f.read())
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DocumentTooLarge(f"{url} is larger than {max_bytes} bytes")
+    return json.loads(data)
+
+
+class DocumentTooLarge(OSError):
+    """A JSON document beyond the size a reader accepts (a catalog is no place for hundreds of MB)."""
 
 
 def _atomic(url: str, options: StorageOptions | None, write: Callable[[fsspec.AbstractFileSystem, str], None]) -> None:
@@ -126,7 +133,7 @@ def _atomic(url: str, options: StorageOptions | None, write: Callable[[fsspec.Ab
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"  # two workers may share a pid
     write(fs, tmp)
     fs.mv(tmp, path)
 
@@ -141,22 +148,19 @@ def write_json_atomic(url: str, data: Any, options: StorageOptions | None = None
     write_bytes_atomic(url, json.dumps(data, indent=2).encode("utf-8"), options)
 
 
+def create_exclusive(url: str, data: bytes, options: StorageOptions | None = None) -> bool:
+    """Create the object only if it does not exist (O_EXCL locally, If-None-Match on S3); False if it did."""
+    fs, path = get_fs(url, options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return False
+    return True
+
+
 def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = None) -> None:
     """Upload (or copy) a local file to a URL atomically (see _atomic)."""
     _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))
-
-
-class FsspecStacIO(pystac.StacIO):
-    """pystac I/O through fsspec, so catalogs on S3 (with our options) read like local ones."""
-
-    def __init__(self, options: StorageOptions | None = None):
-        super().__init__()
-        self.options = options or StorageOptions()
-
-    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
-        fs, path = get_fs(str(source), self.options)
-        with fs.open(path, "rb") as f:
-            return f.read().decode("utf-8")
-
-    def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
-        write_bytes_atomic(str(dest), txt.encode("utf-8"), self.options)

@@ -218,13 +218,15 @@ def _bad_items(data: Path, files: dict[str, Path]) -> list[tuple[str, dict, str 
     add("id-backslash", _variant(e, "..\\..\\escape"), "validate", None, "contains '\\\\'")
     add("id-dotdot-only", _variant(e, ".."), "validate", None, "is '..'")
     add("id-empty", _variant(e, ""), "validate", None, "is empty")
-    add("id-control-chars", _variant(e, "e-\x1b[31mred"), "validate", None, "contains control characters")
+    add("id-control-chars", _variant(e, "e-\x1bred\x07"), "validate", None, "contains control characters")
     add("id-query-glob", _variant(e, "e-*?x"), "validate", None, "contains '*' '?'")
     add("collection-traversal", _variant(e, "e-bad-collection", collection="../../evil"), "validate", None,
         "target collection id '../../evil-cloudmask' contains '/'")
-    # accepted, not refused: a rich-markup-looking id is printed literally; an all-nodata scene is published (valid 0 %)
     add("id-rich-markup", _variant(e, "e-[bold]markup[/bold]x"), "validate", None, "contains '/'")
-    add("id-rich-markup-safe", _variant(e, "e-[red]markup"), None, None, "")
+    add("id-glob-brackets", _variant(e, "e-[red]markup"), "validate", None, "contains '[' ']'")  # and printed literally
+    add("id-fsspec-chain", _variant(e, "collection.json::x"), "validate", None, "contains '::'")
+    add("id-450-bytes", _variant(e, "é" * 225), "validate", None, "is 450 bytes long in UTF-8 (at most 200)")
+    # accepted, not refused: an all-nodata scene is published (valid 0 %)
     x = _variant(e, "e-bogus-proj-code"); x["properties"]["proj:code"] = "EPSG:999999"
     add("bogus-proj-code-but-file-crs", x, None, None, "")  # the file's own CRS is used
     x = _variant(e, "e-all-nodata")
@@ -255,7 +257,7 @@ BAD_ITEM_ROWS = [
     "asset-crs-differs-from-bands", "unreadable-processing-baseline", "no-crs-item-B", "b01-only-item-C",
     "no-crs-and-bogus-proj-code",
     "id-dotdot-traversal", "id-absolute-path", "id-backslash", "id-dotdot-only", "id-empty", "id-control-chars",
-    "id-query-glob", "collection-traversal", "id-rich-markup",
+    "id-query-glob", "collection-traversal", "id-rich-markup", "id-glob-brackets", "id-fsspec-chain", "id-450-bytes",
 ]
 
 
@@ -265,7 +267,7 @@ def test_bad_batch_exits_1_without_traceback(bad_batch):
     assert "Traceback" not in result.output
     report = run_report(bad_batch["out"])
     assert report["totals"]["failed"] == len(BAD_ITEM_ROWS)
-    assert report["totals"]["published"] == 5  # E, D, the markup id, the bogus proj:code, the all-nodata scene
+    assert report["totals"]["published"] == 4  # E, D, the bogus proj:code, the all-nodata scene
     assert f"{report['totals']['published']} published, 0 skipped, {len(BAD_ITEM_ROWS)} failed" in flat(result.output)
 
 
@@ -288,7 +290,7 @@ def test_bad_item(bad_batch, row):
 
 def test_good_items_of_the_batch_are_published(bad_batch):
     published = published_items(bad_batch["out"])
-    assert set(published) == {E, D, "e-[red]markup", "e-bogus-proj-code", "e-all-nodata"}
+    assert set(published) == {E, D, "e-bogus-proj-code", "e-all-nodata"}
     assert published["e-bogus-proj-code"]["properties"]["proj:code"] == "EPSG:32632"
     assert "e-[red]markup" in flat(bad_batch["result"].output)  # printed literally, not eaten as markup
 

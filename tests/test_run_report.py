@@ -41,6 +41,7 @@ def test_runner_writes_a_report_per_run(sample_data_dir, tmp_path):
     assert "missing: nir" in bad["error"] and bad["mask_item_id"] is None
     settings = doc["settings"]
     assert settings["api_header_names"] == ["Authorization"] and settings["device"] == "cpu" and settings["resolution"] == 20
+    assert settings["limits"]["max_pixels"] == 130_000_000 and settings["limits"]["item_seconds"] == 3600
     assert "sekrit-token" not in json.dumps(doc)
     # a second run (all skipped) adds a second report and leaves the first alone
     again = Runner(RunConfig(output=str(out), device="cpu")).run(search(str(fc), None))

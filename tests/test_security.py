@@ -91,7 +91,8 @@ def test_redact_removes_user_info_queries_and_secrets():
 
 
 def test_unsafe_segments():
-    for bad in ("", ".", "..", "../../x", "/abs", "a\\b", "a\x00b", "x\n", " lead", "a?b", "a#b", "a*b", "x" * 201, 12):
+    for bad in ("", ".", "..", "../../x", "/abs", "a\\b", "a\x00b", "x\n", " lead", "a?b", "a#b", "a*b", "x" * 201, 12,
+                "collection.json::x", "[s]2b-victim", "a{b}", "ü" * 101):
         assert unsafe_segment(bad), bad
-    for good in ("S2B_27VWK_20240206_0_L1C", "ccd-s2-l2a-20200908", "a.b", "e-[red]markup", "ünïcode"):
+    for good in ("S2B_27VWK_20240206_0_L1C", "ccd-s2-l2a-20200908", "a.b", "a:b", "ünïcode", "x" * 200, "ü" * 100):
         assert unsafe_segment(good) is None, good

@@ -172,6 +172,9 @@ def test_gpu_job_definition_retries_host_loss_and_times_out(module):
     assert "privileged = false" in compact and 'logDriver = "awslogs"' in compact
     assert "aws_ecr_repository.this.repository_url" in compact
     assert not re.search(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)", compact)
+    # payloads may write only under the output prefix (trust.check_output_root)
+    assert 'name = "STAC_CLOUDS2MASK_OUTPUT_ROOTS", value = "s3://${local.output_bucket}/${var.output_prefix}"' in compact
+    assert "var.clouds2mask_environment" in compact
     [retry] = job["retry_strategy"]
     assert retry["attempts"] == "${var.job_attempts}"
     rules = retry["evaluate_on_exit"]

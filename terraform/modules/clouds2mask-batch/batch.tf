@@ -115,10 +115,13 @@ resource "aws_batch_job_definition" "shard" {
       { type = "VCPU", value = tostring(var.job_vcpus) },
       { type = "MEMORY", value = tostring(var.job_memory_mib) },
     ]
-    environment = [
+    # trust boundary (docs/aws-batch.md section 6a): payloads may only write under the output prefix;
+    # clouds2mask_environment adds the rest (STAC_CLOUDS2MASK_ALLOWED_HOSTS, limits, ...)
+    environment = concat([
       { name = "AWS_DEFAULT_REGION", value = local.region },
       { name = "OMP_NUM_THREADS", value = tostring(var.job_vcpus) },
-    ]
+      { name = "STAC_CLOUDS2MASK_OUTPUT_ROOTS", value = "s3://${local.output_bucket}/${var.output_prefix}" },
+    ], [for name, value in var.clouds2mask_environment : { name = name, value = value }])
     logConfiguration = {
       logDriver = "awslogs"
       options = {

@@ -116,6 +116,16 @@ variable "image_tag" {
   default     = "0.1.0"
 }
 
+variable "clouds2mask_environment" {
+  description = "Extra STAC_CLOUDS2MASK_* variables for every job: allowlists and limits (docs/aws-batch.md section 6a), e.g. STAC_CLOUDS2MASK_ALLOWED_HOSTS. No secrets here."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for name in keys(var.clouds2mask_environment) : startswith(name, "STAC_CLOUDS2MASK_") && name != "STAC_CLOUDS2MASK_API_TOKEN"])
+    error_message = "Only STAC_CLOUDS2MASK_* variables, and never the API token (a secret: use a Secrets Manager reference)."
+  }
+}
+
 variable "job_vcpus" {
   description = "vCPUs per job (reading and COG writing run on the CPU while the GPU infers)."
   type        = number

@@ -1,0 +1,78 @@
+"""A tiny HTTP server on 127.0.0.1 that plays a hostile catalog, file host or STAC API in tests.
+
+Routes map a path (without query) to bytes, to (status, headers, bytes), or to a callable that gets the
+handler and writes the answer itself (slow bodies, redirects). A path without a route answers `default`
+(None: 404). Every request is recorded (method, path, headers, body) for the test to inspect.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Union
+
+Answer = Union[bytes, tuple[int, dict[str, str], bytes], Callable[[BaseHTTPRequestHandler], None]]
+
+
+class HostileServer:
+    def __init__(self, routes: dict[str, Answer] | None = None, default: Answer | None = None):
+        self.routes: dict[str, Answer] = dict(routes or {})
+        self.default = default
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                with server.lock:
+                    server.requests.append({"method": self.command, "path": path, "headers": dict(self.headers),
+                                            "body": body})
+                answer = server.routes.get(path, server.default)
+                if answer is None:
+                    answer = (404, {}, b"not found")
+                if callable(answer):
+                    answer(self)
+                    return
+                status, headers, data = answer if isinstance(answer, tuple) else (200, {}, answer)
+                rng = self.headers.get("Range")
+                if rng and status == 200 and rng.startswith("bytes="):
+                    first, _, last = rng[6:].partition("-")
+                    start, stop = int(first or 0), min(int(last) if last else len(data) - 1, len(data) - 1)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{stop}/{len(data)}")
+                    data = data[start:stop + 1]
+                else:
+                    self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self) -> list[str]:
+        with self.lock:
+            return [r["path"] for r in self.requests]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
