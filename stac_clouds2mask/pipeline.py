@@ -26,6 +26,7 @@ from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, Ite
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PRECISIONS, compile_model, predict, resolve_device
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec, load_model
+from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
 from .read import available_bands, product_level, read_scene
 from .scene import MaskResult, Scene
@@ -283,6 +284,8 @@ class Runner:
     def publish(self, work: _Work) -> ItemOutcome:
         def step() -> None:
             _check_deadline(work, "publishing")
+            if from_product(work.item):
+                self.publisher.catalog.put_source(work.item)
             published = self.publisher.publish(work.result, work.spec, work.plan)
             work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds,
                                        collection=work.item.collection_id)

@@ -128,6 +128,16 @@ class StaticCatalog:
         """How a sibling item links to this one (relative, so the catalog can be moved)."""
         return f"../{item_id}/{item_id}.json"
 
+    def put_source(self, item: pystac.Item) -> str:
+        """A source item that lives nowhere else (one built from a product folder), written under
+        ``sources/`` so the mask's derived_from link resolves; its self link is set to it."""
+        if why := unsafe_segment(item.id):
+            raise UntrustedReferenceError(f"id {item.id!r} {why}: refused, it would not be a single path segment")
+        url = self._url("sources", name=f"{item.id}.json")
+        item.set_self_href(url)
+        write_json_atomic(url, item.to_dict(include_self_link=True, transform_hrefs=False), self.options)
+        return url
+
     def existing(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """The published item JSON, or None when there is none."""
         try:

@@ -62,11 +62,11 @@ def common_name(asset: pystac.Asset) -> str | None:
 
 
 def available_bands(item: pystac.Item) -> set[str]:
-    """Common names of the single-band data assets of the item."""
+    """Common names of the single-band data assets of the item, and their keys (find_asset looks a band
+    up by key first, e.g. a product's stand-in asset 'nir' holding B8A, common name nir08)."""
     names = set()
     for key, asset in item.assets.items():
-        name = common_name(asset) or key
-        names.add(name)
+        names.update({common_name(asset) or key, key})
     return names
 
 

@@ -10,6 +10,9 @@ from affine import Affine
 from rasterio.crs import CRS
 
 
+BAND_SUBSTITUTES = "clouds2mask:band_substitutes"  # source item property: model band -> the band standing in
+
+
 @dataclass
 class Scene:
     """One source item's bands on the processing grid, kept as DNs with their scale and offset.

@@ -16,6 +16,7 @@ import shapely.geometry
 import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
+from .products import is_product, product_item
 from .errors import InvalidInputError, UntrustedReferenceError
 from .limits import BoundedSession, Limits
 from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
@@ -142,12 +143,14 @@ def is_api(source: str) -> bool:
 
 
 def search(source: str, filters: SearchFilters | None = None, options: StorageOptions | None = None) -> list[pystac.Item]:
-    """Items of a STAC API or static STAC file that pass the filters, in source order."""
+    """Items of a STAC API, a static STAC file or a Sentinel-2 product folder that pass the filters, in
+    source order."""
     filters = filters or SearchFilters()
     if is_api(source):
         return _search_api(source, filters)
     try:
-        return list(_limit(_filter_static(_read_static(source, options), filters), filters.limit))
+        found = iter([product_item(source)]) if is_product(source) else _read_static(source, options)
+        return list(_limit(_filter_static(found, filters), filters.limit))
     except InvalidInputError:
         raise
     except (OSError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -27,7 +27,7 @@ import torch
 from . import __version__
 from .cog import NODATA
 from .model.registry import ModelSpec
-from .scene import MaskResult
+from .scene import BAND_SUBSTITUTES, MaskResult
 
 STAC_VERSION = "1.1.0"
 EXT = {
@@ -186,6 +186,8 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
         f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
         f"in {s.get('patch_size')} px patches{overlap_text}, blended probabilities, argmax; "
         f"all-nodata patches skipped; nodata (255) where any input band is nodata."
+        + "".join(f" Band {band} read from {other}, standing in for it (absent from the source)."
+                  for band, other in result.scene.item.properties.get(BAND_SUBSTITUTES, {}).items())
     )
 
 
