@@ -28,6 +28,7 @@ def mask_array(
     `bands` names each input band by its common name (blue, green, red, nir, swir16, swir22); the
     model is picked as for STAC items and the bands are reordered to what it expects. Without
     `valid`, pixels where any band is 0 or NaN (Sentinel-2's nodata) are nodata (255), never clear.
+    Digital numbers passed as reflectance (a median above 1.5) are refused: they would read as cloud.
     """
     if reflectance.ndim != 3 or reflectance.shape[0] != len(bands):
         raise ValueError(f"reflectance must be (bands, H, W) with {len(bands)} bands, got shape {reflectance.shape}")
@@ -39,6 +40,10 @@ def mask_array(
     else:
         mask = valid.astype(bool)
     data = np.nan_to_num(data, nan=0.0)
+    if mask.any() and float(np.median(data[:, mask])) > 1.5:
+        raise ValueError(f"reflectance has a median of {float(np.median(data[:, mask])):.0f}: these look like digital "
+                         "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
+                         "remove the processing-baseline offset)")
     dev = resolve_device(device)
     return predict(data, mask, spec, load_model(spec, dev, fold_bn=dev.type == "cpu"), device=str(dev),
                    with_probabilities=with_probabilities, patch_size=patch_size, overlap=overlap,

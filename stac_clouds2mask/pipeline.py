@@ -99,6 +99,8 @@ class RunConfig:
                 get_model_spec(self.model)
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from exc
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InvalidInputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.precision not in PRECISIONS:
             raise InvalidInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:

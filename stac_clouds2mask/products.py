@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -89,7 +90,9 @@ def product_item(source: str) -> pystac.Item:
         raise InvalidInputError(f"product {source} not found")
     folder = _extract(path, safe) if path.is_file() else path
     try:
-        item = create_item(str(folder.resolve()))
+        with warnings.catch_warnings():  # antimeridian re-winds ESA's clockwise footprints, as it should
+            warnings.filterwarnings("ignore", message="The exterior ring of this shape is wound clockwise")
+            item = create_item(str(folder.resolve()))
     except Exception as exc:  # the library raises many kinds for unreadable metadata
         raise InvalidInputError(f"cannot read the metadata of product {source}: {type(exc).__name__}: {exc}") from exc
     item = _with_present_bands(item, source)

@@ -279,3 +279,17 @@ def test_patches_past_the_edge_mirror_the_whole_scene():
     for y0, x0, ph, pw in [(-19, -19, 64, 64), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160), (-5, -3, 40, 34)]:
         cut = _mirrored(_mirrored(arr, 1, y0, ph), 2, x0, pw)
         np.testing.assert_array_equal(cut.numpy(), padded[:, y0 + 300:y0 + 300 + ph, x0 + 300:x0 + 300 + pw])
+
+
+def test_mask_array_marks_zero_and_nan_as_nodata_and_refuses_digital_numbers():
+    """The array API (real model) on crop B: DN 0 / NaN pixels are nodata, never clear; DNs are refused."""
+    from stac_clouds2mask import mask_array
+
+    x = read_reflectance(CROP_B, SIX)
+    x[:, :40, :] = 0  # a swath-edge wedge as Sentinel-2 stores it
+    x[0, 100, 100] = np.nan
+    pred = mask_array(x, SIX, level="L1C", device="cpu")
+    assert (pred.classes[:40] == NODATA).all() and pred.classes[100, 100] == NODATA
+    assert (pred.classes[40:100] != NODATA).all()
+    with pytest.raises(ValueError, match="look like digital numbers"):
+        mask_array(x * 10000, SIX, level="L1C", device="cpu")
