@@ -121,7 +121,8 @@ def run(folder: Path, device: str, quick: bool) -> None:
             peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
             total = t3 - t0
             print(f"{res:>3d} m {size} x {size} {precision}: {total:.3f} s (read {t1 - t0:.3f}, infer {t2 - t1:.3f}, "
-                  f"write {t3 - t2:.3f}); {pred.patches_run} patches of {pred.processed_pixels / 1e6:.1f} MP processed, "
+                  f"write {t3 - t2:.3f}); {pred.patches_run} patches of {pred.processed_pixels / 1e6:.1f} MP "
+                  "processed, "
                   f"{pred.processed_pixels / 1e6 / (t2 - t1):.1f} MP/s; peak GPU memory {peak:.2f} GiB", flush=True)
             if res == 20 and precision == precisions[0]:
                 seconds_20m = total

@@ -10,8 +10,9 @@ For each: patches and processed pixels / valid pixels of
   offset      skip, with every other patch row shifted by half a step (CloudS2Mask's "offset grid");
   fitted      this engine's planner (runs from the first valid pixel, last patch slid inward).
 Then the patch size: the network's cost per pixel at each size is timed on this machine (the engine's
-own CPU mode) and multiplied by the fitted layout's processed pixels. The last line names the
-patch size with the lowest predicted time on the 20 m tiles.
+own CPU mode) and multiplied by the fitted layout's processed pixels, and the engine's own choice of
+size per tile is shown. The last line names the patch size with the lowest predicted time on the
+20 m tiles.
 
   python benchmarks/patch_economy.py
 """
@@ -106,7 +107,7 @@ def time_per_pixel(sizes: tuple[int, ...]) -> tuple[dict[int, float], str]:
 
 
 def main() -> None:
-    from stac_clouds2mask.infer import DEFAULT_OVERLAP, plan_patches
+    from stac_clouds2mask.infer import DEFAULT_OVERLAP, PATCH_SIZES, fitted_plan, plan_patches
 
     print(f"machine: {machine()}")
     masks = footprints()
@@ -126,6 +127,11 @@ def main() -> None:
                     print(f"{name:8s} {res:>3d}m {valid.mean():6.1%} {patch:5d} {overlap:4d} {naive:7d} {skip:7d} "
                           f"{offset:7d} {plan.count:7d} {naive * patch * patch / nv:15.2f} "
                           f"{plan.processed_pixels / nv:16.2f}", flush=True)
+            best = fitted_plan(valid)
+            sizes = f"{PATCH_SIZES[0]}-{PATCH_SIZES[-1]} px"
+            print(f"{name:8s} {res:>3d}m  the engine's choice (fitted_plan over {sizes}): "
+                  f"{best.patch_h} px, {best.count} patches, {best.processed_pixels / valid.sum():.2f} processed px "
+                  "per valid px", flush=True)
     cost, mode = time_per_pixel(SIZES)
     print(f"network cost on this machine ({mode}): " + ", ".join(f"{s}: {cost[s] * 1e6:.3f} s/MP" for s in SIZES))
     totals = {}

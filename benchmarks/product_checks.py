@@ -40,7 +40,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def scl_agreement() -> None:
     safe = glob.glob(str(shared_dir() / "data" / "safe" / "*.SAFE"))[0]
     with tempfile.TemporaryDirectory(prefix="clouds2mask-safe-") as out:
-        subprocess.run([sys.executable, "-c", "from stac_clouds2mask.cli import app; app()", "run", safe, "--output", out, "--resolution", "60"],
+        cli = [sys.executable, "-c", "from stac_clouds2mask.cli import app; app()"]
+        subprocess.run([*cli, "run", safe, "--output", out, "--resolution", "60"],
                        check=True, capture_output=True)
         ours = _read(glob.glob(f"{out}/*/*/*_cloudmask.tif")[0])
     scl = _read(glob.glob(f"{safe}/GRANULE/*/IMG_DATA/R60m/*_SCL_60m.jp2")[0])
@@ -70,7 +71,8 @@ def b8a_for_b08() -> None:
     valid = (masks["B08"] != 255) & (masks["B8A"] != 255)
     a, b = masks["B08"][valid], masks["B8A"][valid]
     print(f"crop A (L1C, 160 m), 6-band model, nir = B08 vs nir = B8A: class agreement {(a == b).mean():.2%}; "
-          f"cloud {(a == 1).mean():.1%} vs {(b == 1).mean():.1%}; shadow {(a == 2).mean():.1%} vs {(b == 2).mean():.1%}; "
+          f"cloud {(a == 1).mean():.1%} vs {(b == 1).mean():.1%}; "
+          f"shadow {(a == 2).mean():.1%} vs {(b == 2).mean():.1%}; "
           f"cloud IoU between them {iou(a == 1, b == 1):.3f}")
 
 

@@ -29,7 +29,8 @@ BANDS = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B8A", "swir16": "B
 
 
 def band_file(band: str) -> str:
-    pattern = str(shared_dir() / "data" / "safe" / "*.SAFE" / "GRANULE" / "*" / "IMG_DATA" / "R60m" / f"*_{band}_60m.jp2")
+    safe = shared_dir() / "data" / "safe" / "*.SAFE"
+    pattern = str(safe / "GRANULE" / "*" / "IMG_DATA" / "R60m" / f"*_{band}_60m.jp2")
     return sorted(glob.glob(pattern))[0]
 
 
@@ -38,7 +39,8 @@ def item():
 
     import pystac
 
-    it = pystac.Item("T29UNU-60m", None, None, dt.datetime(2022, 10, 5, 11, 54, 11), {"s2:processing_baseline": "04.00"})
+    it = pystac.Item("T29UNU-60m", None, None, dt.datetime(2022, 10, 5, 11, 54, 11),
+                     {"s2:processing_baseline": "04.00"})
     for key, band in BANDS.items():
         it.add_asset(key, pystac.Asset(band_file(band), media_type="image/jp2"))
     return it

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, Prediction, predict, resolve_device
+from .infer import DEFAULT_OVERLAP, Prediction, predict, resolve_device
 from .model import choose_model, get_model_spec, load_model
 
 
@@ -19,7 +19,7 @@ def mask_array(
     model: str = "auto",
     device: str = "auto",
     with_probabilities: bool = False,
-    patch_size: int = DEFAULT_PATCH_SIZE,
+    patch_size: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     precision: str = "auto",
 ) -> Prediction:

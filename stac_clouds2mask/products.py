@@ -132,6 +132,7 @@ def _with_present_bands(item: pystac.Item, source: str) -> pystac.Item:
         item.add_asset(key, asset)
     if substitutes:
         item.properties[BAND_SUBSTITUTES] = substitutes
-    log.info("product %s: bands %s%s", source, ", ".join(f"{b} <- {os.path.basename(a.href)}" for b, a in chosen.items()),
+    log.info("product %s: bands %s%s", source,
+             ", ".join(f"{b} <- {os.path.basename(a.href)}" for b, a in chosen.items()),
              f"; stand-ins {substitutes}" if substitutes else "")
     return item

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from stac_clouds2mask.infer import NODATA, Prediction, predict, resolve_device
-from stac_clouds2mask.model import choose_model, get_model_spec, load_model
+from stac_clouds2mask.model import choose_model, get_model_spec
 
 CROP_B = "ukis-csmask-s2-l1c-512-labelled"
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
@@ -113,7 +113,7 @@ def test_invalid_pixel_values_do_not_matter(spec6):
 def test_constant_model_gives_seamless_constant_output(spec6):
     x = random_scene(700, 530)
     calls = []
-    pred = predict(x, np.ones((700, 530), bool), spec6, ConstantLogits(), device="cpu", batch_size=3,
+    pred = predict(x, np.ones((700, 530), bool), spec6, ConstantLogits(), device="cpu", batch_size=3, patch_size=256,
                    with_probabilities=True, progress=lambda done, total: calls.append((done, total)))
     expected = np.rint(torch.softmax(torch.tensor([0.0, 1.0, -1.0]), 0).numpy() * 255).astype(np.uint8)
     assert (pred.classes == 1).all()
@@ -276,7 +276,8 @@ def test_patches_past_the_edge_mirror_the_whole_scene():
 
     arr = torch.from_numpy(np.random.default_rng(0).random((2, 37, 29)))
     padded = np.pad(arr.numpy(), ((0, 0), (300, 300), (300, 300)), mode="symmetric")
-    for y0, x0, ph, pw in [(-19, -19, 64, 64), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160), (-5, -3, 40, 34)]:
+    cases = [(-19, -19, 64, 64), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160), (-5, -3, 40, 34)]
+    for y0, x0, ph, pw in cases:
         cut = _mirrored(_mirrored(arr, 1, y0, ph), 2, x0, pw)
         np.testing.assert_array_equal(cut.numpy(), padded[:, y0 + 300:y0 + 300 + ph, x0 + 300:x0 + 300 + pw])
 

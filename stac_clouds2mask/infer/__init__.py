@@ -2,18 +2,20 @@
 
 from .device import PRECISIONS, ExecMode, compile_model, resolve_device
 from .engine import NODATA, Prediction, blend_window, predict
-from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PatchPlan, plan_patches
+from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PATCH_SIZES, PatchPlan, fitted_plan, plan_patches
 
 __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_PATCH_SIZE",
     "NODATA",
+    "PATCH_SIZES",
     "PRECISIONS",
     "ExecMode",
     "PatchPlan",
     "Prediction",
     "blend_window",
     "compile_model",
+    "fitted_plan",
     "plan_patches",
     "predict",
     "resolve_device",

@@ -132,7 +132,8 @@ def choose_cpu_mode(model: torch.nn.Module, name: str, channels: int, patch: int
         raise ValueError(f"precision {precision!r} is not available on this CPU ({cpu_name()}): use auto or fp32")
     if len(allowed) == 1:
         return allowed[0]
-    key = f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}|{name}|{channels}x{patch}|{precision}"
+    key = (f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}|{name}|{channels}x{patch}"
+           f"|{precision}")
     path = _calibration_file(cache)
     try:
         known = json.loads(path.read_text())

@@ -20,7 +20,7 @@ import torch
 
 from ..model import ModelSpec, cache_dir, load_model
 from .device import ExecMode, choose_cpu_mode, cuda_mode, default_batch, resolve_device, use_all_cores
-from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, LATTICE, PatchPlan, plan_patches
+from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, LATTICE, PatchPlan, fitted_plan, plan_patches
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def predict(
     *,
     device: str = "auto",
     batch_size: int | None = None,
-    patch_size: int = DEFAULT_PATCH_SIZE,
+    patch_size: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     precision: str = "auto",
     with_probabilities: bool = False,
@@ -158,19 +158,20 @@ def predict(
     network sees at nodata follows ukis-csmask, whose models were trained so: with DNs, each band value
     that is nodata (DN 0, or that band's ``nodata``) enters as reflectance 0 and the other bands of the
     pixel as they are (real swath edges differ by band); with reflectance, pixels not ``valid`` enter as
-    0 in every band. ``patch_size`` must be a multiple of 32 and ``overlap`` at most half of it.
+    0 in every band. ``patch_size`` (a multiple of 32; default: the size near 512 px that runs the
+    fewest pixels for this scene, see plan.fitted_plan) and ``overlap`` (at most half the patch).
     ``precision`` (auto, fp32, bf16, fp16) and ``mode`` override the measured choice of how to run.
     Without ``model`` the pretrained one for ``spec`` is loaded (BatchNorm folded).
     """
-    _check(reflectance, valid, spec, patch_size, overlap, scale, offset)
+    _check(reflectance, valid, spec, patch_size or DEFAULT_PATCH_SIZE, overlap, scale, offset)
     h, w = valid.shape
     valid = valid.astype(bool, copy=False)
     dev = resolve_device(device)
     if dev.type == "cpu":
         use_all_cores()
     model = load_model(spec, dev, fold_bn=True) if model is None else model.to(dev).eval()
-    plan = plan_patches(valid, patch_size, overlap)
-    mode = mode or exec_mode(model, spec, dev, patch_size, precision)
+    plan = plan_patches(valid, patch_size, overlap) if patch_size else fitted_plan(valid, overlap)
+    mode = mode or exec_mode(model, spec, dev, DEFAULT_PATCH_SIZE, precision)
     layout = torch.channels_last if mode.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
     bs = batch_size or default_batch(dev, plan.patch_h, plan.patch_w)
