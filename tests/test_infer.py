@@ -89,12 +89,12 @@ def test_all_invalid_patches_skipped_and_marked_nodata(spec6):
     valid = np.ones((600, 700), bool)
     valid[:, :450] = False  # a swath-edge-like nodata block
     valid[:40, 450:] = False
-    pred = predict(x, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True)
+    pred = predict(x, valid, spec6, TinyConv(6), device="cpu", with_probabilities=True, patch_size=256)
     assert pred.patches_skipped > 0 and pred.patches_run > 0
     assert (pred.classes[~valid] == NODATA).all()
     assert (pred.classes[valid] != NODATA).all()
     assert (pred.probabilities[:, ~valid] == 0).all()
-    full = predict(x, np.ones_like(valid), spec6, TinyConv(6), device="cpu")
+    full = predict(x, np.ones_like(valid), spec6, TinyConv(6), device="cpu", patch_size=256)
     assert full.patches_skipped == 0 and full.patches_run > pred.patches_run
 
 
@@ -174,7 +174,7 @@ def test_input_checks(spec6):
     with pytest.raises(ValueError, match="multiple of 32"):
         predict(x, valid, spec6, TinyConv(6), device="cpu", patch_size=100)
     with pytest.raises(ValueError, match="overlap"):
-        predict(x, valid, spec6, TinyConv(6), device="cpu", overlap=300)
+        predict(x, valid, spec6, TinyConv(6), device="cpu", overlap=400)
 
 
 def test_resolve_device():

@@ -25,7 +25,7 @@ import numpy as np
 
 LATTICE = 32  # the encoder's total stride: patch sizes are multiples of it, origins on its lattice
 PHASE = -51 % LATTICE  # the reference runtime's grid phase (see above)
-DEFAULT_PATCH_SIZE = 512  # by measurement: per-pixel cost vs overlap waste (benchmarks/patch_economy.py)
+DEFAULT_PATCH_SIZE = 640  # by measurement: per-pixel cost vs overlap waste (benchmarks/patch_economy.py)
 PATCH_SIZES = tuple(range(DEFAULT_PATCH_SIZE - 4 * LATTICE, DEFAULT_PATCH_SIZE + 4 * LATTICE + 1, LATTICE))
 DEFAULT_OVERLAP = 64  # the narrowest that hides seams (tests/test_infer.py::test_no_visible_seams)
 
@@ -143,7 +143,7 @@ def plan_patches(valid: np.ndarray, patch_size: int = DEFAULT_PATCH_SIZE, overla
 
 def fitted_plan(valid: np.ndarray, overlap: int = DEFAULT_OVERLAP, sizes: tuple[int, ...] = PATCH_SIZES) -> PatchPlan:
     """The plan that runs the fewest pixels through the network among patch sizes near the default
-    (384-640 px: the network's cost per pixel is flat over them on the CPUs measured, and a size that
+    (640 px +- 128: the network's cost per pixel is flat over them on the CPUs measured, and a size that
     divides the scene well wastes less overlap and margin; ties go to the size nearest the default)."""
     plans = [plan_patches(valid, size, overlap) for size in sizes]
     return min(plans, key=lambda p: (p.processed_pixels, abs(p.patch_h - DEFAULT_PATCH_SIZE)))
