@@ -19,13 +19,16 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import containers
 import stac_clouds2mask
+from stac_clouds2mask.search import search
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 DOCKERFILES = ["Dockerfile.cpu", "Dockerfile.cuda"]
 ENTRYPOINT = "/usr/local/bin/clouds2mask-entrypoint"
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
+F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -203,3 +206,51 @@ def test_entrypoint_runs_the_cli_from_the_venv(venv, sample_catalog, tmp_path):
     assert result.returncode == 2 and "no plan at" in " ".join(result.stdout.split() + result.stderr.split())
     result = entrypoint(tmp_path / "no-venv", "--version")
     assert result.returncode == 127 and "not found" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# the CPU image, built here by docker/build-local.sh and run
+# ------------------------------------------------------------------------------------------
+
+
+def writable_folder(path: Path) -> Path:
+    """A host folder the image's unprivileged user (uid 10001) can write into."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+def test_cpu_image_masks_a_read_only_catalog_offline_as_non_root(cpu_image, sample_data_dir, tmp_path):
+    masks = writable_folder(tmp_path / "masks")
+    result = containers.docker_run(cpu_image, "run", "/data/catalog.json", "--ids", D, "--output", "/masks",
+                                   volumes={sample_data_dir: "/data:ro", masks: "/masks"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    tif = masks / "sentinel-2-l1c-samples-cloudmask" / f"{D}_cloudmask" / f"{D}_cloudmask.tif"
+    assert tif.is_file() and tif.stat().st_uid == 10001  # written by the image's user, not root
+    item = json.loads(tif.with_suffix(".json").read_text())
+    assert item["properties"]["clouds2mask:source_item"] == D
+    # no network (--network none) and a read-only root file system: the weights were baked in at build time
+    assert "weight cache" not in result.stdout + result.stderr
+    probe = containers.docker_run(cpu_image, "-c", "from stac_clouds2mask.model import list_models\n"
+                                  "from stac_clouds2mask.model.weights import cache_path\n"
+                                  "print(all(cache_path(m).is_file() for m in list_models()), len(list_models()))",
+                                  extra=("--entrypoint", "/opt/venv/bin/python"))
+    assert probe.stdout.split() == ["True", "4"], probe.stdout + probe.stderr
+    user = subprocess.run(["docker", "image", "inspect", "--format", "{{.Config.User}}", cpu_image],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert user == "10001:10001"
+
+
+def test_cpu_image_publishes_to_s3_over_the_host_network(cpu_image, moto_s3, s3_bucket, sample_data_dir):
+    env = {k: v for k, v in moto_s3.env.items() if v is not None}
+    result = containers.docker_run(cpu_image, "run", "/data/catalog.json", "--ids", f"{D},{F}",
+                                   "--output", f"s3://{s3_bucket}/masks", network="host", env=env,
+                                   volumes={sample_data_dir: "/data:ro"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 published" in result.stdout + result.stderr
+    fs = moto_s3.filesystem()
+    for collection, source in (("sentinel-2-l1c-samples", D), ("sentinel-2-l2a-samples", F)):
+        prefix = f"{s3_bucket}/masks/{collection}-cloudmask/{source}_cloudmask/{source}_cloudmask"
+        assert fs.exists(f"{prefix}.tif") and fs.exists(f"{prefix}.json")
+    published = search(f"s3://{s3_bucket}/masks/catalog.json")
+    assert sorted(i.id for i in published) == sorted([f"{D}_cloudmask", f"{F}_cloudmask"])
