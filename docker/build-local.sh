@@ -10,6 +10,7 @@
 #   BASE_IMAGE=stac-clouds2mask-base:bookworm   debootstrap base, made once (REBUILD_BASE=1: again)
 #   DOCKER=/usr/bin/docker             a client with BuildKit built in (Debian's docker.io has it)
 #   TORCH_VERSION=2.13.0
+#   TORCH_INDEX_PORT=47613             port of the throw-away torch index on 127.0.0.1 (taken: any free one)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 image="${IMAGE:-stac-clouds2mask:cpu-local}"
@@ -51,7 +52,14 @@ fi
 
 say "torch==$torch_version as this machine's pip resolves it"
 python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$work/simple/torch" "torch==$torch_version" >&2
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# a fixed port keeps TORCH_INDEX, and so docker's cache of the torch layer, the same from build to build
+port="$(python3 -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' "${TORCH_INDEX_PORT:-47613}")"
 python3 -m http.server --bind 127.0.0.1 --directory "$work" "$port" >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 50); do
