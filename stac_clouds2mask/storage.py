@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ def _atomic(url: str, options: StorageOptions | None, write: Callable[[fsspec.Ab
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    # unique per write: concurrent writers of one document (array children, each its container's PID 1)
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     write(fs, tmp)
     fs.mv(tmp, path)
 
