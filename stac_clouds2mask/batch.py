@@ -45,6 +45,7 @@ PLAN_TYPE = "stac-clouds2mask-plan"
 PLAN_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
+JOB_ID_ENV = "AWS_BATCH_JOB_ID"  # "<parent id>:<index>" in an array child
 MAX_SHARDS = 10_000  # the largest AWS Batch array
 RUNS_DIR = ".clouds2mask-runs"  # shard run records, under the output root (outside the catalog's links)
 TEMPLATE_TAIL = "/${collection}/${id}"
@@ -436,14 +437,18 @@ def read_manifest(plan_url: str, options: StorageOptions | None = None) -> tuple
 
 
 def array_index(index: int | None, shard_count: int) -> int:
-    """The shard to run: --index, else $AWS_BATCH_JOB_ARRAY_INDEX, else 0 for a one-shard plan."""
+    """The shard to run: --index, else $AWS_BATCH_JOB_ARRAY_INDEX, else the ``:<index>`` suffix of an array
+    child's $AWS_BATCH_JOB_ID (moto sets only that one), else 0 for a one-shard plan."""
     if index is None:
-        env = os.environ.get(ARRAY_INDEX_ENV)
+        env, name = os.environ.get(ARRAY_INDEX_ENV), ARRAY_INDEX_ENV
+        job_id = os.environ.get(JOB_ID_ENV, "")
+        if env is None and ":" in job_id:
+            env, name = job_id.rpartition(":")[2], JOB_ID_ENV
         if env is not None:
             try:
                 index = int(env)
             except ValueError as exc:
-                raise InvalidInputError(f"{ARRAY_INDEX_ENV}={env!r} is not an integer") from exc
+                raise InvalidInputError(f"{name}={os.environ[name]!r}: shard index {env!r} is not an integer") from exc
         elif shard_count == 1:
             index = 0
         else:

@@ -149,7 +149,10 @@ def plan(
 
 def run_shard(
     plan_url: Annotated[str, typer.Argument(metavar="PLAN_URL", help="The plan folder (or its manifest.json) written by `plan`.")],
-    index: Annotated[Optional[int], typer.Option("--index", "-i", metavar="I", help="Shard to run (default: $AWS_BATCH_JOB_ARRAY_INDEX; 0 for a one-shard plan).")] = None,
+    index: Annotated[Optional[int], typer.Option(
+        "--index", "-i", metavar="I",
+        help="Shard to run (default: $AWS_BATCH_JOB_ARRAY_INDEX, else the :INDEX suffix of $AWS_BATCH_JOB_ID; "
+             "0 for a one-shard plan).")] = None,
     output_payload: Annotated[Optional[str], typer.Option(metavar="URL", help="Also write the shard's output payload (mask items) here.")] = None,
     device: DeviceOpt = None,
 ) -> None:

@@ -133,7 +133,8 @@ def _atomic(url: str, options: StorageOptions | None, write: Callable[[fsspec.Ab
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"  # two workers may share a pid
+    # unique per write: concurrent writers of one document (array children, each its container's PID 1)
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(6)}"
     write(fs, tmp)
     fs.mv(tmp, path)
 

@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import containers  # noqa: E402
 import servers  # noqa: E402
 import stac_schemas  # noqa: E402
 from servers import MotoS3, StacApi, upload_tree  # noqa: E402,F401  (re-exported for tests)
@@ -147,6 +148,33 @@ def clean_stac_api(stac_api: StacApi) -> StacApi:
     """``stac_api`` emptied (all collections deleted) before the test."""
     stac_api.reset()
     return stac_api
+
+
+# ------------------------------------------------------------------------------------------
+# containers: a Docker engine and the CPU image
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Skips (with the reason) where no Docker engine answers; fails instead under .ci/run, which starts one."""
+    problem = containers.engine_problem()
+    if problem is None:
+        return
+    if os.environ.get(containers.REQUIRE_ENV):
+        pytest.fail(f"{containers.REQUIRE_ENV} is set but {problem}", pytrace=False)
+    pytest.skip(f"needs a Docker engine: {problem}")
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The CPU image built from docker/Dockerfile.cpu by docker/build-local.sh (once per session)."""
+    try:
+        image, seconds = containers.cpu_image(tmp_path_factory.mktemp("image-build"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\n[cpu_image] {image}" + (f" built in {seconds:.0f}s" if seconds else " (given)"))
+    return image
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

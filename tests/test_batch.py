@@ -355,3 +355,18 @@ def test_run_shard_rejects_bad_indices_and_missing_plans(tmp_path, sample_catalo
         result = invoke(command, str(tmp_path / "nothing-here"), "--index", "0") if command == "run-shard" else invoke(command, str(tmp_path / "nothing-here"))
         assert result.exit_code == 2 and "no plan at" in " ".join(result.output.split())
     assert not (tmp_path / "m").exists()
+
+
+def test_shard_index_comes_from_the_array_index_else_from_the_array_child_job_id(monkeypatch):
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)
+    monkeypatch.setenv("AWS_BATCH_JOB_ID", "4f1c2a9e-8d0b-4c55-9a3e-2b7f0c6d1e88:2")  # an array child (moto, AWS)
+    assert batch.array_index(None, 3) == 2
+    assert batch.array_index(1, 3) == 1  # --index wins
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "0")  # AWS sets both: the index variable wins
+    assert batch.array_index(None, 3) == 0
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX")
+    for job_id, message in (("4f1c2a9e:x", "is not an integer"), ("4f1c2a9e", "pass --index or set")):
+        monkeypatch.setenv("AWS_BATCH_JOB_ID", job_id)  # a plain job id carries no index
+        with pytest.raises(InvalidInputError, match=message):
+            batch.array_index(None, 3)
+    assert batch.array_index(None, 1) == 0

@@ -1,5 +1,7 @@
-"""Container images: no Docker engine here, so the Dockerfiles are linted (hadolint) and checked for what
-they must contain, and the entrypoint script runs the CLI from a freshly installed virtual environment."""
+"""Container images: the Dockerfiles linted (hadolint) and checked for what they must contain, the entrypoint
+script run from a freshly installed virtual environment, and the CPU image built here (docker/build-local.sh)
+and run: offline on a read-only catalog as a non-root user, and against moto S3 on the host network.
+The CUDA image cannot be built here (no CUDA base image is reachable): it is only linted and checked."""
 
 from __future__ import annotations
 
@@ -17,13 +19,16 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import containers
 import stac_clouds2mask
+from stac_clouds2mask.search import search
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 DOCKERFILES = ["Dockerfile.cpu", "Dockerfile.cuda"]
 ENTRYPOINT = "/usr/local/bin/clouds2mask-entrypoint"
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
+F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -63,7 +68,11 @@ def test_image_is_pinned_non_root_and_runs_the_cli(dockerfile):
     text = (DOCKER / dockerfile).read_text()
     args = {m.group(1): m.group(2) for v in (a for i, a in ins if i == "ARG") if (m := re.match(r"(\w+)=(\S+)", v))}
 
-    froms = [a.split()[0] for i, a in ins if i == "FROM"]
+    # ARGs before the first FROM are the base image's build arguments; their defaults are the public bases
+    first_from = next(k for k, (i, _) in enumerate(ins) if i == "FROM")
+    base_args = {m.group(1): m.group(2) for i, a in ins[:first_from]
+                 if i == "ARG" and (m := re.match(r"(\w+)=(\S+)", a))}
+    froms = [re.sub(r"\$\{(\w+)\}", lambda m: base_args[m.group(1)], a.split()[0]) for i, a in ins if i == "FROM"]
     for image in froms:
         name, _, tag = image.rpartition(":")
         assert name and tag != "latest" and re.search(r"\d+\.\d+", tag), f"unpinned base image {image}"
@@ -73,6 +82,9 @@ def test_image_is_pinned_non_root_and_runs_the_cli(dockerfile):
         assert "/whl/cu" in args["TORCH_INDEX"]
     else:
         assert final.startswith("python:3.11.") and args["TORCH_INDEX"].endswith("/whl/cpu")
+    # what a build elsewhere overrides (docker/build-local.sh does): base, torch index, pip's CA bundle
+    names = {a.partition("=")[0] for i, a in ins if i == "ARG"}
+    assert {"BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX", "PIP_CERT"} <= names, names
     # torch: the version the tests run with, installed before the package, from the pinned ARG
     assert args["TORCH_VERSION"] == stac_torch_version()
     runs = [a for i, a in ins if i == "RUN"]
@@ -145,7 +157,8 @@ def test_compose_and_makefile_run_the_cpu_image_on_local_folders():
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     """A fresh virtual environment with the package installed (not editable) from a copy of the source,
-    as the images do; third-party dependencies come from the system site-packages."""
+    as the images do; third-party dependencies come from the system site-packages. The build is isolated:
+    pip fetches the setuptools pyproject.toml asks for, whatever setuptools the running interpreter has."""
     root = tmp_path_factory.mktemp("image")
     src = root / "src"
     src.mkdir()
@@ -155,13 +168,18 @@ def venv(tmp_path_factory) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-input", "--disable-pip-version-check", str(src)],
+                    "--no-input", "--disable-pip-version-check", str(src)],
                    check=True, timeout=300, capture_output=True)
     return venv
 
 
+def venv_env() -> dict[str, str]:
+    """This environment less AWS Batch's variables and PYTHONPATH (which would shadow the venv's package)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_BATCH") and k != "PYTHONPATH"}
+
+
 def entrypoint(venv: Path | str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_BATCH")}
+    env = venv_env()
     env.update(CLOUDS2MASK_VENV=str(venv), PATH="/usr/bin:/bin")  # the CLI must come from the venv, not PATH
     return subprocess.run(["/bin/sh", str(DOCKER / "entrypoint.sh"), *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300)
@@ -174,7 +192,7 @@ def test_entrypoint_runs_the_cli_from_the_venv(venv, sample_catalog, tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == stac_clouds2mask.__version__, result.stderr
     # the package the venv runs is the copy installed into it, not the repository's editable one
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import stac_clouds2mask; print(stac_clouds2mask.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path)
+                           capture_output=True, text=True, check=True, cwd=tmp_path, env=venv_env())
     assert probe.stdout.startswith(str(venv))
 
     result = entrypoint(venv, "run", str(sample_catalog), "--ids", D, "--output", str(tmp_path / "masks"), cwd=tmp_path)
@@ -188,3 +206,51 @@ def test_entrypoint_runs_the_cli_from_the_venv(venv, sample_catalog, tmp_path):
     assert result.returncode == 2 and "no plan at" in " ".join(result.stdout.split() + result.stderr.split())
     result = entrypoint(tmp_path / "no-venv", "--version")
     assert result.returncode == 127 and "not found" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# the CPU image, built here by docker/build-local.sh and run
+# ------------------------------------------------------------------------------------------
+
+
+def writable_folder(path: Path) -> Path:
+    """A host folder the image's unprivileged user (uid 10001) can write into."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+def test_cpu_image_masks_a_read_only_catalog_offline_as_non_root(cpu_image, sample_data_dir, tmp_path):
+    masks = writable_folder(tmp_path / "masks")
+    result = containers.docker_run(cpu_image, "run", "/data/catalog.json", "--ids", D, "--output", "/masks",
+                                   volumes={sample_data_dir: "/data:ro", masks: "/masks"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    tif = masks / "sentinel-2-l1c-samples-cloudmask" / f"{D}_cloudmask" / f"{D}_cloudmask.tif"
+    assert tif.is_file() and tif.stat().st_uid == 10001  # written by the image's user, not root
+    item = json.loads(tif.with_suffix(".json").read_text())
+    assert item["properties"]["clouds2mask:source_item"] == D
+    # no network (--network none) and a read-only root file system: the weights were baked in at build time
+    assert "weight cache" not in result.stdout + result.stderr
+    probe = containers.docker_run(cpu_image, "-c", "from stac_clouds2mask.model import list_models\n"
+                                  "from stac_clouds2mask.model.weights import cache_path\n"
+                                  "print(all(cache_path(m).is_file() for m in list_models()), len(list_models()))",
+                                  extra=("--entrypoint", "/opt/venv/bin/python"))
+    assert probe.stdout.split() == ["True", "4"], probe.stdout + probe.stderr
+    user = subprocess.run(["docker", "image", "inspect", "--format", "{{.Config.User}}", cpu_image],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert user == "10001:10001"
+
+
+def test_cpu_image_publishes_to_s3_over_the_host_network(cpu_image, moto_s3, s3_bucket, sample_data_dir):
+    env = {k: v for k, v in moto_s3.env.items() if v is not None}
+    result = containers.docker_run(cpu_image, "run", "/data/catalog.json", "--ids", f"{D},{F}",
+                                   "--output", f"s3://{s3_bucket}/masks", network="host", env=env,
+                                   volumes={sample_data_dir: "/data:ro"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 published" in result.stdout + result.stderr
+    fs = moto_s3.filesystem()
+    for collection, source in (("sentinel-2-l1c-samples", D), ("sentinel-2-l2a-samples", F)):
+        prefix = f"{s3_bucket}/masks/{collection}-cloudmask/{source}_cloudmask/{source}_cloudmask"
+        assert fs.exists(f"{prefix}.tif") and fs.exists(f"{prefix}.json")
+    published = search(f"s3://{s3_bucket}/masks/catalog.json")
+    assert sorted(i.id for i in published) == sorted([f"{D}_cloudmask", f"{F}_cloudmask"])

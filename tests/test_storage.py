@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
+
 import pytest
 
-from stac_clouds2mask.storage import StorageOptions, join
+from stac_clouds2mask.storage import StorageOptions, join, write_json_atomic
 
 
 def test_requester_pays_and_endpoint_reach_s3fs(monkeypatch):
@@ -32,3 +35,28 @@ def test_anonymous_only_without_credentials(monkeypatch, tmp_path, env, expected
 
 def test_join_keeps_url_schemes():
     assert join("s3://bucket/prefix/", "a", "/b.json") == "s3://bucket/prefix/a/b.json"
+
+
+def test_concurrent_atomic_writes_of_one_document_do_not_collide(tmp_path):
+    """Array children write the same catalog documents, and every container's CLI runs as PID 1: temporary
+    names must differ per write, not only per process (threads here share one PID)."""
+    url = str(tmp_path / "collection.json")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        barrier.wait()
+        try:
+            for _ in range(20):
+                write_json_atomic(url, {"writer": k})
+        except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert json.loads((tmp_path / "collection.json").read_text())["writer"] in range(8)
+    assert [p.name for p in tmp_path.iterdir()] == ["collection.json"]  # no temporary left behind
