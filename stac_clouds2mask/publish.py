@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import posixpath
+import random
 import secrets
 import tempfile
 import time
@@ -58,6 +59,7 @@ Action = Literal["new", "new_version", "overwrite", "skip"]
 VERSION_RELS = ("predecessor-version", "successor-version", "latest-version")
 TRANSACTION_CONFORMANCE = "transaction"
 MAX_REDIRECTS = 5
+LINKS_LOCK = ".clouds2mask-links.lock"  # held while collection and root links are updated
 
 
 def _item_dict(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -245,8 +247,44 @@ class StaticCatalog:
         """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
         write_json_atomic(self.item_url(d["collection"], d["id"]), d, self.options)
 
+    @contextmanager
+    def _links_held(self, wait: float = 120.0, stale: float = 60.0) -> Iterator[None]:
+        """Hold ``.clouds2mask-links.lock`` at the root while collection and root links are read, changed
+        and written: parallel writers (array-job children) then never drop each other's links. Created
+        exclusively (O_EXCL locally, If-None-Match on S3); a lock older than ``stale`` s is from a dead
+        writer (a link update takes well under a second) and is removed."""
+        url = join(self.url, LINKS_LOCK)
+        deadline, delay = time.monotonic() + wait, 0.05
+        while not create_exclusive(url, json.dumps({"since": time.time()}).encode(), self.options):
+            try:
+                since = float(read_json(url, self.options).get("since", 0))
+            except (FileNotFoundError, InvalidInputError, ValueError, TypeError, AttributeError):
+                since = time.time()
+            if time.time() - since > stale:
+                self._remove(url)
+                continue
+            if time.monotonic() > deadline:
+                raise PublishError(f"the catalog's link lock {url} is held by another writer for over {wait:.0f} s")
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+        try:
+            yield
+        finally:
+            self._remove(url)
+
+    def _remove(self, url: str) -> None:
+        fs, path = get_fs(url, self.options)
+        try:
+            fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
     def link_item(self, d: dict[str, Any]) -> None:
         """Make sure the collection (metadata up to date) links the item and the root links the collection."""
+        with self._links_held():
+            self._link_item(d)
+
+    def _link_item(self, d: dict[str, Any]) -> None:
         collection_id = d.get("collection") or "cloudmask"
         coll_url = self._url(collection_id, name="collection.json")
         self._url(collection_id, d["id"])  # the item's id: one segment

@@ -68,6 +68,24 @@ def terraform_refs(stand_ins: dict[str, str]) -> dict[str, str]:
     return refs
 
 
+def variable_default(name: str) -> Any:
+    for block in load(MODULE)["variable"]:
+        if name in block:
+            return block[name].get("default")
+    raise KeyError(f"var.{name}")
+
+
+def resolve_environment(expression: str, refs: dict[str, str]) -> list[dict[str, str]]:
+    """The job definition's ``environment``: ``concat([{name, value}...], [for name, value in var.X : ...])``,
+    the listed entries resolved and the map variable's default entries appended."""
+    m = re.fullmatch(r"\$\{concat\((\[.*\]), \[for name, value in var\.(\w+) : \{name = name, value = value\}\]\)\}",
+                     expression, re.S)
+    assert m, f"unexpected environment expression: {expression[:200]}"
+    listed = resolve(clean(hcl2.loads("x = " + m.group(1)))["x"], refs)
+    extra = variable_default(m.group(2)) or {}
+    return [*listed, *({"name": k, "value": str(v)} for k, v in extra.items())]
+
+
 def terraform_resource(type_: str, name: str) -> dict[str, Any]:
     return blocks(load(MODULE), "resource", type_)[name]
 
@@ -88,7 +106,9 @@ def terraform_job_definition(refs: dict[str, str]) -> dict[str, Any]:
     job = terraform_resource("aws_batch_job_definition", "shard")
     props = job["container_properties"]
     assert props.startswith("${jsonencode(") and props.endswith(")}")
-    container = resolve(clean(hcl2.loads("x = " + props[len("${jsonencode("):-2]))["x"], refs)
+    container = clean(hcl2.loads("x = " + props[len("${jsonencode("):-2]))["x"]
+    environment = resolve_environment(container.pop("environment"), refs)
+    container = {**resolve(container, refs), "environment": environment}
     [retry] = job["retry_strategy"]
     rules = [{camel(k): v for k, v in rule.items()} for rule in retry["evaluate_on_exit"]]
     return {
@@ -134,7 +154,9 @@ def test_array_job_on_moto_batch_masks_every_shard_and_a_child_rerun_restores_it
     for folder in ("sentinel-2-l1c-samples", "sentinel-2-l2a-samples", A, D, E, F, G):
         upload_tree(fs, sample_data_dir / folder, f"{s3_bucket}/data/{folder}")
     fs.put_file(str(sample_data_dir / "catalog.json"), f"{s3_bucket}/data/catalog.json")
-    plan_url, masks = f"s3://{s3_bucket}/plans/e2e/", f"s3://{s3_bucket}/masks"
+    # the masks go where the job definition lets payloads write (STAC_CLOUDS2MASK_OUTPUT_ROOTS)
+    output_prefix = variable_default("output_prefix")
+    plan_url, masks = f"s3://{s3_bucket}/plans/e2e/", f"s3://{s3_bucket}/{output_prefix}"
     result = invoke("plan", f"s3://{s3_bucket}/data/catalog.json", "--ids", f"{D},{E},{F},{G}",
                     "--shards", str(SHARDS), "--output", plan_url, "--masks", masks)
     assert result.exit_code == 0, result.output
@@ -151,7 +173,7 @@ def test_array_job_on_moto_batch_masks_every_shard_and_a_child_rerun_restores_it
     refs = terraform_refs({
         "aws_ecr_repository.this.repository_url": repository, "var.image_tag": tag,
         "aws_iam_role.job.arn": roles["job"], "aws_iam_role.execution.arn": roles["execution"],
-        "local.region": "us-east-1", "local.plan_bucket": s3_bucket,
+        "local.region": "us-east-1", "local.plan_bucket": s3_bucket, "local.output_bucket": s3_bucket,
         "aws_cloudwatch_log_group.jobs.name": "/aws/batch/stac-clouds2mask"})
     ce_body = terraform_resource("aws_batch_compute_environment", "gpu")
     prefix = resolve(ce_body["compute_environment_name_prefix"], refs)
@@ -161,6 +183,7 @@ def test_array_job_on_moto_batch_masks_every_shard_and_a_child_rerun_restores_it
     job_queue, job_definition = terraform_job_queue(refs), terraform_job_definition(refs)
     container = job_definition["containerProperties"]
     assert container["command"] == ["run-shard", "Ref::plan"] and container["image"] == cpu_image
+    assert {"name": "STAC_CLOUDS2MASK_OUTPUT_ROOTS", "value": masks} in container["environment"]
     assert {"type": "GPU", "value": "1"} in container["resourceRequirements"]  # moto does not schedule GPUs
     stand_ins = {k: v for k, v in moto_s3.env.items() if v is not None} | {"OMP_NUM_THREADS": "1"}
     container["environment"] = [e for e in container["environment"] if e["name"] not in stand_ins] + [
@@ -180,7 +203,7 @@ def test_array_job_on_moto_batch_masks_every_shard_and_a_child_rerun_restores_it
     result = invoke("status", plan_url, "--json")
     st = json.loads(result.stdout)
     assert result.exit_code == 0 and st["complete"] and st["done"] == list(range(SHARDS)), result.output
-    root = f"{s3_bucket}/masks"
+    root = f"{s3_bucket}/{output_prefix}"
     expected = sorted(f"{s}_cloudmask" for s in (D, E, F, G))
     assert sorted(i.id for i in search(f"s3://{root}/catalog.json")) == expected  # every item linked once
 

@@ -521,3 +521,40 @@ def test_rerun_finishes_marking_older_versions(results, tmp_path, monkeypatch):
     v1 = read_item(tmp_path, L2A, f"{F}_cloudmask")
     assert v1["properties"]["deprecated"] is True
     assert any(l["rel"] == "latest-version" and l["href"].endswith(f"{F}_cloudmask_v2.json") for l in v1["links"])
+
+
+def test_parallel_writers_lose_no_link(tmp_path):
+    """Eight threads link items into two collections of one static catalog at once (as array-job
+    children do): every item is linked exactly once and both collections are linked from the root."""
+    import threading
+
+    from stac_clouds2mask.publish import StaticCatalog
+
+    catalog = StaticCatalog(str(tmp_path / "out"))
+    start = threading.Barrier(8)
+    errors = []
+
+    def write(i: int) -> None:
+        d = {"type": "Feature", "stac_version": "1.1.0", "id": f"item-{i}", "collection": f"c{i % 2}",
+             "bbox": [i, 0, i + 1, 1], "geometry": None, "links": [], "assets": {},
+             "properties": {"datetime": f"2024-01-0{i + 1}T00:00:00Z"}}
+        start.wait()
+        try:
+            catalog.link_item(d)
+        except Exception as exc:  # collected: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    root = json.loads((tmp_path / "out" / "catalog.json").read_text())
+    assert sorted(link["href"] for link in root["links"] if link["rel"] == "child") == [
+        "./c0/collection.json", "./c1/collection.json"]
+    for c in (0, 1):
+        coll = json.loads((tmp_path / "out" / f"c{c}" / "collection.json").read_text())
+        items = [link["href"] for link in coll["links"] if link["rel"] == "item"]
+        assert sorted(items) == sorted(f"./item-{i}/item-{i}.json" for i in range(c, 8, 2))
+    assert not list((tmp_path / "out").glob(".clouds2mask-links.lock"))
