@@ -7,7 +7,7 @@ skipping, blending and nodata handling only, and say nothing about cloud detecti
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,30 +15,21 @@ import pytest
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import label_iou  # noqa: E402
+
 from stac_clouds2mask.infer import NODATA, Prediction, predict, resolve_device
 from stac_clouds2mask.model import choose_model, get_model_spec
 
-CROP_B = "ukis-csmask-s2-l1c-512-labelled"
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
-ASSET_BAND = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
 
 
-def shared_data() -> Path:
-    env = os.environ.get("STAC_CLOUDS2MASK_SHARED")
-    return (Path(env) if env else Path(__file__).resolve().parents[2] / "shared") / "data"
-
-
-def read_raster(path: Path) -> np.ndarray:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        return src.read(1)
-
-
-def read_reflectance(crop: str, bands: tuple[str, ...]) -> np.ndarray:
-    """(C, H, W) float32, DN * 0.0001 (no DN offset in these crops), in the given band order."""
-    return np.stack([read_raster(shared_data() / crop / f"{ASSET_BAND[b]}.tif") for b in bands]).astype(
-        np.float32) * np.float32(1e-4)
+def crop_b() -> np.ndarray:
+    """Crop B's reflectance (C, H, W) in the 6-band model's order, as the quality guard reads it."""
+    chip = label_iou.CHIPS[2]
+    assert chip.name == "B" and chip.bands == SIX
+    return label_iou.chip_data(chip)[0]
 
 
 def test_crop_b_probabilities_through_the_production_path():
@@ -46,7 +37,7 @@ def test_crop_b_probabilities_through_the_production_path():
     probabilities are well formed (the label-IoU guard in test_quality.py judges the classes)."""
     spec = choose_model("L1C", SIX)
     assert spec.name == "model_6b_l1c" and spec.bands == SIX
-    x = read_reflectance(CROP_B, spec.bands)
+    x = crop_b()
     pred = predict(x, np.ones(x.shape[1:], bool), spec, device="cpu", with_probabilities=True)
     assert pred.classes.dtype == np.uint8 and set(np.unique(pred.classes)) <= {0, 1, 2}
     assert pred.probabilities is not None and pred.probabilities.shape == (3, 512, 512)
@@ -286,7 +277,7 @@ def test_mask_array_marks_zero_and_nan_as_nodata_and_refuses_digital_numbers():
     """The array API (real model) on crop B: DN 0 / NaN pixels are nodata, never clear; DNs are refused."""
     from stac_clouds2mask import mask_array
 
-    x = read_reflectance(CROP_B, SIX)
+    x = crop_b()
     x[:, :40, :] = 0  # a swath-edge wedge as Sentinel-2 stores it
     x[0, 100, 100] = np.nan
     pred = mask_array(x, SIX, level="L1C", device="cpu")
