@@ -99,7 +99,7 @@ def build_scene(workdir: Path, resolution: int, quick: bool, valid_window: bool 
     x0, y0 = left + cols0 * resolution, top - rows0 * resolution
     for key, band in SIX.items():
         vrt = f"""<VRTDataset rasterXSize="{size}" rasterYSize="{size}">
-  <SRS>{wkt.replace('"', '&quot;')}</SRS>
+  <SRS>{wkt.replace('"', "&quot;")}</SRS>
   <GeoTransform>{x0}, {resolution}, 0, {y0}, 0, {-resolution}</GeoTransform>
   <VRTRasterBand dataType="UInt16" band="1">
     <NoDataValue>0</NoDataValue>
@@ -114,8 +114,15 @@ def build_scene(workdir: Path, resolution: int, quick: bool, valid_window: bool 
 """
         (workdir / f"{band}.vrt").write_text(vrt)
         # the reader opens GeoTIFF and JPEG 2000 only (a VRT can name any file): materialise, untimed
-        rasterio.shutil.copy(workdir / f"{band}.vrt", workdir / f"{band}.tif", driver="GTiff", tiled=True,
-                             blockxsize=512, blockysize=512, compress="deflate")
+        rasterio.shutil.copy(
+            workdir / f"{band}.vrt",
+            workdir / f"{band}.tif",
+            driver="GTiff",
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="deflate",
+        )
         asset = item["assets"][key]
         asset["href"] = str(workdir / f"{band}.tif")
         asset["type"] = "image/tiff; application=geotiff"
@@ -152,8 +159,15 @@ def run_ukis(item_path: Path, out: Path) -> dict:
     h, w = csm.shape
     # ukis-csmask pads 51 px before and 51 + 257 after each axis, then tiles 256 px with step 204
     tiles = ((h + 359 - 256) // 204 + 1) * ((w + 359 - 256) // 204 + 1)
-    return {"read": t1 - t0, "infer": t2 - t1, "write": 0.0, "patches": tiles, "naive": tiles,
-            "rss_mib": peak_rss_mib(), "device": "onnxruntime " + ",".join(_ort_providers())}
+    return {
+        "read": t1 - t0,
+        "infer": t2 - t1,
+        "write": 0.0,
+        "patches": tiles,
+        "naive": tiles,
+        "rss_mib": peak_rss_mib(),
+        "device": "onnxruntime " + ",".join(_ort_providers()),
+    }
 
 
 def _ort_providers() -> list[str]:
@@ -181,8 +195,9 @@ def matmul_gflops(device: str, precision: str) -> float:
     return 2 * 2048**3 / best / 1e9
 
 
-def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, compile_model: bool,
-             precision: str = "auto") -> dict:
+def run_ours(
+    item_path: Path, out: Path, device: str, batch_size: int | None, compile_model: bool, precision: str = "auto"
+) -> dict:
     import pystac
     import torch
 
@@ -203,8 +218,18 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
         t = time.perf_counter()
         model = compile_model_(model, dev)
         with torch.inference_mode():  # compile outside the timed run, as a batch job does once
-            predict(np.ones((6, 256, 256), np.uint16), np.ones((256, 256), bool), spec, model, device=str(dev),
-                    batch_size=batch_size, scale=[1e-4] * 6, offset=[0.0] * 6, patch_size=256, mode=mode)
+            predict(
+                np.ones((6, 256, 256), np.uint16),
+                np.ones((256, 256), bool),
+                spec,
+                model,
+                device=str(dev),
+                batch_size=batch_size,
+                scale=[1e-4] * 6,
+                offset=[0.0] * 6,
+                patch_size=256,
+                mode=mode,
+            )
         compile_s = time.perf_counter() - t
     resolution = item.properties["proj:transform"][0]
     if dev.type == "cuda":
@@ -212,8 +237,18 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     t0 = time.perf_counter()
     scene = read_scene(item, spec.bands, resolution)
     t1 = time.perf_counter()
-    pred = predict(scene.dn, scene.valid, spec, model, device=str(dev), batch_size=batch_size,
-                   scale=scene.scale, offset=scene.offset, nodata=scene.nodata, precision=precision)
+    pred = predict(
+        scene.dn,
+        scene.valid,
+        spec,
+        model,
+        device=str(dev),
+        batch_size=batch_size,
+        scale=scene.scale,
+        offset=scene.offset,
+        nodata=scene.nodata,
+        precision=precision,
+    )
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t2 = time.perf_counter()
@@ -221,22 +256,53 @@ def run_ours(item_path: Path, out: Path, device: str, batch_size: int | None, co
     t3 = time.perf_counter()
     np.save(out, pred.classes)
     np.save(out.with_name("seams.npy"), fitted_plan(scene.valid).seam_band())
-    name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-            else f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads")
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads"
+    )
     name += f", {pred.mode}"
     if compile_model:
         name += f", torch.compile ({compile_s:.0f} s once, not in the time)"
-    return {"read": t1 - t0, "infer": t2 - t1, "write": t3 - t2, "patches": pred.patches_run,
-            "naive": pred.patches_run + pred.patches_skipped, "rss_mib": peak_rss_mib(), "device": name,
-            "valid_fraction": float(scene.valid.mean()), "compile_s": compile_s,
-            "processed": pred.processed_pixels, "valid": int(scene.valid.sum()),
-            "gflops": matmul_gflops(str(dev), mode.precision)}
+    return {
+        "read": t1 - t0,
+        "infer": t2 - t1,
+        "write": t3 - t2,
+        "patches": pred.patches_run,
+        "naive": pred.patches_run + pred.patches_skipped,
+        "rss_mib": peak_rss_mib(),
+        "device": name,
+        "valid_fraction": float(scene.valid.mean()),
+        "compile_s": compile_s,
+        "processed": pred.processed_pixels,
+        "valid": int(scene.valid.sum()),
+        "gflops": matmul_gflops(str(dev), mode.precision),
+    }
 
 
-def child(engine: str, item: Path, out: Path, device: str, batch_size: int | None, compile_model: bool = False,
-          precision: str = "auto") -> dict:
-    cmd = [sys.executable, __file__, "--child", engine, "--item", str(item), "--out", str(out), "--device", device,
-           "--precision", precision]
+def child(
+    engine: str,
+    item: Path,
+    out: Path,
+    device: str,
+    batch_size: int | None,
+    compile_model: bool = False,
+    precision: str = "auto",
+) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        engine,
+        "--item",
+        str(item),
+        "--out",
+        str(out),
+        "--device",
+        device,
+        "--precision",
+        precision,
+    ]
     if compile_model:
         cmd.append("--compile")
     if batch_size:
@@ -249,18 +315,22 @@ def child(engine: str, item: Path, out: Path, device: str, batch_size: int | Non
 
 def report(name: str, r: dict, size: int) -> None:
     total = r["read"] + r["infer"] + r["write"]
-    print(f"{name:22s} {total:8.2f} s/scene (read {r['read']:.2f}, infer {r['infer']:.2f}, write {r['write']:.2f}) "
-          f"{size * size / 1e6 / total:6.3f} MP/s  patches {r['patches']} of naive {r['naive']}  "
-          f"peak RSS {r['rss_mib']:.0f} MiB  [{r['device']}]")
+    print(
+        f"{name:22s} {total:8.2f} s/scene (read {r['read']:.2f}, infer {r['infer']:.2f}, write {r['write']:.2f}) "
+        f"{size * size / 1e6 / total:6.3f} MP/s  patches {r['patches']} of naive {r['naive']}  "
+        f"peak RSS {r['rss_mib']:.0f} MiB  [{r['device']}]"
+    )
 
 
 def economy(b: dict) -> None:
     """Processed pixels per valid pixel, and the network's rate next to the arithmetic ceiling."""
     rate = b["processed"] / 1e6 / b["infer"]
     ceiling = b["gflops"] / GFLOP_PER_MP
-    print(f"(b) processed pixels / valid pixels: {b['processed'] / max(b['valid'], 1):.2f}; network rate "
-          f"{rate:.2f} processed MP/s; ceiling {ceiling:.2f} MP/s ({GFLOP_PER_MP:.0f} GFLOP per MP at "
-          f"{b['gflops']:.0f} GFLOP/s, a matrix product measured in this run)")
+    print(
+        f"(b) processed pixels / valid pixels: {b['processed'] / max(b['valid'], 1):.2f}; network rate "
+        f"{rate:.2f} processed MP/s; ceiling {ceiling:.2f} MP/s ({GFLOP_PER_MP:.0f} GFLOP per MP at "
+        f"{b['gflops']:.0f} GFLOP/s, a matrix product measured in this run)"
+    )
 
 
 def main() -> None:
@@ -269,30 +339,46 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, choices=(10, 20), default=20)
     parser.add_argument("--device", default="cpu", help="device for this project's engine: cpu, cuda or auto")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile this project's model (compile time reported, not timed)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                        help="this project's engine precision (auto: measured once per machine)")
-    parser.add_argument("--valid-window", action="store_true",
-                        help="with --quick: the 2048 x 2048 window inside the swath with the most valid pixels, so "
-                             "the engine's speed is seen apart from what skipping nodata saves")
-    parser.add_argument("--skip-peer", action="store_true",
-                        help="run only this project's engine (e.g. the 10 m tile, where ukis-csmask needs ~15 GB); "
-                             "no agreement figures, and the ratio line reads n/a")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile this project's model (compile time reported, not timed)"
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="this project's engine precision (auto: measured once per machine)",
+    )
+    parser.add_argument(
+        "--valid-window",
+        action="store_true",
+        help="with --quick: the 2048 x 2048 window inside the swath with the most valid pixels, so "
+        "the engine's speed is seen apart from what skipping nodata saves",
+    )
+    parser.add_argument(
+        "--skip-peer",
+        action="store_true",
+        help="run only this project's engine (e.g. the 10 m tile, where ukis-csmask needs ~15 GB); "
+        "no agreement figures, and the ratio line reads n/a",
+    )
     parser.add_argument("--child", choices=("ukis", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--item", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        result = run_ukis(args.item, args.out) if args.child == "ukis" else run_ours(
-            args.item, args.out, args.device, args.batch_size, args.compile, args.precision)
+        result = (
+            run_ukis(args.item, args.out)
+            if args.child == "ukis"
+            else run_ours(args.item, args.out, args.device, args.batch_size, args.compile, args.precision)
+        )
         print(json.dumps(result))
         return
 
     if not args.skip_peer and importlib.util.find_spec("onnxruntime") is None:
-        raise SystemExit("the peer (ukis-csmask) needs onnxruntime: run the README's test set-up command first "
-                         "(pip install -e '.[test]'), or pass --skip-peer")
+        raise SystemExit(
+            "the peer (ukis-csmask) needs onnxruntime: run the README's test set-up command first "
+            "(pip install -e '.[test]'), or pass --skip-peer"
+        )
     resolution = 20 if args.quick else args.resolution
     with tempfile.TemporaryDirectory(prefix="clouds2mask-bench-") as tmp:
         work = Path(tmp)
@@ -301,9 +387,11 @@ def main() -> None:
         item = build_scene(work, resolution, args.quick, args.valid_window)
         size = QUICK if args.quick else int(round(TILE_SIZE_M / resolution))
         window = (", 2048 x 2048 window" + (" inside the swath" if args.valid_window else "")) if args.quick else ""
-        print(f"scene: crop A ({CROP_A}, real L1C pixels, 160 m) nearest-upsampled onto the 19UDP grid at "
-              f"{resolution} m{window}: {size} x {size} px, 6 bands, read "
-              "from local disk as tiled GeoTIFFs (real clouds and nodata wedge, blocky at this scale)")
+        print(
+            f"scene: crop A ({CROP_A}, real L1C pixels, 160 m) nearest-upsampled onto the 19UDP grid at "
+            f"{resolution} m{window}: {size} x {size} px, 6 bands, read "
+            "from local disk as tiled GeoTIFFs (real clouds and nodata wedge, blocky at this scale)"
+        )
         print(f"machine: {machine()}")
         b = child("ours", item, work / "b.npy", args.device, args.batch_size, args.compile, args.precision)
         if args.skip_peer:
@@ -322,8 +410,10 @@ def main() -> None:
     report("(b) stac-clouds2mask", b, size)
     economy(b)
     print(f"valid pixels: {b['valid_fraction']:.1%}; agreement of (b) with (a) on valid pixels: {agree:.4%}")
-    print(f"class disagreement in the 16-px band around patch borders: {near:.4%}; elsewhere: {far:.4%}; "
-          f"ratio {near / far if far else float('inf'):.2f}")
+    print(
+        f"class disagreement in the 16-px band around patch borders: {near:.4%}; elsewhere: {far:.4%}; "
+        f"ratio {near / far if far else float('inf'):.2f}"
+    )
     ta = a["read"] + a["infer"] + a["write"]
     tb = b["read"] + b["infer"] + b["write"]
     print(f"ratio_vs_ukis_csmask={ta / tb:.3f}")

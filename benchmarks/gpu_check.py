@@ -61,9 +61,18 @@ def prepare(folder: Path) -> None:
     import torch
 
     torch.save(load_state_dict(spec), folder / f"{SPEC_NAME}.pt")
-    (folder / f"{SPEC_NAME}.json").write_text(json.dumps(
-        {"name": spec.name, "level": spec.level, "bands": spec.bands, "mean": spec.mean, "std": spec.std,
-         "version": spec.version}))
+    (folder / f"{SPEC_NAME}.json").write_text(
+        json.dumps(
+            {
+                "name": spec.name,
+                "level": spec.level,
+                "bands": spec.bands,
+                "mean": spec.mean,
+                "std": spec.std,
+                "version": spec.version,
+            }
+        )
+    )
     bands = []
     for key in spec.bands:
         with rasterio.open(shared_dir() / "data" / CROP_A / f"{SIX[key]}.tif") as ds:
@@ -84,9 +93,15 @@ def run(folder: Path, device: str, quick: bool) -> None:
 
     infer, model_pkg = engine_modules()
     meta = json.loads((folder / f"{SPEC_NAME}.json").read_text())
-    spec = model_pkg.ModelSpec(name=meta["name"], level=meta["level"], bands=tuple(meta["bands"]),
-                               mean=tuple(meta["mean"]), std=tuple(meta["std"]), version=meta["version"],
-                               onnx_path=folder / "none.onnx")
+    spec = model_pkg.ModelSpec(
+        name=meta["name"],
+        level=meta["level"],
+        bands=tuple(meta["bands"]),
+        mean=tuple(meta["mean"]),
+        std=tuple(meta["std"]),
+        version=meta["version"],
+        onnx_path=folder / "none.onnx",
+    )
     dev = infer.resolve_device(device)
     net = model_pkg.build_model(spec)
     net.load_state_dict(torch.load(folder / f"{SPEC_NAME}.pt", map_location="cpu", weights_only=True), strict=True)
@@ -103,15 +118,15 @@ def run(folder: Path, device: str, quick: bool) -> None:
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
                 warm = scene(folder, 1024)  # kernels and cuDNN plans chosen outside the timing
-                infer.predict(warm, warm[0] != 0, spec, net, device=str(dev), mode=mode, scale=[1e-4] * 6,
-                              offset=[0.0] * 6)
+                infer.predict(
+                    warm, warm[0] != 0, spec, net, device=str(dev), mode=mode, scale=[1e-4] * 6, offset=[0.0] * 6
+                )
                 torch.cuda.synchronize(dev)
             t0 = time.perf_counter()
             dn = scene(folder, size)
             valid = np.all(dn != 0, axis=0)
             t1 = time.perf_counter()
-            pred = infer.predict(dn, valid, spec, net, device=str(dev), mode=mode, scale=[1e-4] * 6,
-                                 offset=[0.0] * 6)
+            pred = infer.predict(dn, valid, spec, net, device=str(dev), mode=mode, scale=[1e-4] * 6, offset=[0.0] * 6)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             t2 = time.perf_counter()
@@ -120,10 +135,13 @@ def run(folder: Path, device: str, quick: bool) -> None:
             classes[precision] = pred.classes
             peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
             total = t3 - t0
-            print(f"{res:>3d} m {size} x {size} {precision}: {total:.3f} s (read {t1 - t0:.3f}, infer {t2 - t1:.3f}, "
-                  f"write {t3 - t2:.3f}); {pred.patches_run} patches of {pred.processed_pixels / 1e6:.1f} MP "
-                  "processed, "
-                  f"{pred.processed_pixels / 1e6 / (t2 - t1):.1f} MP/s; peak GPU memory {peak:.2f} GiB", flush=True)
+            print(
+                f"{res:>3d} m {size} x {size} {precision}: {total:.3f} s (read {t1 - t0:.3f}, infer {t2 - t1:.3f}, "
+                f"write {t3 - t2:.3f}); {pred.patches_run} patches of {pred.processed_pixels / 1e6:.1f} MP "
+                "processed, "
+                f"{pred.processed_pixels / 1e6 / (t2 - t1):.1f} MP/s; peak GPU memory {peak:.2f} GiB",
+                flush=True,
+            )
             if res == 20 and precision == precisions[0]:
                 seconds_20m = total
         if "fp32" in classes:
@@ -131,8 +149,11 @@ def run(folder: Path, device: str, quick: bool) -> None:
             for precision in precisions[:-1]:
                 agree = float((classes[precision][ok] == classes["fp32"][ok]).mean())
                 print(f"{res:>3d} m: {precision} agrees with fp32 on {agree:.4%} of valid pixels")
-    print(f"gpu_seconds_per_scene_20m={seconds_20m:.3f}" if seconds_20m is not None
-          else "gpu_seconds_per_scene_20m=n/a (--quick)")
+    print(
+        f"gpu_seconds_per_scene_20m={seconds_20m:.3f}"
+        if seconds_20m is not None
+        else "gpu_seconds_per_scene_20m=n/a (--quick)"
+    )
 
 
 def main() -> None:

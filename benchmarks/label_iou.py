@@ -114,9 +114,16 @@ def table(scores: list[Score]) -> str:
     fmt = "{:5s} {:>11s} {:>11s} {:>12s} {:>12s} {:>10s}"
     lines = [fmt.format("chip", "cloud ours", "cloud ref", "shadow ours", "shadow ref", "agreement")]
     for s in scores:
-        lines.append(fmt.format(s.chip, f"{s.cloud_ours:.4f}", f"{s.cloud_ref:.4f}",
-                                "-" if s.shadow_ours is None else f"{s.shadow_ours:.4f}",
-                                "-" if s.shadow_ref is None else f"{s.shadow_ref:.4f}", f"{s.agreement:.4%}"))
+        lines.append(
+            fmt.format(
+                s.chip,
+                f"{s.cloud_ours:.4f}",
+                f"{s.cloud_ref:.4f}",
+                "-" if s.shadow_ours is None else f"{s.shadow_ours:.4f}",
+                "-" if s.shadow_ref is None else f"{s.shadow_ref:.4f}",
+                f"{s.agreement:.4%}",
+            )
+        )
     mean_ours = np.mean([s.cloud_ours for s in scores])
     mean_ref = np.mean([s.cloud_ref for s in scores])
     lines.append(f"mean cloud IoU: ours {mean_ours:.4f}, reference {mean_ref:.4f}")

@@ -63,7 +63,7 @@ def grid_counts(valid: np.ndarray, patch: int, overlap: int) -> tuple[int, int, 
     step = patch - overlap
     ys = list(range(0, max(h - overlap, 1), step))
     xs = list(range(0, max(w - overlap, 1), step))
-    rows_any = [valid[y:y + patch].any(axis=0) for y in ys]
+    rows_any = [valid[y : y + patch].any(axis=0) for y in ys]
     cum = [np.concatenate([[0], np.cumsum(r)]) for r in rows_any]
 
     def kept(r: int, x0: int) -> bool:
@@ -111,8 +111,10 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     masks = footprints()
-    print(f"{'tile':8s} {'res':>4s} {'valid':>6s} {'patch':>5s} {'ovl':>4s} {'naive':>7s} {'skip':>7s} {'offset':>7s} "
-          f"{'fitted':>7s} {'naive px/valid':>15s} {'fitted px/valid':>16s}")
+    print(
+        f"{'tile':8s} {'res':>4s} {'valid':>6s} {'patch':>5s} {'ovl':>4s} {'naive':>7s} {'skip':>7s} {'offset':>7s} "
+        f"{'fitted':>7s} {'naive px/valid':>15s} {'fitted px/valid':>16s}"
+    )
     processed: dict[tuple[str, int, int], int] = {}
     for name, small in masks.items():
         for res, size in TILE.items():
@@ -124,14 +126,20 @@ def main() -> None:
                     if overlap == DEFAULT_OVERLAP:
                         processed[(name, res, patch)] = plan.processed_pixels
                     nv = valid.sum()
-                    print(f"{name:8s} {res:>3d}m {valid.mean():6.1%} {patch:5d} {overlap:4d} {naive:7d} {skip:7d} "
-                          f"{offset:7d} {plan.count:7d} {naive * patch * patch / nv:15.2f} "
-                          f"{plan.processed_pixels / nv:16.2f}", flush=True)
+                    print(
+                        f"{name:8s} {res:>3d}m {valid.mean():6.1%} {patch:5d} {overlap:4d} {naive:7d} {skip:7d} "
+                        f"{offset:7d} {plan.count:7d} {naive * patch * patch / nv:15.2f} "
+                        f"{plan.processed_pixels / nv:16.2f}",
+                        flush=True,
+                    )
             best = fitted_plan(valid)
             sizes = f"{PATCH_SIZES[0]}-{PATCH_SIZES[-1]} px"
-            print(f"{name:8s} {res:>3d}m  the engine's choice (fitted_plan over {sizes}): "
-                  f"{best.patch_h} px, {best.count} patches, {best.processed_pixels / valid.sum():.2f} processed px "
-                  "per valid px", flush=True)
+            print(
+                f"{name:8s} {res:>3d}m  the engine's choice (fitted_plan over {sizes}): "
+                f"{best.patch_h} px, {best.count} patches, {best.processed_pixels / valid.sum():.2f} processed px "
+                "per valid px",
+                flush=True,
+            )
     cost, mode = time_per_pixel(SIZES)
     print(f"network cost on this machine ({mode}): " + ", ".join(f"{s}: {cost[s] * 1e6:.3f} s/MP" for s in SIZES))
     totals = {}

@@ -41,8 +41,7 @@ def scl_agreement() -> None:
     safe = glob.glob(str(shared_dir() / "data" / "safe" / "*.SAFE"))[0]
     with tempfile.TemporaryDirectory(prefix="clouds2mask-safe-") as out:
         cli = [sys.executable, "-c", "from stac_clouds2mask.cli import app; app()"]
-        subprocess.run([*cli, "run", safe, "--output", out, "--resolution", "60"],
-                       check=True, capture_output=True)
+        subprocess.run([*cli, "run", safe, "--output", out, "--resolution", "60"], check=True, capture_output=True)
         ours = _read(glob.glob(f"{out}/*/*/*_cloudmask.tif")[0])
     scl = _read(glob.glob(f"{safe}/GRANULE/*/IMG_DATA/R60m/*_SCL_60m.jp2")[0])
     both = (ours != 255) & (scl != 0)
@@ -62,18 +61,22 @@ def b8a_for_b08() -> None:
 
     folder = shared_dir() / "data" / CROP_A
     names = ["blue", "green", "red", "nir", "swir16", "swir22"]
-    bands = {b: _read(folder / f"{b}.tif").astype(np.float32) * np.float32(1e-4)
-             for b in ("B02", "B03", "B04", "B08", "B8A", "B11", "B12")}
+    bands = {
+        b: _read(folder / f"{b}.tif").astype(np.float32) * np.float32(1e-4)
+        for b in ("B02", "B03", "B04", "B08", "B8A", "B11", "B12")
+    }
     masks = {}
     for nir in ("B08", "B8A"):
         x = np.stack([bands[b] for b in ("B02", "B03", "B04", nir, "B11", "B12")])
         masks[nir] = mask_array(x, names, level="L1C", device="cpu").classes
     valid = (masks["B08"] != 255) & (masks["B8A"] != 255)
     a, b = masks["B08"][valid], masks["B8A"][valid]
-    print(f"crop A (L1C, 160 m), 6-band model, nir = B08 vs nir = B8A: class agreement {(a == b).mean():.2%}; "
-          f"cloud {(a == 1).mean():.1%} vs {(b == 1).mean():.1%}; "
-          f"shadow {(a == 2).mean():.1%} vs {(b == 2).mean():.1%}; "
-          f"cloud IoU between them {iou(a == 1, b == 1):.3f}")
+    print(
+        f"crop A (L1C, 160 m), 6-band model, nir = B08 vs nir = B8A: class agreement {(a == b).mean():.2%}; "
+        f"cloud {(a == 1).mean():.1%} vs {(b == 1).mean():.1%}; "
+        f"shadow {(a == 2).mean():.1%} vs {(b == 2).mean():.1%}; "
+        f"cloud IoU between them {iou(a == 1, b == 1):.3f}"
+    )
 
 
 def main() -> None:

@@ -39,8 +39,9 @@ def item():
 
     import pystac
 
-    it = pystac.Item("T29UNU-60m", None, None, dt.datetime(2022, 10, 5, 11, 54, 11),
-                     {"s2:processing_baseline": "04.00"})
+    it = pystac.Item(
+        "T29UNU-60m", None, None, dt.datetime(2022, 10, 5, 11, 54, 11), {"s2:processing_baseline": "04.00"}
+    )
     for key, band in BANDS.items():
         it.add_asset(key, pystac.Asset(band_file(band), media_type="image/jp2"))
     return it
@@ -63,15 +64,18 @@ def level_difference() -> str:
 
     with rasterio.open(band_file("B02")) as ds:
         grid = Affine(120, 0, ds.transform.c, 0, -120, ds.transform.f)
-        with WarpedVRT(ds, transform=grid, width=915, height=915, src_nodata=0, nodata=0,
-                       resampling=Resampling.average) as vrt:
+        with WarpedVRT(
+            ds, transform=grid, width=915, height=915, src_nodata=0, nodata=0, resampling=Resampling.average
+        ) as vrt:
             box = vrt.read(1)
         level = ds.read(1, out_shape=(915, 915), resampling=Resampling.average)
     both = (box > 0) & (level > 0)
     diff = np.abs(box[both].astype(np.float64) - level[both]) * 1e-4
-    return (f"B02 at 120 m, JPEG 2000 level 1 vs box average of the 60 m pixels: mean |d reflectance| "
-            f"{diff.mean():.4f}, 99th percentile {np.percentile(diff, 99):.4f}; validity differs on "
-            f"{int(((box > 0) != (level > 0)).sum())} px")
+    return (
+        f"B02 at 120 m, JPEG 2000 level 1 vs box average of the 60 m pixels: mean |d reflectance| "
+        f"{diff.mean():.4f}, 99th percentile {np.percentile(diff, 99):.4f}; validity differs on "
+        f"{int(((box > 0) != (level > 0)).sum())} px"
+    )
 
 
 def main() -> None:
@@ -79,8 +83,10 @@ def main() -> None:
     serial, a = timed(1, "1")
     parallel, b = timed(8, "ALL_CPUS")
     assert np.array_equal(a, b)
-    print(f"T29UNU, 6 bands at 60 m (1830 x 1830 JPEG 2000): serial {serial:.2f} s, parallel {parallel:.2f} s "
-          "(identical DNs)")
+    print(
+        f"T29UNU, 6 bands at 60 m (1830 x 1830 JPEG 2000): serial {serial:.2f} s, parallel {parallel:.2f} s "
+        "(identical DNs)"
+    )
     print(level_difference())
     print(f"read_seconds_t29unu_60m={parallel:.2f}")
 

@@ -38,7 +38,7 @@ def rgb(folder: Path) -> Image.Image:
 def colour(mask: np.ndarray) -> Image.Image:
     palette = np.zeros((256, 3), dtype=np.uint8)
     for c in CLASSES:
-        palette[c["value"]] = [int(c["color_hint"][i:i + 2], 16) for i in (0, 2, 4)]
+        palette[c["value"]] = [int(c["color_hint"][i : i + 2], 16) for i in (0, 2, 4)]
     return Image.fromarray(palette[mask]).resize((SIZE, SIZE), Image.Resampling.NEAREST)
 
 
@@ -63,9 +63,14 @@ def main() -> None:
     draw = ImageDraw.Draw(sheet)
     y = 10
     for source_id, image, mask, props in panels:
-        draw.text((10, y), f"{source_id}: cloud {props['clouds2mask:cloud_percentage']:.1f} %, "
-                  f"shadow {props['clouds2mask:shadow_percentage']:.1f} %, valid {props['clouds2mask:valid_percentage']:.1f} % "
-                  f"({props['mlm:name']}, {props['proj:transform'][0]:g} m grid)", fill="black")
+        draw.text(
+            (10, y),
+            f"{source_id}: cloud {props['clouds2mask:cloud_percentage']:.1f} %, "
+            f"shadow {props['clouds2mask:shadow_percentage']:.1f} %, valid "
+            f"{props['clouds2mask:valid_percentage']:.1f} % "
+            f"({props['mlm:name']}, {props['proj:transform'][0]:g} m grid)",
+            fill="black",
+        )
         sheet.paste(image, (10, y + caption_h))
         sheet.paste(mask, (SIZE + 20, y + caption_h))
         y += SIZE + caption_h + 10

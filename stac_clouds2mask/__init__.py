@@ -8,7 +8,13 @@ __version__ = "0.1.0"
 
 from .api import mask_array  # noqa: E402
 from .errors import (  # noqa: E402
-    Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, ModelError, PublishError, SourceDataError,
+    Clouds2MaskError,
+    ConfigurationError,
+    InvalidInputError,
+    ItemError,
+    ModelError,
+    PublishError,
+    SourceDataError,
 )
 from .infer import Prediction, predict  # noqa: E402
 from .pipeline import RunConfig, RunReport, Runner, run  # noqa: E402
@@ -18,8 +24,27 @@ from .scene import MaskResult, Scene  # noqa: E402
 from .search import SearchFilters, search  # noqa: E402
 
 __all__ = [
-    "Clouds2MaskError", "ConfigurationError", "InvalidInputError", "ItemError", "ModelError", "PublishError",
-    "SourceDataError", "MaskResult", "Prediction", "Publisher", "RunConfig",
-    "RunReport", "Runner", "Scene", "SearchFilters", "StacApi", "StaticCatalog", "__version__", "mask_array",
-    "predict", "read_scene", "run", "search",
+    "Clouds2MaskError",
+    "ConfigurationError",
+    "InvalidInputError",
+    "ItemError",
+    "ModelError",
+    "PublishError",
+    "SourceDataError",
+    "MaskResult",
+    "Prediction",
+    "Publisher",
+    "RunConfig",
+    "RunReport",
+    "Runner",
+    "Scene",
+    "SearchFilters",
+    "StacApi",
+    "StaticCatalog",
+    "__version__",
+    "mask_array",
+    "predict",
+    "read_scene",
+    "run",
+    "search",
 ]

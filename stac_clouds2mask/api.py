@@ -41,10 +41,20 @@ def mask_array(
         mask = valid.astype(bool)
     data = np.nan_to_num(data, nan=0.0)
     if mask.any() and float(np.median(data[:, mask])) > 1.5:
-        raise ValueError(f"reflectance has a median of {float(np.median(data[:, mask])):.0f}: these look like digital "
-                         "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
-                         "remove the processing-baseline offset)")
+        raise ValueError(
+            f"reflectance has a median of {float(np.median(data[:, mask])):.0f}: these look like digital "
+            "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
+            "remove the processing-baseline offset)"
+        )
     dev = resolve_device(device)
-    return predict(data, mask, spec, load_model(spec, dev, fold_bn=dev.type == "cpu"), device=str(dev),
-                   with_probabilities=with_probabilities, patch_size=patch_size, overlap=overlap,
-                   precision=precision)
+    return predict(
+        data,
+        mask,
+        spec,
+        load_model(spec, dev, fold_bn=dev.type == "cpu"),
+        device=str(dev),
+        with_probabilities=with_probabilities,
+        patch_size=patch_size,
+        overlap=overlap,
+        precision=precision,
+    )

@@ -96,9 +96,11 @@ def output_root(template: Any, where: str, source: str | None = None) -> str:
     root = text[: -len(TEMPLATE_TAIL)] if text.endswith(TEMPLATE_TAIL) else ""
     if not root or "${" in root:
         raise InvalidInputError(
-            f"{where}.path_template {template!r} is not supported: it must be '<root>/${{collection}}/${{id}}' with a fixed "
+            f"{where}.path_template {template!r} is not supported: it must be '<root>/${{collection}}/${{id}}' with "
+            "a fixed "
             "root such as 's3://bucket/masks/${collection}/${id}' (masks are published as a static catalog: "
-            "<root>/catalog.json, <root>/<collection>/<id>/<id>.json and .tif)")
+            "<root>/catalog.json, <root>/<collection>/<id>/<id>.json and .tif)"
+        )
     try:
         check_output_root(root, source)
     except UntrustedReferenceError as exc:
@@ -132,11 +134,19 @@ class TaskPayload:
 
     def config(self, root: str, device: str | None = None) -> RunConfig:
         p = self.parameters
-        options = StorageOptions(anon=p.get("anon"), requester_pays=bool(p.get("requester_pays", False)),
-                                 endpoint_url=p.get("endpoint_url"))
-        return RunConfig(output=root, publish_api=p.get("publish_api"), resolution=p.get("resolution", 20),
-                         device=device or p.get("device", "auto"), model=p.get("model", "auto"),
-                         overwrite=bool(p.get("overwrite", False)), batch_size=p.get("batch_size"), options=options)
+        options = StorageOptions(
+            anon=p.get("anon"), requester_pays=bool(p.get("requester_pays", False)), endpoint_url=p.get("endpoint_url")
+        )
+        return RunConfig(
+            output=root,
+            publish_api=p.get("publish_api"),
+            resolution=p.get("resolution", 20),
+            device=device or p.get("device", "auto"),
+            model=p.get("model", "auto"),
+            overwrite=bool(p.get("overwrite", False)),
+            batch_size=p.get("batch_size"),
+            options=options,
+        )
 
 
 def _process_definition(data: dict[str, Any]) -> dict[str, Any]:
@@ -144,8 +154,10 @@ def _process_definition(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(process, dict):  # stac-task still accepts a bare dict (deprecated)
         return process
     if not isinstance(process, list) or not process:
-        raise InvalidInputError("payload needs 'process': a list whose first element is the process definition "
-                                "(upload_options.path_template, tasks.clouds2mask)")
+        raise InvalidInputError(
+            "payload needs 'process': a list whose first element is the process definition "
+            "(upload_options.path_template, tasks.clouds2mask)"
+        )
     if not isinstance(process[0], dict):
         raise InvalidInputError("payload 'process' must be a list of objects; its first element is not an object")
     return process[0]
@@ -170,8 +182,10 @@ def _task_parameters(process: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(f"process.tasks.{TASK_NAME} must be an object of parameters")
     unknown = sorted(set(own) - set(TASK_PARAMETERS))
     if unknown:
-        raise InvalidInputError(f"process.tasks.{TASK_NAME} has unknown parameter(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(TASK_PARAMETERS)}")
+        raise InvalidInputError(
+            f"process.tasks.{TASK_NAME} has unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(TASK_PARAMETERS)}"
+        )
     # workflow options apply to every task of a workflow: take only those this task knows
     params = {k: v for k, v in workflow.items() if k in TASK_PARAMETERS}
     params.update(own)
@@ -189,7 +203,9 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
     """Check a payload and turn it into items, parameters and output roots; InvalidInputError names what is wrong."""
     where = f"payload {url}" if url else "payload"
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise InvalidInputError(f"{where} must be a GeoJSON FeatureCollection (type 'FeatureCollection') in the stac-task convention")
+        raise InvalidInputError(
+            f"{where} must be a GeoJSON FeatureCollection (type 'FeatureCollection') in the stac-task convention"
+        )
     features = data.get("features")
     if not isinstance(features, list):
         raise InvalidInputError(f"{where}: 'features' must be a list of STAC items")
@@ -199,20 +215,26 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
         if not isinstance(upload, dict):
             raise InvalidInputError("process.upload_options must be an object")
         if process.get("collection_matchers") or upload.get("collections"):
-            raise InvalidInputError("collection_matchers / upload_options.collections are not supported: mask items go to "
-                                    "'<source collection>-cloudmask'; key collection_options by that id instead")
-        default_root = output_root(upload["path_template"], "process.upload_options", url) \
-            if "path_template" in upload else None
+            raise InvalidInputError(
+                "collection_matchers / upload_options.collections are not supported: mask items go to "
+                "'<source collection>-cloudmask'; key collection_options by that id instead"
+            )
+        default_root = (
+            output_root(upload["path_template"], "process.upload_options", url) if "path_template" in upload else None
+        )
         coll_options = process.get("collection_options", {})
         if not isinstance(coll_options, dict):
             raise InvalidInputError("process.collection_options must be an object")
         collection_roots = {}
         for name, opts in coll_options.items():
             if not isinstance(opts, dict) or not isinstance(opts.get("upload_options", {}), dict):
-                raise InvalidInputError(f"process.collection_options.{name} must be an object with an upload_options object")
+                raise InvalidInputError(
+                    f"process.collection_options.{name} must be an object with an upload_options object"
+                )
             if "path_template" in opts.get("upload_options", {}):
-                collection_roots[name] = output_root(opts["upload_options"]["path_template"],
-                                                     f"process.collection_options.{name}.upload_options", url)
+                collection_roots[name] = output_root(
+                    opts["upload_options"]["path_template"], f"process.collection_options.{name}.upload_options", url
+                )
         parameters = _task_parameters(process)
         for name in ("publish_api", "endpoint_url"):
             if parameters.get(name) is not None:
@@ -225,7 +247,9 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
     items: list[pystac.Item] = []
     seen: set[tuple[str | None, str]] = set()
     for i, feature in enumerate(features):
-        label = f"features[{i}]" + (f" ({feature.get('id')!r})" if isinstance(feature, dict) and feature.get("id") else "")
+        label = f"features[{i}]" + (
+            f" ({feature.get('id')!r})" if isinstance(feature, dict) and feature.get("id") else ""
+        )
         if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(feature.get("id"), str):
             raise InvalidInputError(f"{where}: {label} is not a STAC item (needs type 'Feature' and a string id)")
         try:
@@ -244,11 +268,14 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
             except UntrustedReferenceError as exc:
                 raise InvalidInputError(f"{where}: {exc}") from None
         if mask_collection_id(item.collection_id) not in collection_roots and default_root is None:
-            raise InvalidInputError(f"{where}: no upload_options.path_template for {label} (output collection "
-                                    f"{mask_collection_id(item.collection_id)!r}); set process.upload_options.path_template")
+            raise InvalidInputError(
+                f"{where}: no upload_options.path_template for {label} (output collection "
+                f"{mask_collection_id(item.collection_id)!r}); set process.upload_options.path_template"
+            )
         items.append(item)
-    payload = TaskPayload(data=data, items=items, parameters=parameters, default_root=default_root,
-                          collection_roots=collection_roots)
+    payload = TaskPayload(
+        data=data, items=items, parameters=parameters, default_root=default_root, collection_roots=collection_roots
+    )
     for root in sorted({default_root, *collection_roots.values()} - {None}):
         try:
             payload.config(root, device="cpu")  # RunConfig checks resolution and model
@@ -283,7 +310,11 @@ def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str
     base = catalog.item_url(collection_id, found["id"])
     for asset in found.get("assets", {}).values():
         asset["href"] = resolve_href(base, asset["href"])
-    links = [dict(link, href=resolve_href(base, link["href"])) for link in found.get("links", []) if link.get("rel") != "self"]
+    links = [
+        dict(link, href=resolve_href(base, link["href"]))
+        for link in found.get("links", [])
+        if link.get("rel") != "self"
+    ]
     found["links"] = [*links, {"rel": "self", "href": base, "type": "application/geo+json"}]
     return found
 
@@ -293,7 +324,9 @@ def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
     return settings_for(select_model(item, config.model), config)
 
 
-def execute(payload: TaskPayload, device: str | None = None, progress: Progress | None = None) -> tuple[dict[str, Any], RunReport]:
+def execute(
+    payload: TaskPayload, device: str | None = None, progress: Progress | None = None
+) -> tuple[dict[str, Any], RunReport]:
     """Mask the payload's items (one Runner per output root, models shared) and build the output payload:
     the input payload with ``features`` replaced by the mask items (published now or before)."""
     groups: dict[str, list[pystac.Item]] = {}
@@ -316,10 +349,18 @@ def execute(payload: TaskPayload, device: str | None = None, progress: Progress 
             d = published_item(runner.publisher, item, expected_settings(item, runner.config))
             if d is None:
                 outcome.status, outcome.stage = "failed", "publish"
-                outcome.error = f"item {item.id!r}: its mask item is not in the static catalog at {runner.config.output}"
+                outcome.error = (
+                    f"item {item.id!r}: its mask item is not in the static catalog at {runner.config.output}"
+                )
         if d is None:
-            failures.append({"source_item": item.id, "collection": item.collection_id, "stage": outcome.stage,
-                             "error": outcome.error})
+            failures.append(
+                {
+                    "source_item": item.id,
+                    "collection": item.collection_id,
+                    "stage": outcome.stage,
+                    "error": outcome.error,
+                }
+            )
         else:
             features.append(d)
     out = {k: (features if k == "features" else v) for k, v in payload.data.items()}  # same keys, same order
@@ -330,8 +371,13 @@ def execute(payload: TaskPayload, device: str | None = None, progress: Progress 
     return out, report
 
 
-def make_payload(items: Sequence[pystac.Item], root: str, parameters: dict[str, Any] | None = None,
-                 payload_id: str | None = None, description: str | None = None) -> dict[str, Any]:
+def make_payload(
+    items: Sequence[pystac.Item],
+    root: str,
+    parameters: dict[str, Any] | None = None,
+    payload_id: str | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
     """A stac-task payload that masks ``items`` into the static catalog at ``root``."""
     process: dict[str, Any] = {
         "description": description or "Cloud and cloud-shadow masks by stac-clouds2mask",
@@ -374,12 +420,22 @@ def manifest_url(plan_url: str) -> str:
     return url if url.endswith(".json") else join(url, MANIFEST)
 
 
-def write_plan(plan_url: str, items: Sequence[pystac.Item], output: str, shards: int, parameters: dict[str, Any] | None = None,
-               sources: Sequence[str] = (), filters: SearchFilters | None = None, overwrite: bool = False,
-               options: StorageOptions | None = None) -> dict[str, Any]:
+def write_plan(
+    plan_url: str,
+    items: Sequence[pystac.Item],
+    output: str,
+    shards: int,
+    parameters: dict[str, Any] | None = None,
+    sources: Sequence[str] = (),
+    filters: SearchFilters | None = None,
+    overwrite: bool = False,
+    options: StorageOptions | None = None,
+) -> dict[str, Any]:
     """Write the shard payloads, then the manifest (last, so a manifest always has its shards)."""
     if not 1 <= shards <= MAX_SHARDS:
-        raise InvalidInputError(f"--shards must be between 1 and {MAX_SHARDS} (the largest AWS Batch array), got {shards}")
+        raise InvalidInputError(
+            f"--shards must be between 1 and {MAX_SHARDS} (the largest AWS Batch array), got {shards}"
+        )
     if not items:
         raise InvalidInputError("the search found no items: nothing to plan")
     parameters = dict(parameters or {})
@@ -390,33 +446,56 @@ def write_plan(plan_url: str, items: Sequence[pystac.Item], output: str, shards:
     plan_id = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     murl = manifest_url(plan_url)
     manifest: dict[str, Any] = {
-        "type": PLAN_TYPE, "version": PLAN_VERSION, "id": plan_id, "task": TASK_NAME,
-        "output": root, "path_template": path_template(root), "parameters": parameters,
+        "type": PLAN_TYPE,
+        "version": PLAN_VERSION,
+        "id": plan_id,
+        "task": TASK_NAME,
+        "output": root,
+        "path_template": path_template(root),
+        "parameters": parameters,
         "sources": [absolute(s) for s in sources],
         "filters": {k: v for k, v in (filters.__dict__ if filters else {}).items() if v is not None},
-        "item_count": sum(len(g) for g in groups), "shard_count": len(groups),
-        "shards": [{"index": k, "href": shard_href(k), "item_count": len(g), "items": [item_key(i) for i in g]}
-                   for k, g in enumerate(groups)],
+        "item_count": sum(len(g) for g in groups),
+        "shard_count": len(groups),
+        "shards": [
+            {"index": k, "href": shard_href(k), "item_count": len(g), "items": [item_key(i) for i in g]}
+            for k, g in enumerate(groups)
+        ],
     }
     try:
         existing = read_json(murl, options)
     except FileNotFoundError:
         existing = None
     if existing is not None and existing.get("id") != plan_id and not overwrite:
-        raise InvalidInputError(f"a different plan ({existing.get('id')}) already exists at {murl}: pass --overwrite "
-                                "to replace it, or plan into another folder")
+        raise InvalidInputError(
+            f"a different plan ({existing.get('id')}) already exists at {murl}: pass --overwrite "
+            "to replace it, or plan into another folder"
+        )
     for k, group in enumerate(groups):
-        payload = make_payload(group, root, parameters, payload_id=f"{plan_id}-{k:05d}",
-                               description=f"stac-clouds2mask plan {plan_id}, shard {k} of {len(groups)}")
+        payload = make_payload(
+            group,
+            root,
+            parameters,
+            payload_id=f"{plan_id}-{k:05d}",
+            description=f"stac-clouds2mask plan {plan_id}, shard {k} of {len(groups)}",
+        )
         write_json_atomic(resolve_href(murl, shard_href(k)), payload, options)
     write_json_atomic(murl, manifest, options)
     manifest["url"] = murl
     return manifest
 
 
-def plan(sources: Sequence[str], plan_url: str, output: str, shards: int, filters: SearchFilters | None = None,
-         parameters: dict[str, Any] | None = None, source_options: StorageOptions | None = None,
-         plan_options: StorageOptions | None = None, overwrite: bool = False) -> dict[str, Any]:
+def plan(
+    sources: Sequence[str],
+    plan_url: str,
+    output: str,
+    shards: int,
+    filters: SearchFilters | None = None,
+    parameters: dict[str, Any] | None = None,
+    source_options: StorageOptions | None = None,
+    plan_options: StorageOptions | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Search the sources (read with ``source_options``) and write a plan of ``shards`` payloads (with
     ``plan_options``); returns the manifest (plus its ``url``)."""
     items = [item for source in sources for item in search(source, filters, source_options)]
@@ -428,11 +507,19 @@ def read_manifest(plan_url: str, options: StorageOptions | None = None) -> tuple
     try:
         manifest = read_json(murl, options)
     except FileNotFoundError as exc:
-        raise InvalidInputError(f"no plan at {plan_url}: {murl} not found (write one with `stac-clouds2mask plan`)") from exc
+        raise InvalidInputError(
+            f"no plan at {plan_url}: {murl} not found (write one with `stac-clouds2mask plan`)"
+        ) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"plan manifest {murl} is not JSON: {exc}") from exc
-    if manifest.get("type") != PLAN_TYPE or manifest.get("version") != PLAN_VERSION or not isinstance(manifest.get("shards"), list):
-        raise InvalidInputError(f"{murl} is not a stac-clouds2mask plan manifest (type {PLAN_TYPE!r}, version {PLAN_VERSION})")
+    if (
+        manifest.get("type") != PLAN_TYPE
+        or manifest.get("version") != PLAN_VERSION
+        or not isinstance(manifest.get("shards"), list)
+    ):
+        raise InvalidInputError(
+            f"{murl} is not a stac-clouds2mask plan manifest (type {PLAN_TYPE!r}, version {PLAN_VERSION})"
+        )
     return manifest, murl
 
 
@@ -452,7 +539,9 @@ def array_index(index: int | None, shard_count: int) -> int:
         elif shard_count == 1:
             index = 0
         else:
-            raise InvalidInputError(f"no shard index: pass --index or set {ARRAY_INDEX_ENV} (the plan has {shard_count} shards)")
+            raise InvalidInputError(
+                f"no shard index: pass --index or set {ARRAY_INDEX_ENV} (the plan has {shard_count} shards)"
+            )
     if not 0 <= index < shard_count:
         raise InvalidInputError(f"shard index {index} is outside the plan's 0..{shard_count - 1}")
     return index
@@ -471,8 +560,13 @@ class ShardRun:
     record_url: str
 
 
-def run_shard(plan_url: str, index: int | None = None, device: str | None = None, progress: Progress | None = None,
-              options: StorageOptions | None = None) -> ShardRun:
+def run_shard(
+    plan_url: str,
+    index: int | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+    options: StorageOptions | None = None,
+) -> ShardRun:
     """Run one shard of a plan and record its outcome next to the outputs (for `status`)."""
     manifest, murl = read_manifest(plan_url, options)
     k = array_index(index, len(manifest["shards"]))
@@ -481,10 +575,14 @@ def run_shard(plan_url: str, index: int | None = None, device: str | None = None
     payload = read_payload(purl, options)
     out, report = execute(payload, device, progress)
     record = {
-        "plan": manifest["id"], "index": k, "payload": purl,
+        "plan": manifest["id"],
+        "index": k,
+        "payload": purl,
         "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "outcomes": [{"key": item_key(i), "status": o.status, "stage": o.stage, "error": o.error}
-                     for i, o in zip(payload.items, report.outcomes)],
+        "outcomes": [
+            {"key": item_key(i), "status": o.status, "stage": o.stage, "error": o.error}
+            for i, o in zip(payload.items, report.outcomes)
+        ],
     }
     rurl = run_record_url(manifest["output"], manifest["id"], k)
     try:
@@ -537,17 +635,32 @@ class PlanStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "plan": self.plan_id, "manifest": self.manifest_url, "complete": self.complete,
-            "done": self.indices("done"), "failed": self.indices("failed"), "missing": self.indices("missing"),
-            "shards": [{"index": s.index, "state": s.state, "items": len(s.items), "done": s.count("done"),
-                        "failed": s.count("failed"), "missing": s.count("missing"),
-                        "problems": [{"item": i.key, "state": i.state, "detail": i.detail} for i in s.items if i.state != "done"]}
-                       for s in self.shards],
+            "plan": self.plan_id,
+            "manifest": self.manifest_url,
+            "complete": self.complete,
+            "done": self.indices("done"),
+            "failed": self.indices("failed"),
+            "missing": self.indices("missing"),
+            "shards": [
+                {
+                    "index": s.index,
+                    "state": s.state,
+                    "items": len(s.items),
+                    "done": s.count("done"),
+                    "failed": s.count("failed"),
+                    "missing": s.count("missing"),
+                    "problems": [
+                        {"item": i.key, "state": i.state, "detail": i.detail} for i in s.items if i.state != "done"
+                    ],
+                }
+                for s in self.shards
+            ],
         }
 
 
-def _item_status(payload: TaskPayload, item: pystac.Item, publishers: dict[str, Publisher],
-                 failures: dict[str, str]) -> ItemStatus:
+def _item_status(
+    payload: TaskPayload, item: pystac.Item, publishers: dict[str, Publisher], failures: dict[str, str]
+) -> ItemStatus:
     key = item_key(item)
     root = payload.root_for(item)
     config = payload.config(root, device="cpu")

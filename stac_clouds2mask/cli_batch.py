@@ -19,7 +19,6 @@ from .errors import InvalidInputError
 from .storage import StorageOptions, write_bytes_atomic, write_json_atomic
 
 
-
 def _console():
     from .cli import console
 
@@ -59,12 +58,29 @@ def _summary(report) -> None:
     summary(report)
 
 
-DeviceOpt = Annotated[Optional[str], typer.Option(metavar="DEVICE", help="Override the payload's device: auto, cpu or cuda.")]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option(metavar="DEVICE", help="Override the payload's device: auto, cpu or cuda.")
+]
 
 
 def run_payload(
-    payload_url: Annotated[str, typer.Argument(metavar="PAYLOAD_URL", help="stac-task payload: a FeatureCollection with 'features' (source items) and 'process' (upload_options.path_template, tasks.clouds2mask), at a path or fsspec URL.")],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="URL", help="Write the output payload here (path or fsspec URL); default: standard output.")] = None,
+    payload_url: Annotated[
+        str,
+        typer.Argument(
+            metavar="PAYLOAD_URL",
+            help="stac-task payload: a FeatureCollection with 'features' (source items) and 'process' "
+                 "(upload_options.path_template, tasks.clouds2mask), at a path or fsspec URL.",
+        ),
+    ],
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="URL",
+            help="Write the output payload here (path or fsspec URL); default: standard output.",
+        ),
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Run a stac-task payload: mask its items into the static catalog of upload_options.path_template
@@ -92,25 +108,89 @@ def run_payload(
 
 
 def plan(
-    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="STAC API root URL(s) or static catalog / collection / item / ItemCollection files at any path or fsspec URL.")],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="PLAN_URL", help="Folder for the plan: manifest.json and shards/shard-NNNNN.json, e.g. s3://bucket/plans/2024-summer/.")] = ...,  # type: ignore[assignment]
-    masks: Annotated[str, typer.Option("--masks", metavar="TARGET", help="Where the shards publish masks: the static catalog root, e.g. s3://bucket/cloudmasks.")] = ...,  # type: ignore[assignment]
-    shards: Annotated[int, typer.Option("--shards", "-n", metavar="N", help="Number of shards (array size); at most the number of items, at most 10000.")] = 1,
-    bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(help="Area of interest W S E N in degrees (WGS84).", metavar="W S E N")] = None,
-    intersects: Annotated[Optional[str], typer.Option(metavar="FILE", help="Area of interest as a GeoJSON file.")] = None,
-    datetime: Annotated[Optional[str], typer.Option(metavar="DATETIME", help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-08-31.")] = None,
-    max_cloud: Annotated[Optional[float], typer.Option(metavar="PERCENT", help="Keep items whose eo:cloud_cover is at most this (%).")] = None,
-    ids: Annotated[Optional[list[str]], typer.Option("--ids", metavar="ID", help="Only these item ids (repeat or separate with commas).")] = None,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="STAC API root URL(s) or static catalog / collection / item / ItemCollection files at any path or "
+                 "fsspec URL.",
+        ),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PLAN_URL",
+            help="Folder for the plan: manifest.json and shards/shard-NNNNN.json, e.g. s3://bucket/plans/2024-summer/.",
+        ),
+    ] = ...,  # type: ignore[assignment]
+    masks: Annotated[
+        str,
+        typer.Option(
+            "--masks",
+            metavar="TARGET",
+            help="Where the shards publish masks: the static catalog root, e.g. s3://bucket/cloudmasks.",
+        ),
+    ] = ...,  # type: ignore[assignment]
+    shards: Annotated[
+        int,
+        typer.Option(
+            "--shards",
+            "-n",
+            metavar="N",
+            help="Number of shards (array size); at most the number of items, at most 10000.",
+        ),
+    ] = 1,
+    bbox: Annotated[
+        Optional[tuple[float, float, float, float]],
+        typer.Option(help="Area of interest W S E N in degrees (WGS84).", metavar="W S E N"),
+    ] = None,
+    intersects: Annotated[
+        Optional[str], typer.Option(metavar="FILE", help="Area of interest as a GeoJSON file.")
+    ] = None,
+    datetime: Annotated[
+        Optional[str],
+        typer.Option(metavar="DATETIME", help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-08-31."),
+    ] = None,
+    max_cloud: Annotated[
+        Optional[float], typer.Option(metavar="PERCENT", help="Keep items whose eo:cloud_cover is at most this (%).")
+    ] = None,
+    ids: Annotated[
+        Optional[list[str]],
+        typer.Option("--ids", metavar="ID", help="Only these item ids (repeat or separate with commas)."),
+    ] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="At most this many items per source.")] = None,
-    collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", metavar="ID", help="Source collection(s); for a STAC API the default is sentinel-2-l1c.")] = None,
+    collection: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--collection",
+            "-c",
+            metavar="ID",
+            help="Source collection(s); for a STAC API the default is sentinel-2-l1c.",
+        ),
+    ] = None,
     resolution: Annotated[int, typer.Option(metavar="METRES", help="Processing grid: 10, 20, 30 or 60 m.")] = 20,
     model: Annotated[str, typer.Option(metavar="NAME", help="auto or a name from `stac-clouds2mask models`.")] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="Patches per batch (default: sized for the device).")] = None,
-    publish_api: Annotated[Optional[str], typer.Option(metavar="URL", help="Shards also publish to this STAC API (Transactions).")] = None,
-    requester_pays: Annotated[bool, typer.Option("--requester-pays", help="Sources are in requester-pays buckets (e.g. s3://sentinel-s2-l1c).")] = False,
-    anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests.")] = None,
-    endpoint_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Custom S3 endpoint for sources and outputs.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a different plan already at PLAN_URL.")] = False,
+    batch_size: Annotated[
+        Optional[int], typer.Option(metavar="N", help="Patches per batch (default: sized for the device).")
+    ] = None,
+    publish_api: Annotated[
+        Optional[str], typer.Option(metavar="URL", help="Shards also publish to this STAC API (Transactions).")
+    ] = None,
+    requester_pays: Annotated[
+        bool,
+        typer.Option("--requester-pays", help="Sources are in requester-pays buckets (e.g. s3://sentinel-s2-l1c)."),
+    ] = False,
+    anon: Annotated[
+        Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests.")
+    ] = None,
+    endpoint_url: Annotated[
+        Optional[str], typer.Option(metavar="URL", help="Custom S3 endpoint for sources and outputs.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a different plan already at PLAN_URL.")
+    ] = False,
 ) -> None:
     """Search the SOURCES and write N shard payloads (balanced by item count, deterministic) plus a manifest.
 
@@ -124,11 +204,22 @@ def plan(
 
         options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
         id_list = tuple(i.strip() for v in ids or [] for i in v.split(",") if i.strip()) or None
-        filters = SearchFilters(bbox=bbox, intersects=load_geojson(intersects, options) if intersects else None,
-                                datetime=datetime, max_cloud=max_cloud, ids=id_list, limit=limit,
-                                collections=tuple(collection) if collection else None)
+        filters = SearchFilters(
+            bbox=bbox,
+            intersects=load_geojson(intersects, options) if intersects else None,
+            datetime=datetime,
+            max_cloud=max_cloud,
+            ids=id_list,
+            limit=limit,
+            collections=tuple(collection) if collection else None,
+        )
         params: dict[str, Any] = {"resolution": resolution, "model": model}
-        for name, value in (("batch_size", batch_size), ("publish_api", publish_api), ("anon", anon), ("endpoint_url", endpoint_url)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("publish_api", publish_api),
+            ("anon", anon),
+            ("endpoint_url", endpoint_url),
+        ):
             if value is not None:
                 params[name] = value
         if requester_pays:
@@ -136,24 +227,45 @@ def plan(
         from .pipeline import RunConfig
 
         RunConfig(output=masks, resolution=resolution, model=model, device="cpu")  # checks resolution and model early
-        manifest = batch.plan(sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite)
-        summary = {"manifest": manifest["url"], "plan": manifest["id"], "shards": manifest["shard_count"],
-                   "items": manifest["item_count"], "masks": manifest["output"]}
+        manifest = batch.plan(
+            sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite
+        )
+        summary = {
+            "manifest": manifest["url"],
+            "plan": manifest["id"],
+            "shards": manifest["shard_count"],
+            "items": manifest["item_count"],
+            "masks": manifest["output"],
+        }
         typer.echo(json.dumps(summary))
-        note = f" (fewer than --shards {shards}: one item per shard at most)" if manifest["shard_count"] < shards else ""
-        _console().print(f"planned {manifest['item_count']} item(s) in {manifest['shard_count']} shard(s){note} -> {manifest['url']}")
+        note = (
+            f" (fewer than --shards {shards}: one item per shard at most)" if manifest["shard_count"] < shards else ""
+        )
+        _console().print(
+            f"planned {manifest['item_count']} item(s) in {manifest['shard_count']} shard(s){note} -> {manifest['url']}"
+        )
         return 0
 
     _guard(body)
 
 
 def run_shard(
-    plan_url: Annotated[str, typer.Argument(metavar="PLAN_URL", help="The plan folder (or its manifest.json) written by `plan`.")],
-    index: Annotated[Optional[int], typer.Option(
-        "--index", "-i", metavar="I",
-        help="Shard to run (default: $AWS_BATCH_JOB_ARRAY_INDEX, else the :INDEX suffix of $AWS_BATCH_JOB_ID; "
-             "0 for a one-shard plan).")] = None,
-    output_payload: Annotated[Optional[str], typer.Option(metavar="URL", help="Also write the shard's output payload (mask items) here.")] = None,
+    plan_url: Annotated[
+        str, typer.Argument(metavar="PLAN_URL", help="The plan folder (or its manifest.json) written by `plan`.")
+    ],
+    index: Annotated[
+        Optional[int],
+        typer.Option(
+            "--index",
+            "-i",
+            metavar="I",
+            help="Shard to run (default: $AWS_BATCH_JOB_ARRAY_INDEX, else the :INDEX suffix of $AWS_BATCH_JOB_ID; "
+            "0 for a one-shard plan).",
+        ),
+    ] = None,
+    output_payload: Annotated[
+        Optional[str], typer.Option(metavar="URL", help="Also write the shard's output payload (mask items) here.")
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Run one shard of a plan: mask its items (skipping those already published with the same settings)
@@ -195,16 +307,24 @@ def status(
             table = Table("shard", "state", "items", "done", "failed", "missing", title=f"plan {st.plan_id}")
             for s in st.shards:
                 color = {"done": "green", "failed": "red", "missing": "yellow"}[s.state]
-                table.add_row(str(s.index), f"[{color}]{s.state}[/]", str(len(s.items)), str(s.count("done")),
-                              str(s.count("failed")), str(s.count("missing")))
+                table.add_row(
+                    str(s.index),
+                    f"[{color}]{s.state}[/]",
+                    str(len(s.items)),
+                    str(s.count("done")),
+                    str(s.count("failed")),
+                    str(s.count("missing")),
+                )
             Console().print(table)
             for s in st.shards:
                 for i in s.items:
                     if i.state == "failed":
                         typer.echo(f"shard {s.index}: {i.key}: {i.detail}")
             todo = st.indices("missing") + st.indices("failed")
-            summary = (f"{len(st.indices('done'))} done, {len(st.indices('failed'))} failed, "
-                       f"{len(st.indices('missing'))} missing of {len(st.shards)} shard(s)")
+            summary = (
+                f"{len(st.indices('done'))} done, {len(st.indices('failed'))} failed, "
+                f"{len(st.indices('missing'))} missing of {len(st.shards)} shard(s)"
+            )
             typer.echo(summary + (f"; rerun indices: {','.join(map(str, sorted(todo)))}" if todo else ""))
         return 0 if st.complete else 1
 

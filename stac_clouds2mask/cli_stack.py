@@ -17,18 +17,67 @@ console = Console(stderr=True)
 
 
 def stack(
-    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Where the source items are: STAC API root URL(s) or static catalog / collection / item / ItemCollection files at any path or fsspec URL.")],
-    masks: Annotated[str, typer.Option("--masks", "-m", metavar="MASKS", help="Where their masks were published: the output catalog.json of `run` (any fsspec URL) or a STAC API root URL.")],
-    assets: Annotated[str, typer.Option(metavar="BANDS", help="Comma-separated source bands (asset keys or common names).")] = "blue,green,red,nir",
-    ids: Annotated[Optional[list[str]], typer.Option("--ids", metavar="ID", help="Only these source item ids (repeat or separate with commas).")] = None,
-    bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(metavar="W S E N", help="Only source items intersecting this box (WGS84).")] = None,
-    datetime: Annotated[Optional[str], typer.Option(metavar="DATETIME", help="Only source items in this RFC 3339 instant or interval.")] = None,
-    collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", metavar="ID", help="Source collection(s).")] = None,
-    keep: Annotated[str, typer.Option(metavar="CLASSES", help="Mask classes whose pixels keep their values (0 clear, 1 cloud, 2 shadow); the rest become NaN.")] = "0",
-    resolution: Annotated[Optional[float], typer.Option(metavar="METRES", help="Grid resolution (default: the finest native resolution of the bands).")] = None,
-    epsg: Annotated[Optional[int], typer.Option(metavar="CODE", help="Grid CRS (default: the masks' CRS; needed when they differ).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE.nc", help="Write the masked cube (float32, NaN masked) and the classes as NetCDF.")] = None,
-    anon: Annotated[Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests.")] = None,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="Where the source items are: STAC API root URL(s) or static catalog / collection / item / "
+                 "ItemCollection files at any path or fsspec URL.",
+        ),
+    ],
+    masks: Annotated[
+        str,
+        typer.Option(
+            "--masks",
+            "-m",
+            metavar="MASKS",
+            help="Where their masks were published: the output catalog.json of `run` (any fsspec URL) or a STAC API "
+                 "root URL.",
+        ),
+    ],
+    assets: Annotated[
+        str, typer.Option(metavar="BANDS", help="Comma-separated source bands (asset keys or common names).")
+    ] = "blue,green,red,nir",
+    ids: Annotated[
+        Optional[list[str]],
+        typer.Option("--ids", metavar="ID", help="Only these source item ids (repeat or separate with commas)."),
+    ] = None,
+    bbox: Annotated[
+        Optional[tuple[float, float, float, float]],
+        typer.Option(metavar="W S E N", help="Only source items intersecting this box (WGS84)."),
+    ] = None,
+    datetime: Annotated[
+        Optional[str], typer.Option(metavar="DATETIME", help="Only source items in this RFC 3339 instant or interval.")
+    ] = None,
+    collection: Annotated[
+        Optional[list[str]], typer.Option("--collection", "-c", metavar="ID", help="Source collection(s).")
+    ] = None,
+    keep: Annotated[
+        str,
+        typer.Option(
+            metavar="CLASSES",
+            help="Mask classes whose pixels keep their values (0 clear, 1 cloud, 2 shadow); the rest become NaN.",
+        ),
+    ] = "0",
+    resolution: Annotated[
+        Optional[float],
+        typer.Option(metavar="METRES", help="Grid resolution (default: the finest native resolution of the bands)."),
+    ] = None,
+    epsg: Annotated[
+        Optional[int], typer.Option(metavar="CODE", help="Grid CRS (default: the masks' CRS; needed when they differ).")
+    ] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE.nc",
+            help="Write the masked cube (float32, NaN masked) and the classes as NetCDF.",
+        ),
+    ] = None,
+    anon: Annotated[
+        Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests.")
+    ] = None,
     endpoint_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Custom S3 endpoint.")] = None,
 ) -> None:
     """Load the SOURCES' bands with stackstac together with their published masks, on one grid, and set
@@ -36,7 +85,8 @@ def stack(
 
     [bold]Example[/]
 
-      stac-clouds2mask stack ../shared/data/catalog.json --masks ./masks/catalog.json --ids ccd-s2-l2a-20200908-epsg32636-512-labelled -o f.nc
+      stac-clouds2mask stack ../shared/data/catalog.json --masks ./masks/catalog.json \
+--ids ccd-s2-l2a-20200908-epsg32636-512-labelled -o f.nc
 
     Python: stac_clouds2mask.stack.stack_masked(items, "./masks/catalog.json")
     """
@@ -45,20 +95,32 @@ def stack(
 
         options = StorageOptions(anon=anon, endpoint_url=endpoint_url)
         id_list = tuple(i.strip() for v in ids or [] for i in v.split(",") if i.strip()) or None
-        filters = SearchFilters(bbox=bbox, datetime=datetime, ids=id_list, collections=tuple(collection) if collection else None)
+        filters = SearchFilters(
+            bbox=bbox, datetime=datetime, ids=id_list, collections=tuple(collection) if collection else None
+        )
         items = [it for s in sources for it in search(s, filters, options)]
         if not items:
             raise InvalidInputError("no source items found for these filters")
         keep_classes = tuple(int(k) for k in keep.split(",") if k.strip())
         band_list = [b.strip() for b in assets.split(",") if b.strip()]
-        cube = stack_masked(items, masks, band_list, keep=keep_classes, resolution=resolution, epsg=epsg, options=options)
+        cube = stack_masked(
+            items, masks, band_list, keep=keep_classes, resolution=resolution, epsg=epsg, options=options
+        )
     except (InvalidInputError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     classes = cube["cloudmask"].compute()
-    table = Table("time", "source item", "mask item", "kept %", "cloud %", "shadow %", "nodata %",
-                  title=f"{cube.sizes['time']} x {cube.sizes['band']} bands x {cube.sizes['y']} x {cube.sizes['x']} "
-                        f"({str(cube.attrs.get('crs')).upper()}, {cube.attrs.get('resolution')} m)")
+    table = Table(
+        "time",
+        "source item",
+        "mask item",
+        "kept %",
+        "cloud %",
+        "shadow %",
+        "nodata %",
+        title=f"{cube.sizes['time']} x {cube.sizes['band']} bands x {cube.sizes['y']} x {cube.sizes['x']} "
+        f"({str(cube.attrs.get('crs')).upper()}, {cube.attrs.get('resolution')} m)",
+    )
     for i in range(cube.sizes["time"]):
         c = classes.isel(time=i).values
         n = c.size
@@ -66,8 +128,15 @@ def stack(
         def pct(mask) -> str:
             return f"{100.0 * mask.sum() / n:.2f}"
 
-        table.add_row(str(classes["time"].values[i])[:19], str(classes["id"].values[i]), str(classes["mask_id"].values[i]),
-                      pct(sum(c == k for k in keep_classes)), pct(c == 1), pct(c == 2), pct(c == 255))
+        table.add_row(
+            str(classes["time"].values[i])[:19],
+            str(classes["id"].values[i]),
+            str(classes["mask_id"].values[i]),
+            pct(sum(c == k for k in keep_classes)),
+            pct(c == 1),
+            pct(c == 2),
+            pct(c == 255),
+        )
     Console().print(table)
     if output:
         import xarray as xr
@@ -75,13 +144,26 @@ def stack(
         ds = xr.Dataset(
             {
                 "masked": (("time", "band", "y", "x"), cube.data.astype("float32")),
-                "cloudmask": (("time", "y", "x"), classes.values.astype("int16"), {"flag_values": "0 1 2 255", "flag_meanings": "clear cloud cloud_shadow nodata"}),
+                "cloudmask": (
+                    ("time", "y", "x"),
+                    classes.values.astype("int16"),
+                    {"flag_values": "0 1 2 255", "flag_meanings": "clear cloud cloud_shadow nodata"},
+                ),
             },
-            coords={"time": cube["time"].values, "band": [str(b) for b in cube["band"].values],
-                    "y": cube["y"].values, "x": cube["x"].values, "id": ("time", [str(v) for v in classes["id"].values])},
-            attrs={"crs": str(cube.attrs.get("crs")).upper(), "transform": list(cube.attrs["transform"])[:6],
-                   "resolution": float(cube.attrs.get("resolution", 0)), "source": "stac-clouds2mask stack",
-                   "kept_classes": list(keep_classes)},
+            coords={
+                "time": cube["time"].values,
+                "band": [str(b) for b in cube["band"].values],
+                "y": cube["y"].values,
+                "x": cube["x"].values,
+                "id": ("time", [str(v) for v in classes["id"].values]),
+            },
+            attrs={
+                "crs": str(cube.attrs.get("crs")).upper(),
+                "transform": list(cube.attrs["transform"])[:6],
+                "resolution": float(cube.attrs.get("resolution", 0)),
+                "source": "stac-clouds2mask stack",
+                "kept_classes": list(keep_classes),
+            },
         )
         ds.to_netcdf(output)
         console.print(f"wrote {output}")

@@ -30,8 +30,14 @@ def write_cog(
     arr = data[np.newaxis] if data.ndim == 2 else data
     count, height, width = arr.shape
     profile = {
-        "driver": "GTiff", "dtype": "uint8", "count": count, "height": height, "width": width,
-        "crs": crs, "transform": transform, "nodata": nodata,
+        "driver": "GTiff",
+        "dtype": "uint8",
+        "count": count,
+        "height": height,
+        "width": width,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
     }
     dst_profile = cog_profiles.get("deflate")
     dst_profile.update(blockxsize=BLOCKSIZE, blockysize=BLOCKSIZE, predictor=2)
@@ -42,8 +48,16 @@ def write_cog(
                 for i, text in enumerate(descriptions, start=1):
                     ds.set_band_description(i, text)
         with mem.open() as src:
-            cog_translate(src, str(path), dst_profile, nodata=nodata, overview_resampling=resampling,
-                          in_memory=True, quiet=True, use_cog_driver=False)
+            cog_translate(
+                src,
+                str(path),
+                dst_profile,
+                nodata=nodata,
+                overview_resampling=resampling,
+                in_memory=True,
+                quiet=True,
+                use_cog_driver=False,
+            )
 
 
 def multihash_sha256(path: str | Path) -> str:

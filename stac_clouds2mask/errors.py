@@ -29,7 +29,9 @@ class ItemError(Clouds2MaskError):
     `href`: the asset's file, where it applies (the run report fills it from the asset key when not given).
     """
 
-    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = None, href: str | None = None):
+    def __init__(
+        self, item_id: str, reason: str, asset: str | None = None, stage: str | None = None, href: str | None = None
+    ):
         self.item_id = item_id
         self.asset = asset
         self.reason = reason
@@ -42,19 +44,30 @@ class ItemError(Clouds2MaskError):
 class SourceDataError(ItemError):
     """The source item's metadata or files cannot be read onto the grid (missing, corrupt, no CRS)."""
 
-    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "read", href: str | None = None):
+    def __init__(
+        self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "read", href: str | None = None
+    ):
         super().__init__(item_id, reason, asset, stage, href)
 
 
 class ModelError(ItemError):
     """No embedded model fits the item (its level or bands)."""
 
-    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "model", href: str | None = None):
+    def __init__(
+        self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "model", href: str | None = None
+    ):
         super().__init__(item_id, reason, asset, stage, href)
 
 
 class PublishError(ItemError):
     """The mask or its item could not be written to the target."""
 
-    def __init__(self, item_id: str, reason: str, asset: str | None = None, stage: str | None = "publish", href: str | None = None):
+    def __init__(
+        self,
+        item_id: str,
+        reason: str,
+        asset: str | None = None,
+        stage: str | None = "publish",
+        href: str | None = None,
+    ):
         super().__init__(item_id, reason, asset, stage, href)

@@ -92,8 +92,9 @@ class BoundedSession(requests.Session):
         worker.start()
         worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive():
-            raise LimitExceededError(f"{request.url} did not answer within {self.deadline:g} s "
-                                     "(STAC_CLOUDS2MASK_API_SECONDS)")
+            raise LimitExceededError(
+                f"{request.url} did not answer within {self.deadline:g} s (STAC_CLOUDS2MASK_API_SECONDS)"
+            )
         if "error" in outcome:
             raise outcome["error"]
         return outcome["response"]
@@ -104,8 +105,10 @@ class BoundedSession(requests.Session):
             while chunk := r.raw.read1(2**16, decode_content=True):
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    raise LimitExceededError(f"the answer to {r.url} is larger than {self.max_body_bytes} bytes "
-                                             "(STAC_CLOUDS2MASK_MAX_BODY_BYTES)")
+                    raise LimitExceededError(
+                        f"the answer to {r.url} is larger than {self.max_body_bytes} bytes "
+                        "(STAC_CLOUDS2MASK_MAX_BODY_BYTES)"
+                    )
                 if time.monotonic() > deadline:  # the caller has given up: stop reading
                     return
                 chunks.append(chunk)

@@ -39,14 +39,18 @@ RESOLUTIONS = (10, 20, 30, 60)
 Status = Literal["published", "skipped", "failed", "not_run"]
 RUNS_DIR = ".clouds2mask-runs"
 REPORT_TYPE = "clouds2mask-run-report"
-_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?")
+_URL = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?"
+)
 
 
 def redact(text: str | None, secrets_: Iterable[str] = ()) -> str | None:
     """`text` without URL user info, URL queries (signed URLs) and any of the given secret values."""
     if text is None:
         return None
-    out = _URL.sub(lambda m: m["scheme"] + ("***@" if m["userinfo"] else "") + m["rest"] + ("?***" if m["query"] else ""), text)
+    out = _URL.sub(
+        lambda m: m["scheme"] + ("***@" if m["userinfo"] else "") + m["rest"] + ("?***" if m["query"] else ""), text
+    )
     for secret in secrets_:
         if secret and len(secret) >= 4:
             out = out.replace(secret, "***")
@@ -91,9 +95,13 @@ class RunConfig:
         except (ValueError, ImportError) as exc:
             raise InvalidInputError(f"--output {self.output!r}: {exc}") from exc
         if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
-            raise InvalidInputError(f"--target-collection {self.collection_id!r} {why}; it must be a single path segment")
+            raise InvalidInputError(
+                f"--target-collection {self.collection_id!r} {why}; it must be a single path segment"
+            )
         if self.resolution not in RESOLUTIONS:
-            raise InvalidInputError(f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {self.resolution:g}")
+            raise InvalidInputError(
+                f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {self.resolution:g}"
+            )
         if self.model != "auto":
             try:
                 get_model_spec(self.model)
@@ -159,7 +167,12 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
             raise ModelError(item.id, f"model {spec.name} is for {spec.level} but the item is {level}", stage="model")
         missing = [b for b in spec.bands if b not in available_bands(item)]
         if missing:
-            raise ModelError(item.id, f"no asset for band(s) {', '.join(missing)} needed by {spec.name}", asset=missing[0], stage="model")
+            raise ModelError(
+                item.id,
+                f"no asset for band(s) {', '.join(missing)} needed by {spec.name}",
+                asset=missing[0],
+                stage="model",
+            )
         return spec
     try:
         return choose_model(level, available_bands(item))
@@ -169,10 +182,16 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
     """What decides the mask's content; recorded in the item so reruns can tell same from different."""
-    return {"model": spec.name, "model_version": spec.version, "resolution": config.resolution,
-            "patch_size": DEFAULT_PATCH_SIZE, "overlap": DEFAULT_OVERLAP, "precision": config.precision,
-            "probabilities": config.probabilities,
-            "software": __version__}
+    return {
+        "model": spec.name,
+        "model_version": spec.version,
+        "resolution": config.resolution,
+        "patch_size": DEFAULT_PATCH_SIZE,
+        "overlap": DEFAULT_OVERLAP,
+        "precision": config.precision,
+        "probabilities": config.probabilities,
+        "software": __version__,
+    }
 
 
 class Runner:
@@ -183,12 +202,24 @@ class Runner:
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
         self.models: dict[str, torch.nn.Module] = {}
-        api = StacApi(config.publish_api, headers=config.api_headers, retries=config.api_retries,
-                      deadline=config.limits.api_seconds, max_body_bytes=config.limits.max_body_bytes) \
-            if config.publish_api else None
-        self.publisher = Publisher(StaticCatalog(config.output, config.options), api,
-                                   collection_id=config.collection_id, max_versions=config.limits.max_versions,
-                                   claim_stale_after=config.limits.item_seconds + 300)
+        api = (
+            StacApi(
+                config.publish_api,
+                headers=config.api_headers,
+                retries=config.api_retries,
+                deadline=config.limits.api_seconds,
+                max_body_bytes=config.limits.max_body_bytes,
+            )
+            if config.publish_api
+            else None
+        )
+        self.publisher = Publisher(
+            StaticCatalog(config.output, config.options),
+            api,
+            collection_id=config.collection_id,
+            max_versions=config.limits.max_versions,
+            claim_stale_after=config.limits.item_seconds + 300,
+        )
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
         self._retries_at_start = storage_retries()
@@ -196,13 +227,22 @@ class Runner:
     def _secrets(self) -> list[str]:
         return [*self.config.api_headers.values(), *_environment_secrets()]
 
-    def _failed(self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None,
-                href: str | None = None) -> None:
+    def _failed(
+        self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None, href: str | None = None
+    ) -> None:
         if href is None and asset is not None and asset in work.item.assets:
             href = work.item.assets[asset].get_absolute_href()
-        work.outcome = ItemOutcome(work.item.id, "failed", error=redact(error, self._secrets()), stage=stage, seconds=work.seconds,
-                                   error_class=error_class, asset=asset, collection=work.item.collection_id,
-                                   href=redact(href, self._secrets()))
+        work.outcome = ItemOutcome(
+            work.item.id,
+            "failed",
+            error=redact(error, self._secrets()),
+            stage=stage,
+            seconds=work.seconds,
+            error_class=error_class,
+            asset=asset,
+            collection=work.item.collection_id,
+            href=redact(href, self._secrets()),
+        )
         if self.config.fail_fast:
             with self._lock:
                 self._stop_at = work.index if self._stop_at is None else min(self._stop_at, work.index)
@@ -233,7 +273,12 @@ class Runner:
         except (Clouds2MaskError, OSError, RuntimeError, ValueError) as exc:
             self._failed(work, stage, f"item {work.item.id!r}: {type(exc).__name__}: {exc}", type(exc).__name__)
         except Exception as exc:  # a bug met by one item (KeyError in odd metadata, ...) fails that item, not the batch
-            self._failed(work, stage, f"item {work.item.id!r}: unexpected {type(exc).__name__} in {stage}: {exc}", type(exc).__name__)
+            self._failed(
+                work,
+                stage,
+                f"item {work.item.id!r}: unexpected {type(exc).__name__} in {stage}: {exc}",
+                type(exc).__name__,
+            )
         finally:
             if stage not in ("model", "validate"):
                 work.seconds[stage] = time.perf_counter() - t0
@@ -247,8 +292,11 @@ class Runner:
             for what, value in (("item id", item.id), ("target collection id", self.publisher.target_collection(item))):
                 why = unsafe_segment(value)
                 if why:
-                    raise ItemError(item.id, f"{what} {value!r} {why}: refused, it would not be a "
-                                    "single path segment under the output", stage="validate")
+                    raise ItemError(
+                        item.id,
+                        f"{what} {value!r} {why}: refused, it would not be a single path segment under the output",
+                        stage="validate",
+                    )
 
         def choose() -> None:
             work.spec = select_model(item, self.config.model)
@@ -258,8 +306,9 @@ class Runner:
                 work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason, collection=item.collection_id)
 
         def read() -> None:
-            work.scene = read_scene(item, work.spec.bands, self.config.resolution, self.config.options,
-                                    self.config.limits, work.deadline)
+            work.scene = read_scene(
+                item, work.spec.bands, self.config.resolution, self.config.options, self.config.limits, work.deadline
+            )
 
         self._stage(work, "validate", validate)
         self._stage(work, "model", choose)
@@ -273,13 +322,28 @@ class Runner:
 
         def step() -> None:
             scene = work.scene
-            pred = predict(scene.dn, scene.valid, work.spec, self.model(work.spec), device=str(self.device),
-                           batch_size=self.config.batch_size, progress=patches,
-                           scale=scene.scale, offset=scene.offset, nodata=scene.nodata,
-                           with_probabilities=self.config.probabilities, precision=self.config.precision)
+            pred = predict(
+                scene.dn,
+                scene.valid,
+                work.spec,
+                self.model(work.spec),
+                device=str(self.device),
+                batch_size=self.config.batch_size,
+                progress=patches,
+                scale=scene.scale,
+                offset=scene.offset,
+                nodata=scene.nodata,
+                with_probabilities=self.config.probabilities,
+                precision=self.config.precision,
+            )
             work.scene = scene.without_pixels()
-            work.result = MaskResult(scene=work.scene, classes=pred.classes, model_name=work.spec.name,
-                                     settings=work.settings, probabilities=pred.probabilities)
+            work.result = MaskResult(
+                scene=work.scene,
+                classes=pred.classes,
+                model_name=work.spec.name,
+                settings=work.settings,
+                probabilities=pred.probabilities,
+            )
 
         self._stage(work, "infer", step)
 
@@ -289,8 +353,9 @@ class Runner:
             if from_product(work.item):
                 self.publisher.catalog.put_source(work.item)
             published = self.publisher.publish(work.result, work.spec, work.plan)
-            work.outcome = ItemOutcome(work.item.id, "published", item=published, seconds=work.seconds,
-                                       collection=work.item.collection_id)
+            work.outcome = ItemOutcome(
+                work.item.id, "published", item=published, seconds=work.seconds, collection=work.item.collection_id
+            )
 
         self._stage(work, "publish", step)
         return work.outcome or _not_run(work.item)
@@ -340,25 +405,37 @@ class Runner:
                     break
             if writing is not None:
                 done(writing.result())
-            for item in items[len(report.outcomes):]:
+            for item in items[len(report.outcomes) :]:
                 done(_not_run(item))
             reader.shutdown()
             writer.shutdown()
         except BaseException as exc:
             reader.shutdown(wait=False, cancel_futures=True)
             writer.shutdown(wait=False, cancel_futures=True)
-            finished = writing is not None and writing.done() and not writing.cancelled() \
-                and writing.exception() is None
-            if finished and len(report.outcomes) < len(items) \
-                    and writing.result().source_id == items[len(report.outcomes)].id:
+            finished = (
+                writing is not None and writing.done() and not writing.cancelled() and writing.exception() is None
+            )
+            if (
+                finished
+                and len(report.outcomes) < len(items)
+                and writing.result().source_id == items[len(report.outcomes)].id
+            ):
                 done(writing.result())  # published while the run waited for the next item
-            why = f"not run: the run was interrupted ({exc})" if isinstance(exc, Interrupted) else \
-                f"not run: the run stopped ({type(exc).__name__})"
-            for item in items[len(report.outcomes):]:  # every item is listed, so --rerun-failed finishes the job
+            why = (
+                f"not run: the run was interrupted ({exc})"
+                if isinstance(exc, Interrupted)
+                else f"not run: the run stopped ({type(exc).__name__})"
+            )
+            for item in items[len(report.outcomes) :]:  # every item is listed, so --rerun-failed finishes the job
                 report.outcomes.append(_not_run(item, why))
             if self.config.write_report:
-                self._write_report(report, items, started, time.perf_counter() - t0,
-                                   aborted=redact(f"{type(exc).__name__}: {exc}", self._secrets()))
+                self._write_report(
+                    report,
+                    items,
+                    started,
+                    time.perf_counter() - t0,
+                    aborted=redact(f"{type(exc).__name__}: {exc}", self._secrets()),
+                )
             if isinstance(exc, Interrupted):
                 exc.report = report
             raise
@@ -370,39 +447,78 @@ class Runner:
         """The run's settings for the report: no header values, no credentials, URLs without user info or query."""
         c = self.config
         return {
-            "output": redact(c.output), "publish_api": redact(c.publish_api), "api_header_names": sorted(c.api_headers),
-            "resolution": c.resolution, "device": str(self.device), "model": c.model, "overwrite": c.overwrite,
-            "batch_size": c.batch_size, "target_collection": c.collection_id, "api_retries": c.api_retries,
-            "compile": c.compile, "precision": c.precision, "fail_fast": c.fail_fast,
-            "storage": {"anon": c.options.anon, "requester_pays": c.options.requester_pays, "endpoint_url": redact(c.options.endpoint_url)},
+            "output": redact(c.output),
+            "publish_api": redact(c.publish_api),
+            "api_header_names": sorted(c.api_headers),
+            "resolution": c.resolution,
+            "device": str(self.device),
+            "model": c.model,
+            "overwrite": c.overwrite,
+            "batch_size": c.batch_size,
+            "target_collection": c.collection_id,
+            "api_retries": c.api_retries,
+            "compile": c.compile,
+            "precision": c.precision,
+            "fail_fast": c.fail_fast,
+            "storage": {
+                "anon": c.options.anon,
+                "requester_pays": c.options.requester_pays,
+                "endpoint_url": redact(c.options.endpoint_url),
+            },
             "limits": dataclasses.asdict(c.limits),
         }
 
-    def report_dict(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
-                    aborted: str | None = None) -> dict[str, Any]:
+    def report_dict(
+        self,
+        report: RunReport,
+        items: Sequence[pystac.Item],
+        started: dt.datetime,
+        seconds: float,
+        aborted: str | None = None,
+    ) -> dict[str, Any]:
         """The JSON run report: one entry per source item, the settings, the totals."""
         by_id = {i.id: i.get_self_href() for i in items}
         totals = {s: len(report.by_status(s)) for s in ("published", "skipped", "failed", "not_run")}
         secrets_ = self._secrets()
         return {
-            "type": REPORT_TYPE, "version": 1, "software": __version__,
+            "type": REPORT_TYPE,
+            "version": 1,
+            "software": __version__,
             "started": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "seconds": round(seconds, 3), "exit_code": report.exit_code if aborted is None else None, "aborted": aborted,
+            "seconds": round(seconds, 3),
+            "exit_code": report.exit_code if aborted is None else None,
+            "aborted": aborted,
             "settings": self.settings(),
             # retries cannot be told apart per item: s3fs sends requests from its own I/O thread
             "totals": {"items": len(items), **totals, "s3_retries": storage_retries() - self._retries_at_start},
-            "items": [{
-                "source_id": o.source_id, "source_collection": o.collection, "source_href": redact(by_id.get(o.source_id), secrets_),
-                "status": o.status, "stage": o.stage, "error_class": o.error_class, "error": o.error, "asset": o.asset,
-                "href": o.href,
-                "seconds": {k: round(v, 3) for k, v in o.seconds.items()}, "retries": o.retries,
-                "mask_item_id": o.item.id if o.item is not None else None,
-            } for o in report.outcomes],
+            "items": [
+                {
+                    "source_id": o.source_id,
+                    "source_collection": o.collection,
+                    "source_href": redact(by_id.get(o.source_id), secrets_),
+                    "status": o.status,
+                    "stage": o.stage,
+                    "error_class": o.error_class,
+                    "error": o.error,
+                    "asset": o.asset,
+                    "href": o.href,
+                    "seconds": {k: round(v, 3) for k, v in o.seconds.items()},
+                    "retries": o.retries,
+                    "mask_item_id": o.item.id if o.item is not None else None,
+                }
+                for o in report.outcomes
+            ],
         }
 
-    def _write_report(self, report: RunReport, items: Sequence[pystac.Item], started: dt.datetime, seconds: float,
-                      aborted: str | None = None) -> None:
+    def _write_report(
+        self,
+        report: RunReport,
+        items: Sequence[pystac.Item],
+        started: dt.datetime,
+        seconds: float,
+        aborted: str | None = None,
+    ) -> None:
         name = f"run-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}.json"
         url = join(self.publisher.catalog.url, RUNS_DIR, name)  # next to the catalog, wherever that resolved to
         data = self.report_dict(report, items, started, seconds, aborted)
@@ -410,14 +526,17 @@ class Runner:
             write_json_atomic(url, data, self.config.options)
             report.path = url
         except Exception as exc:  # the report must never turn a finished run into a crash
-            report.report_error = redact(f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets())
+            report.report_error = redact(
+                f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets()
+            )
 
 
 def _check_deadline(work: _Work, what: str) -> None:
     """Stop an item past its wall-clock limit (a decompression bomb, a slow source) between steps."""
     if time.monotonic() > work.deadline:
-        raise LimitExceededError(f"the per-item time limit was reached before {what} ended "
-                                 "(STAC_CLOUDS2MASK_ITEM_SECONDS)")
+        raise LimitExceededError(
+            f"the per-item time limit was reached before {what} ended (STAC_CLOUDS2MASK_ITEM_SECONDS)"
+        )
 
 
 def _not_run(item: pystac.Item, why: str = "not run: fail-fast stopped the run at an earlier failure") -> ItemOutcome:
@@ -481,6 +600,9 @@ def run(
     progress: Progress | None = None,
 ) -> RunReport:
     """Search the source(s), then mask and publish every item found: the Python form of `stac-clouds2mask run`."""
-    items = [item for source in ([sources] if isinstance(sources, str) else sources)
-             for item in search(source, filters, config.options)]
+    items = [
+        item
+        for source in ([sources] if isinstance(sources, str) else sources)
+        for item in search(source, filters, config.options)
+    ]
     return Runner(config, progress).run(items)

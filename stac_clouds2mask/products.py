@@ -60,12 +60,17 @@ def _extract(archive: Path, safe: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.namelist() if m.startswith(f"{safe}/") and not m.endswith("/")
-                       and (m.endswith((".xml", ".safe")) or _BAND_FILE.search(m))]
+            members = [
+                m
+                for m in zf.namelist()
+                if m.startswith(f"{safe}/")
+                and not m.endswith("/")
+                and (m.endswith((".xml", ".safe")) or _BAND_FILE.search(m))
+            ]
             if not members:
                 raise InvalidInputError(f"{archive}: no {safe}/ product folder inside the zip")
             for member in members:
-                path = (tmp / member[len(safe) + 1:]).resolve()
+                path = (tmp / member[len(safe) + 1 :]).resolve()
                 if not str(path).startswith(str(tmp.resolve()) + os.sep):
                     raise InvalidInputError(f"{archive}: member {member!r} leaves the product folder")
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +137,10 @@ def _with_present_bands(item: pystac.Item, source: str) -> pystac.Item:
         item.add_asset(key, asset)
     if substitutes:
         item.properties[BAND_SUBSTITUTES] = substitutes
-    log.info("product %s: bands %s%s", source,
-             ", ".join(f"{b} <- {os.path.basename(a.href)}" for b, a in chosen.items()),
-             f"; stand-ins {substitutes}" if substitutes else "")
+    log.info(
+        "product %s: bands %s%s",
+        source,
+        ", ".join(f"{b} <- {os.path.basename(a.href)}" for b, a in chosen.items()),
+        f"; stand-ins {substitutes}" if substitutes else "",
+    )
     return item

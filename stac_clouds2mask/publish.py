@@ -46,11 +46,23 @@ from .limits import BoundedSession
 from .model.registry import ModelSpec
 from .scene import MaskResult
 from .stac_item import (
-    STAC_VERSION, build_mask_item, mask_collection_id, mask_item_id, new_collection,
-    same_provenance, update_collection,
+    STAC_VERSION,
+    build_mask_item,
+    mask_collection_id,
+    mask_item_id,
+    new_collection,
+    same_provenance,
+    update_collection,
 )
 from .storage import (
-    StorageOptions, absolute, create_exclusive, get_fs, join, put_file_atomic, read_json, write_json_atomic,
+    StorageOptions,
+    absolute,
+    create_exclusive,
+    get_fs,
+    join,
+    put_file_atomic,
+    read_json,
+    write_json_atomic,
 )
 from .thumbnail import write_thumbnail
 from .trust import origin, resolve, under_root, unsafe_segment
@@ -116,8 +128,9 @@ class StaticCatalog:
         and the result must stay under the root; `name` is a file name the code chose."""
         for segment in segments:
             if why := unsafe_segment(segment):
-                raise UntrustedReferenceError(f"id {segment!r} {why}: refused, it would not be a single path segment "
-                                              "under the output")
+                raise UntrustedReferenceError(
+                    f"id {segment!r} {why}: refused, it would not be a single path segment under the output"
+                )
         return under_root(join(self.url, *segments, *([name] if name else [])), self.url)
 
     def item_url(self, collection_id: str, item_id: str) -> str:
@@ -167,7 +180,7 @@ class StaticCatalog:
             return
         for p in names:
             name = posixpath.basename(p.rstrip("/"))
-            if name.startswith(item_id) and ".tmp-" in name[len(item_id):]:
+            if name.startswith(item_id) and ".tmp-" in name[len(item_id) :]:
                 try:
                     fs.rm_file(p)
                 except (FileNotFoundError, OSError):
@@ -181,7 +194,7 @@ class StaticCatalog:
         item_dir = join(self.url, collection_id, d["id"]) + "/"
         for asset in d["assets"].values():
             if asset["href"].startswith(item_dir):
-                asset["href"] = "./" + asset["href"][len(item_dir):]
+                asset["href"] = "./" + asset["href"][len(item_dir) :]
         d["links"] = [l for l in d["links"] if l["rel"] not in ("root", "parent", "collection", "self")] + [
             {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
             {"rel": "parent", "href": "../collection.json", "type": "application/json"},
@@ -210,8 +223,9 @@ class StaticCatalog:
                 yield d
 
     @contextmanager
-    def claim(self, collection_id: str, item_id: str, settings: dict[str, Any], stale_after: float,
-              source_id: str) -> Iterator[None]:
+    def claim(
+        self, collection_id: str, item_id: str, settings: dict[str, Any], stale_after: float, source_id: str
+    ) -> Iterator[None]:
         """Hold `<item>/<item>.lock` while the item is published, so two runs never write one mask id.
 
         Created exclusively; an existing lock is taken over only when it was made for the same settings
@@ -219,8 +233,12 @@ class StaticCatalog:
         items at the per-item limit). Otherwise PublishError: another run is at it."""
         url = self._url(collection_id, item_id, name=f"{item_id}.lock")
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-        mine = {"run": secrets.token_hex(8), "settings": digest, "created": time.time(),
-                "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        mine = {
+            "run": secrets.token_hex(8),
+            "settings": digest,
+            "created": time.time(),
+            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         body = json.dumps(mine).encode()
         if not create_exclusive(url, body, self.options):
             try:
@@ -229,9 +247,12 @@ class StaticCatalog:
                 held = {}
             age = time.time() - float(held.get("created", 0)) if isinstance(held, dict) else stale_after + 1
             if held.get("settings") != digest and age <= stale_after:
-                raise PublishError(source_id, f"another run is publishing {item_id!r} with other settings now "
-                                   f"(lock {url}, {age:.0f} s old): not overwritten; rerun later to publish it "
-                                   "as a new version")
+                raise PublishError(
+                    source_id,
+                    f"another run is publishing {item_id!r} with other settings now "
+                    f"(lock {url}, {age:.0f} s old): not overwritten; rerun later to publish it "
+                    "as a new version",
+                )
             write_json_atomic(url, mine, self.options)
         try:
             yield
@@ -316,7 +337,10 @@ class StaticCatalog:
             root = read_json(root_url, self.options)
         except FileNotFoundError:
             root = {
-                "type": "Catalog", "stac_version": STAC_VERSION, "id": "cloudmasks", "title": self.title,
+                "type": "Catalog",
+                "stac_version": STAC_VERSION,
+                "id": "cloudmasks",
+                "title": self.title,
                 "description": "Cloud and cloud-shadow masks of Sentinel-2 items, made by stac-clouds2mask.",
                 "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}],
             }
@@ -359,9 +383,15 @@ class StacApi:
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.session.headers.update(self.headers)
         retry = Retry(
-            total=self.retries, connect=self.retries, read=self.retries, status=self.retries,
-            backoff_factor=self.backoff, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
-            respect_retry_after_header=True, raise_on_status=False,
+            total=self.retries,
+            connect=self.retries,
+            read=self.retries,
+            status=self.retries,
+            backoff_factor=self.backoff,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None,
+            respect_retry_after_header=True,
+            raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
@@ -384,9 +414,11 @@ class StacApi:
                 break
             target = requests.compat.urljoin(url, r.headers["Location"])
             if origin(target) != origin(self.url):
-                raise ConfigurationError(f"STAC API {self.url} redirected {method} {url} to another origin "
-                                         f"({'://'.join(origin(target))}): not followed, so credentials and bodies "
-                                         "stay with the configured API")
+                raise ConfigurationError(
+                    f"STAC API {self.url} redirected {method} {url} to another origin "
+                    f"({'://'.join(origin(target))}): not followed, so credentials and bodies "
+                    "stay with the configured API"
+                )
             url = target
         else:
             raise RuntimeError(f"STAC API {self.url}: more than {MAX_REDIRECTS} redirects for {method} {url}")
@@ -427,7 +459,9 @@ class StacApi:
         if r.status_code == 409:
             r = self._request("PUT", put_url, body)
         if r.status_code in (404, 405) and r.request.method == "POST":
-            raise ConfigurationError(f"{self.url} does not accept {what} (HTTP {r.status_code}): no Transactions extension?")
+            raise ConfigurationError(
+                f"{self.url} does not accept {what} (HTTP {r.status_code}): no Transactions extension?"
+            )
         if r.status_code >= 400:
             raise RuntimeError(f"publishing {what} to {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
 
@@ -447,7 +481,9 @@ class StacApi:
 
     # --- writing --------------------------------------------------------------------------
 
-    def ensure_collection(self, collection_id: str, source_collection: str | None, item: pystac.Item | dict[str, Any]) -> None:
+    def ensure_collection(
+        self, collection_id: str, source_collection: str | None, item: pystac.Item | dict[str, Any]
+    ) -> None:
         """Create the collection (POST) or update it (PUT) so its metadata, extent and summaries cover the
         item; one request per item only when something changed."""
         self.check_transactions()
@@ -456,7 +492,10 @@ class StacApi:
         if coll is None:
             found = self.get_collection(collection_id)
             if found is not None:
-                found = {**found, "links": [l for l in found.get("links", []) if l.get("rel") in ("license", "related")]}
+                found = {
+                    **found,
+                    "links": [l for l in found.get("links", []) if l.get("rel") in ("license", "related")],
+                }
                 coll = update_collection(found, d)
                 if coll == found:
                     self._collections[collection_id] = coll
@@ -468,7 +507,9 @@ class StacApi:
             if updated == coll:
                 return
             coll = updated
-        self._upsert(f"{self.url}/collections", f"{self.url}/collections/{collection_id}", coll, f"collection {collection_id}")
+        self._upsert(
+            f"{self.url}/collections", f"{self.url}/collections/{collection_id}", coll, f"collection {collection_id}"
+        )
         self._collections[collection_id] = coll
 
     def _api_dict(self, item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -480,7 +521,12 @@ class StacApi:
         d = self._api_dict(item)
         collection_id = d.get("collection") or "cloudmask"
         self.ensure_collection(collection_id, source_collection, d)
-        self._upsert(f"{self.url}/collections/{collection_id}/items", self.item_href(collection_id, d["id"]), d, f"item {d['id']}")
+        self._upsert(
+            f"{self.url}/collections/{collection_id}/items",
+            self.item_href(collection_id, d["id"]),
+            d,
+            f"item {d['id']}",
+        )
 
     def rewrite_item(self, d: dict[str, Any]) -> None:
         d = self._api_dict(d)
@@ -501,8 +547,11 @@ class StacApi:
             for d in ds:
                 self.ensure_collection(collection_id, None, d)
             if self._bulk is not False:
-                r = self._request("POST", f"{self.url}/collections/{collection_id}/bulk_items",
-                                  {"items": {d["id"]: d for d in ds}, "method": "upsert"})
+                r = self._request(
+                    "POST",
+                    f"{self.url}/collections/{collection_id}/bulk_items",
+                    {"items": {d["id"]: d for d in ds}, "method": "upsert"},
+                )
                 requests_made += 1
                 if r.status_code < 400:
                     self._bulk = True
@@ -511,7 +560,12 @@ class StacApi:
                     raise RuntimeError(f"bulk publishing to {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
                 self._bulk = False
             for d in ds:
-                self._upsert(f"{self.url}/collections/{collection_id}/items", self.item_href(collection_id, d["id"]), d, f"item {d['id']}")
+                self._upsert(
+                    f"{self.url}/collections/{collection_id}/items",
+                    self.item_href(collection_id, d["id"]),
+                    d,
+                    f"item {d['id']}",
+                )
                 requests_made += 1
         return requests_made
 
@@ -544,14 +598,22 @@ class Publisher:
                 found, where = self.api.existing(collection_id, iid), "api"
             if found is None:
                 return out
-            if not isinstance(found, dict) or found.get("id") != iid or found.get("collection") != collection_id \
-                    or not isinstance(found.get("properties"), dict):
-                raise UntrustedReferenceError(f"the published mask {iid!r} of collection {collection_id!r} ({where}) "
-                                              "does not hold that id and collection: refused (a foreign or planted "
-                                              "item)")
+            if (
+                not isinstance(found, dict)
+                or found.get("id") != iid
+                or found.get("collection") != collection_id
+                or not isinstance(found.get("properties"), dict)
+            ):
+                raise UntrustedReferenceError(
+                    f"the published mask {iid!r} of collection {collection_id!r} ({where}) "
+                    "does not hold that id and collection: refused (a foreign or planted "
+                    "item)"
+                )
             out.append((found, where))
-        raise LimitExceededError(f"more than {self.max_versions} published versions of the mask of {source_id!r}: "
-                                 "refused (STAC_CLOUDS2MASK_MAX_VERSIONS)")
+        raise LimitExceededError(
+            f"more than {self.max_versions} published versions of the mask of {source_id!r}: "
+            "refused (STAC_CLOUDS2MASK_MAX_VERSIONS)"
+        )
 
     def plan(self, source: pystac.Item, settings: dict[str, Any], overwrite: bool = False) -> PublishPlan:
         """Decide what publishing `source`'s mask will do. On the skip path, repair what an interrupted
@@ -567,15 +629,33 @@ class Publisher:
             note = self._repair(d, where)
             if d is versions[-1] and any(not v["properties"].get("deprecated") for v in versions[:-1]):
                 self._deprecate(versions[:-1], d)  # a run stopped before it marked the older versions
-            return PublishPlan("skip", collection_id, d["id"], int(d["properties"].get("version", 1)),
-                               f"already published as {d['id']} with the same source item, model and settings{note}", versions)
+            return PublishPlan(
+                "skip",
+                collection_id,
+                d["id"],
+                int(d["properties"].get("version", 1)),
+                f"already published as {d['id']} with the same source item, model and settings{note}",
+                versions,
+            )
         if overwrite:
             d = (same or found)[-1][0]
-            return PublishPlan("overwrite", collection_id, d["id"], int(d["properties"].get("version", 1)),
-                               f"replacing {d['id']}", versions)
+            return PublishPlan(
+                "overwrite",
+                collection_id,
+                d["id"],
+                int(d["properties"].get("version", 1)),
+                f"replacing {d['id']}",
+                versions,
+            )
         n = len(found) + 1
-        return PublishPlan("new_version", collection_id, mask_item_id(source.id, n), n,
-                           f"settings differ from {found[-1][0]['id']}: publishing version {n}", versions)
+        return PublishPlan(
+            "new_version",
+            collection_id,
+            mask_item_id(source.id, n),
+            n,
+            f"settings differ from {found[-1][0]['id']}: publishing version {n}",
+            versions,
+        )
 
     def _repair(self, d: dict[str, Any], where: str) -> str:
         notes = ""
@@ -607,20 +687,26 @@ class Publisher:
             return None
         return "same" if any(same_provenance(d, source, settings) for d, _ in found) else "different"
 
-    def publish(self, result: MaskResult, spec: ModelSpec, plan: PublishPlan | None = None, *, overwrite: bool = False) -> pystac.Item:
+    def publish(
+        self, result: MaskResult, spec: ModelSpec, plan: PublishPlan | None = None, *, overwrite: bool = False
+    ) -> pystac.Item:
         """Write the assets, then the item, then the links, and return the published item (absolute hrefs).
         Without a plan, one is made (a skip plan then means: publish nothing, return the published item)."""
         src = result.scene.item
         plan = plan or self.plan(src, result.settings, overwrite)
         if plan.skip:
-            d = (self.catalog.existing(plan.collection_id, plan.item_id)
-                 or (self.api.existing(plan.collection_id, plan.item_id) if self.api else None))
+            d = self.catalog.existing(plan.collection_id, plan.item_id) or (
+                self.api.existing(plan.collection_id, plan.item_id) if self.api else None
+            )
             return pystac.Item.from_dict(d) if d else pystac.Item.from_dict(plan.versions[-1])
         with self.catalog.claim(plan.collection_id, plan.item_id, result.settings, self.claim_stale_after, src.id):
             current = self.catalog.existing(plan.collection_id, plan.item_id) if plan.action != "overwrite" else None
             if current is not None:  # another run published this id after we planned: never overwrite it
-                raise PublishError(src.id, f"{plan.item_id!r} was published by another run after this one planned it: "
-                                   "not overwritten; rerun to skip it or publish a new version")
+                raise PublishError(
+                    src.id,
+                    f"{plan.item_id!r} was published by another run after this one planned it: "
+                    "not overwritten; rerun to skip it or publish a new version",
+                )
             return self._write(result, spec, plan)
 
     def _write(self, result: MaskResult, spec: ModelSpec, plan: PublishPlan) -> pystac.Item:
@@ -642,14 +728,32 @@ class Publisher:
                     thumb = (t_href, os.path.getsize(png), multihash_sha256(png))
                 if result.probabilities is not None:
                     prob = os.path.join(tmp, f"{item_id}_probabilities.tif")
-                    write_cog(result.probabilities, result.scene.crs, result.scene.transform, prob, nodata=None,
-                              resampling="average", descriptions=("clear", "cloud", "cloud shadow"))
+                    write_cog(
+                        result.probabilities,
+                        result.scene.crs,
+                        result.scene.transform,
+                        prob,
+                        nodata=None,
+                        resampling="average",
+                        descriptions=("clear", "cloud", "cloud shadow"),
+                    )
                     p_href = self.catalog.put_asset(prob, collection_id, item_id, "_probabilities.tif")
                     probs = (p_href, os.path.getsize(prob), multihash_sha256(prob))
             except OSError as exc:
-                raise PublishError(src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish") from exc
-        item = build_mask_item(result, spec, href, size, checksum, collection_id, thumbnail=thumb, probabilities=probs,
-                               version=plan.version)
+                raise PublishError(
+                    src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish"
+                ) from exc
+        item = build_mask_item(
+            result,
+            spec,
+            href,
+            size,
+            checksum,
+            collection_id,
+            thumbnail=thumb,
+            probabilities=probs,
+            version=plan.version,
+        )
         d = _item_dict(item)
         previous = [v for v in plan.versions if v["id"] != item_id]
         if plan.action == "overwrite":
@@ -658,7 +762,9 @@ class Publisher:
             d["properties"]["deprecated"] = bool((old or {}).get("properties", {}).get("deprecated", False))
             previous = []
         elif plan.predecessor is not None:
-            _set_version_links(d, {"predecessor-version": self.catalog.version_href(collection_id, plan.predecessor["id"])})
+            _set_version_links(
+                d, {"predecessor-version": self.catalog.version_href(collection_id, plan.predecessor["id"])}
+            )
         self.catalog.write_item(d)
         if self.api is not None:
             api_d = json.loads(json.dumps(d))
@@ -707,4 +813,3 @@ class Publisher:
                         asset["href"] = join(base, asset["href"][2:])
                 self._api_version_links(api_old)
                 self.api.rewrite_item(api_old)
-

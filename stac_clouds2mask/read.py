@@ -89,11 +89,15 @@ def scale_offset(item: pystac.Item, key: str, asset: pystac.Asset) -> tuple[floa
         return float(scale), float(offset or 0.0)
     baseline = item.properties.get("s2:processing_baseline")
     if baseline is None:
-        raise SourceDataError(item.id, "no raster scale/offset and no s2:processing_baseline to derive them", asset=key, stage="read")
+        raise SourceDataError(
+            item.id, "no raster scale/offset and no s2:processing_baseline to derive them", asset=key, stage="read"
+        )
     try:
         major, minor = (int(p) for p in str(baseline).split(".")[:2])
     except ValueError as exc:
-        raise SourceDataError(item.id, f"unreadable s2:processing_baseline {baseline!r}", asset=key, stage="read") from exc
+        raise SourceDataError(
+            item.id, f"unreadable s2:processing_baseline {baseline!r}", asset=key, stage="read"
+        ) from exc
     return 0.0001, (-0.1 if (major, minor) >= OFFSET_BASELINE else 0.0)
 
 
@@ -125,7 +129,8 @@ def open_raster(href: str, options: StorageOptions | None = None, source: str | 
 
 
 def _gdal_detail(exc: BaseException) -> str:
-    """The message of an exception and of the GDAL error behind it ("Read failed. See previous exception" says little)."""
+    """The message of an exception and of the GDAL error behind it ("Read failed. See previous exception"
+    says little)."""
     cause = exc.__cause__ or exc.__context__
     detail = str(exc)
     if cause is not None and str(cause) and str(cause) not in detail:
@@ -136,7 +141,12 @@ def _gdal_detail(exc: BaseException) -> str:
 def _href(item: pystac.Item, key: str, asset: pystac.Asset) -> str:
     href = asset.get_absolute_href()
     if href is None:
-        raise SourceDataError(item.id, f"relative href {asset.href!r} and the item has no self link to resolve it", asset=key, stage="read")
+        raise SourceDataError(
+            item.id,
+            f"relative href {asset.href!r} and the item has no self link to resolve it",
+            asset=key,
+            stage="read",
+        )
     return href
 
 
@@ -148,8 +158,15 @@ def target_grid(bounds: tuple[float, float, float, float], resolution: float) ->
     return Affine(resolution, 0.0, left, 0.0, -resolution, top), width, height
 
 
-def _read_band(ds: rasterio.DatasetReader, crs: CRS, transform: Affine, out: np.ndarray, res: float,
-               src_nodata: float, in_time: Callable[[], None]) -> None:
+def _read_band(
+    ds: rasterio.DatasetReader,
+    crs: CRS,
+    transform: Affine,
+    out: np.ndarray,
+    res: float,
+    src_nodata: float,
+    in_time: Callable[[], None],
+) -> None:
     """One band onto the grid: finer data averaged down, coarser taken nearest-neighbour, DN 0 outside.
 
     Read in blocks of READ_ROWS rows, calling ``in_time`` before each, so a deadline can stop a slow
@@ -162,13 +179,23 @@ def _read_band(ds: rasterio.DatasetReader, crs: CRS, transform: Affine, out: np.
             source = ds  # the file is on the grid already: no warper
         else:
             resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest
-            source = stack.enter_context(WarpedVRT(ds, crs=crs, src_crs=crs, transform=transform, width=width,
-                                                   height=height, src_nodata=src_nodata, nodata=0,
-                                                   resampling=resampling))
+            source = stack.enter_context(
+                WarpedVRT(
+                    ds,
+                    crs=crs,
+                    src_crs=crs,
+                    transform=transform,
+                    width=width,
+                    height=height,
+                    src_nodata=src_nodata,
+                    nodata=0,
+                    resampling=resampling,
+                )
+            )
         for row in range(0, height, READ_ROWS):
             in_time()
             rows = min(READ_ROWS, height - row)
-            source.read(1, out=out[row:row + rows], window=Window(0, row, width, rows))
+            source.read(1, out=out[row : row + rows], window=Window(0, row, width, rows))
     if source is ds and src_nodata != 0:
         out[out == src_nodata] = 0
 
@@ -204,24 +231,49 @@ def read_scene(
             except (RasterioIOError, OSError) as exc:
                 raise SourceDataError(item.id, f"cannot open {href}: {exc}", asset=key, stage="read") from exc
             if ds.width * ds.height > limits.max_pixels:
-                raise SourceDataError(item.id, f"{ds.width} x {ds.height} px is larger than the limit of "
-                                      f"{limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)", asset=key, stage="read")
+                raise SourceDataError(
+                    item.id,
+                    f"{ds.width} x {ds.height} px is larger than the limit of "
+                    f"{limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)",
+                    asset=key,
+                    stage="read",
+                )
             try:
                 declared = item_crs(item, asset)
             except (CRSError, ValueError, TypeError) as exc:
                 if ds.crs is None:
-                    raise SourceDataError(item.id, f"unreadable proj:code/proj:epsg and no CRS in the file: {exc}", asset=key, stage="read") from exc
+                    raise SourceDataError(
+                        item.id,
+                        f"unreadable proj:code/proj:epsg and no CRS in the file: {exc}",
+                        asset=key,
+                        stage="read",
+                    ) from exc
                 declared = None  # the file's own CRS is used
             crs = ds.crs or declared
             if crs is None:
-                raise SourceDataError(item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read")
-            if ds.crs and declared and ds.crs != declared and None not in (ds.crs.to_epsg(), declared.to_epsg()) \
-                    and ds.crs.to_epsg() != declared.to_epsg():
-                raise SourceDataError(item.id, f"wrong CRS: the file {href} is in {ds.crs} but the item declares {declared} (proj:code/proj:epsg)",
-                                asset=key, stage="read")
+                raise SourceDataError(
+                    item.id, "no CRS: no proj:code/proj:epsg in the item and none in the file", asset=key, stage="read"
+                )
+            if (
+                ds.crs
+                and declared
+                and ds.crs != declared
+                and None not in (ds.crs.to_epsg(), declared.to_epsg())
+                and ds.crs.to_epsg() != declared.to_epsg()
+            ):
+                raise SourceDataError(
+                    item.id,
+                    f"wrong CRS: the file {href} is in {ds.crs} but the item declares {declared} (proj:code/proj:epsg)",
+                    asset=key,
+                    stage="read",
+                )
             if ds.transform.is_identity or ds.transform.b or ds.transform.d:
-                raise SourceDataError(item.id, f"no usable north-up geotransform in {href} (not georeferenced, or a truncated file)",
-                                asset=key, stage="read")
+                raise SourceDataError(
+                    item.id,
+                    f"no usable north-up geotransform in {href} (not georeferenced, or a truncated file)",
+                    asset=key,
+                    stage="read",
+                )
             datasets.append((band, key, asset, ds, crs))
 
         finest = min(datasets, key=lambda d: abs(d[3].transform.a))
@@ -230,19 +282,29 @@ def read_scene(
         res = max(float(resolution), native)
         transform, width, height = target_grid(tuple(finest[3].bounds), res)
         if width * height > limits.max_pixels:
-            raise SourceDataError(item.id, f"the processing grid of {width} x {height} px is larger than the limit "
-                                  f"of {limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)", asset=finest[1],
-                                  stage="read")
+            raise SourceDataError(
+                item.id,
+                f"the processing grid of {width} x {height} px is larger than the limit "
+                f"of {limits.max_pixels} px (STAC_CLOUDS2MASK_MAX_PIXELS)",
+                asset=finest[1],
+                stage="read",
+            )
 
         dn = np.empty((len(bands), height, width), dtype=np.result_type(*(d[3].dtypes[0] for d in datasets)))
         for band, key, asset, ds, crs in datasets:
             if crs != grid_crs:
-                raise SourceDataError(item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read")
+                raise SourceDataError(
+                    item.id, f"CRS {crs} differs from {grid_crs} of the other bands", asset=key, stage="read"
+                )
 
         def in_time(key: str) -> None:
             if deadline is not None and time.monotonic() > deadline:
-                raise SourceDataError(item.id, "reading took longer than the per-item limit "
-                                      "(STAC_CLOUDS2MASK_ITEM_SECONDS)", asset=key, stage="read")
+                raise SourceDataError(
+                    item.id,
+                    "reading took longer than the per-item limit (STAC_CLOUDS2MASK_ITEM_SECONDS)",
+                    asset=key,
+                    stage="read",
+                )
 
         def read(i: int) -> None:
             band, key, asset, ds, crs = datasets[i]
@@ -252,7 +314,12 @@ def read_scene(
                 with rasterio.Env(GDAL_NUM_THREADS=DECODER_THREADS):  # JPEG 2000 decodes its code blocks in threads
                     _read_band(ds, crs, transform, dn[i], res, src_nodata, lambda: in_time(key))
             except (RasterioIOError, OSError) as exc:
-                raise SourceDataError(item.id, f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}", asset=key, stage="read") from exc
+                raise SourceDataError(
+                    item.id,
+                    f"cannot read {ds.name}, truncated or corrupt: {_gdal_detail(exc)}",
+                    asset=key,
+                    stage="read",
+                ) from exc
 
         # one thread per band: GDAL releases the GIL while it reads, decodes and resamples
         with ThreadPoolExecutor(max_workers=min(len(datasets), MAX_READ_THREADS)) as pool:
@@ -270,5 +337,16 @@ def read_scene(
             scales.append(scale)
             offsets.append(offset)
             hrefs[key] = ds.name
-    return Scene(item=item, dn=dn, scale=tuple(scales), offset=tuple(offsets), nodata=tuple(nodatas), valid=valid, bands=tuple(bands),
-                 crs=grid_crs, transform=transform, level=product_level(item), assets=hrefs)
+    return Scene(
+        item=item,
+        dn=dn,
+        scale=tuple(scales),
+        offset=tuple(offsets),
+        nodata=tuple(nodatas),
+        valid=valid,
+        bands=tuple(bands),
+        crs=grid_crs,
+        transform=transform,
+        level=product_level(item),
+        assets=hrefs,
+    )

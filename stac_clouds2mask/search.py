@@ -106,7 +106,9 @@ def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
         else:
             geom = shapely.geometry.shape(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidInputError(f"--intersects is not a GeoJSON geometry, feature or feature collection: {exc}") from exc
+        raise InvalidInputError(
+            f"--intersects is not a GeoJSON geometry, feature or feature collection: {exc}"
+        ) from exc
     if geom is None or geom.is_empty:
         raise InvalidInputError("--intersects holds an empty geometry")
     if not geom.is_valid:
@@ -142,7 +144,9 @@ def is_api(source: str) -> bool:
     return lower.startswith(("http://", "https://")) and not lower.endswith((".json", ".geojson"))
 
 
-def search(source: str, filters: SearchFilters | None = None, options: StorageOptions | None = None) -> list[pystac.Item]:
+def search(
+    source: str, filters: SearchFilters | None = None, options: StorageOptions | None = None
+) -> list[pystac.Item]:
     """Items of a STAC API, a static STAC file or a Sentinel-2 product folder that pass the filters, in
     source order."""
     filters = filters or SearchFilters()
@@ -187,12 +191,14 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
     try:  # pages counted: an API whose every page links a next one must not run forever
         for n, page in enumerate(client.search(**{k: v for k, v in kwargs.items() if v is not None}).pages()):
             if n >= limits.max_documents or len(items) >= limits.max_documents:
-                raise InvalidInputError(f"search at {url}: more than {limits.max_documents} pages or items "
-                                        "(STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused; narrow the search or use --limit")
+                raise InvalidInputError(
+                    f"search at {url}: more than {limits.max_documents} pages or items "
+                    "(STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused; narrow the search or use --limit"
+                )
             items.extend(page.items)
     except APIError as exc:
         raise InvalidInputError(f"search failed at {url}: {exc}") from exc
-    items = items[:filters.limit] if filters.limit is not None else items
+    items = items[: filters.limit] if filters.limit is not None else items
     for item in items:
         _claimed_self(item, url)
     return items
@@ -223,7 +229,9 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
             try:
                 item = pystac.Item.from_dict(feature, migrate=True)
             except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise InvalidInputError(f"feature {n} of {url} is not a STAC item: {type(exc).__name__}: {exc}") from exc
+                raise InvalidInputError(
+                    f"feature {n} of {url} is not a STAC item: {type(exc).__name__}: {exc}"
+                ) from exc
             _claimed_self(item, base)
             yield item
     elif kind == "Feature":
@@ -239,8 +247,9 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
         raise InvalidInputError(f"{url} is not a STAC Catalog, Collection, Item or ItemCollection (type {kind!r})")
 
 
-def _walk(data: dict[str, Any], url: str, options: StorageOptions | None, limits: Limits, visited: set[str],
-          depth: int) -> Iterator[pystac.Item]:
+def _walk(
+    data: dict[str, Any], url: str, options: StorageOptions | None, limits: Limits, visited: set[str], depth: int
+) -> Iterator[pystac.Item]:
     """The items of a catalog or collection, then those of its children (pystac's order), each document
     read once (a link cycle ends), links judged by the trust rule against the document naming them,
     depth and document count bounded: InvalidInputError names the catalog and the limit."""
@@ -256,11 +265,15 @@ def _walk(data: dict[str, Any], url: str, options: StorageOptions | None, limits
                 continue
             visited.add(target)
             if len(visited) > limits.max_documents:
-                raise InvalidInputError(f"catalog {url}: more than {limits.max_documents} catalogs, collections and "
-                                        "items to read (STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused")
+                raise InvalidInputError(
+                    f"catalog {url}: more than {limits.max_documents} catalogs, collections and "
+                    "items to read (STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused"
+                )
             if rel == "child" and depth >= limits.max_depth:
-                raise InvalidInputError(f"catalog {url}: child catalogs nested deeper than {limits.max_depth} levels "
-                                        "(STAC_CLOUDS2MASK_MAX_DEPTH): refused")
+                raise InvalidInputError(
+                    f"catalog {url}: child catalogs nested deeper than {limits.max_depth} levels "
+                    "(STAC_CLOUDS2MASK_MAX_DEPTH): refused"
+                )
             doc = _read_json_object(target, options, f"{rel} link of {url}:", "a STAC object")
             if rel == "child":
                 yield from _walk(doc, target, options, limits, visited, depth + 1)
@@ -268,8 +281,9 @@ def _walk(data: dict[str, Any], url: str, options: StorageOptions | None, limits
             try:
                 item = pystac.Item.from_dict(doc, migrate=True)
             except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise InvalidInputError(f"{target} (an item of {url}) is not a STAC item: "
-                                        f"{type(exc).__name__}") from exc
+                raise InvalidInputError(
+                    f"{target} (an item of {url}) is not a STAC item: {type(exc).__name__}"
+                ) from exc
             item.set_self_href(target)
             if item.collection_id is None and data.get("type") == "Collection":
                 item.collection_id = data.get("id")
@@ -307,7 +321,9 @@ def _area(f: SearchFilters) -> BaseGeometry | None:
         if w <= e:
             geoms.append(shapely.geometry.box(w, s, e, n))
         else:
-            geoms.append(shapely.geometry.MultiPolygon([shapely.geometry.box(w, s, 180, n), shapely.geometry.box(-180, s, e, n)]))
+            geoms.append(
+                shapely.geometry.MultiPolygon([shapely.geometry.box(w, s, 180, n), shapely.geometry.box(-180, s, e, n)])
+            )
     if f.intersects is not None:
         geoms.append(geometry_from_geojson(f.intersects))
     if not geoms:

@@ -45,20 +45,48 @@ THUMBNAIL_ASSET = "thumbnail"
 PROBABILITIES_ASSET = "probabilities"
 MODEL_ASSET = "model"
 CLASSES = [
-    {"value": 0, "name": "clear", "description": "Clear: valid pixel without cloud or cloud shadow", "color_hint": "3C8C3C"},
+    {
+        "value": 0,
+        "name": "clear",
+        "description": "Clear: valid pixel without cloud or cloud shadow",
+        "color_hint": "3C8C3C",
+    },
     {"value": 1, "name": "cloud", "description": "Cloud", "color_hint": "FFFFFF"},
     {"value": 2, "name": "cloud-shadow", "description": "Cloud shadow", "color_hint": "5A3C8C"},
-    {"value": NODATA, "name": "nodata", "description": "No data in the source item", "color_hint": "000000", "nodata": True},
+    {
+        "value": NODATA,
+        "name": "nodata",
+        "description": "No data in the source item",
+        "color_hint": "000000",
+        "nodata": True,
+    },
 ]
 COPERNICUS_TERMS = "https://sentinel.esa.int/documents/247904/690755/Sentinel_Data_Legal_Notice"
 UKIS_CSMASK = "https://github.com/dlr-eoc/ukis-csmask"
 UKIS_LICENSE = f"{UKIS_CSMASK}/blob/main/LICENSE"
 PROJECT_URL = "https://github.com/stac-clouds2mask/stac-clouds2mask"
 ARCHITECTURE = "U-Net (EfficientNet-B4 encoder)"
-MASK_BANDS = [{"name": "classes", "description": "0 clear, 1 cloud, 2 cloud shadow, 255 nodata", "nodata": NODATA, "data_type": "uint8"}]
+MASK_BANDS = [
+    {
+        "name": "classes",
+        "description": "0 clear, 1 cloud, 2 cloud shadow, 255 nodata",
+        "nodata": NODATA,
+        "data_type": "uint8",
+    }
+]
 LICENSE_LINKS = [
-    {"rel": "license", "href": COPERNICUS_TERMS, "type": "application/pdf", "title": "Copernicus Sentinel data terms (source data)"},
-    {"rel": "license", "href": UKIS_LICENSE, "type": "text/html", "title": "ukis-csmask model weights (DLR): Apache-2.0"},
+    {
+        "rel": "license",
+        "href": COPERNICUS_TERMS,
+        "type": "application/pdf",
+        "title": "Copernicus Sentinel data terms (source data)",
+    },
+    {
+        "rel": "license",
+        "href": UKIS_LICENSE,
+        "type": "text/html",
+        "title": "ukis-csmask model weights (DLR): Apache-2.0",
+    },
 ]
 _VERSION_SUFFIX = re.compile(r"_cloudmask_v(\d+)$")
 
@@ -126,14 +154,18 @@ def _proj_fields(result: MaskResult) -> dict[str, Any]:
     height, width = scene.shape
     t = scene.transform
     epsg = scene.crs.to_epsg()
-    fields: dict[str, Any] = {"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:code": None, "proj:wkt2": scene.crs.to_wkt()}
+    fields: dict[str, Any] = (
+        {"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:code": None, "proj:wkt2": scene.crs.to_wkt()}
+    )
     left, top = t.c, t.f
     right, bottom = left + t.a * width, top + t.e * height
-    fields.update({
-        "proj:shape": [height, width],
-        "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
-        "proj:bbox": [left, bottom, right, top],
-    })
+    fields.update(
+        {
+            "proj:shape": [height, width],
+            "proj:transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+            "proj:bbox": [left, bottom, right, top],
+        }
+    )
     return fields
 
 
@@ -147,19 +179,31 @@ def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
         "mlm:framework_version": torch.__version__.split("+")[0],
         "mlm:pretrained": True,
         "mlm:pretrained_source": f"ukis-csmask 1.0.0 ({spec.version}), DLR",
-        "mlm:input": [{
-            "name": f"{spec.level} reflectance",
-            "bands": list(spec.bands),
-            "input": {"shape": [-1, len(spec.bands), -1, -1], "dim_order": ["batch", "bands", "height", "width"], "data_type": "float32"},
-            "value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(spec.mean, spec.std)],
-        }],
-        "mlm:output": [{
-            "name": "cloud and cloud-shadow classes",
-            "tasks": ["semantic-segmentation"],
-            "result": {"shape": [-1, len(spec.classes), -1, -1], "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
-            "classification:classes": [dict(c) for c in CLASSES[:3]],
-            "post_processing_function": {"format": "python", "expression": "numpy.argmax(softmax(logits), axis=1)"},
-        }],
+        "mlm:input": [
+            {
+                "name": f"{spec.level} reflectance",
+                "bands": list(spec.bands),
+                "input": {
+                    "shape": [-1, len(spec.bands), -1, -1],
+                    "dim_order": ["batch", "bands", "height", "width"],
+                    "data_type": "float32",
+                },
+                "value_scaling": [{"type": "z-score", "mean": m, "stddev": s} for m, s in zip(spec.mean, spec.std)],
+            }
+        ],
+        "mlm:output": [
+            {
+                "name": "cloud and cloud-shadow classes",
+                "tasks": ["semantic-segmentation"],
+                "result": {
+                    "shape": [-1, len(spec.classes), -1, -1],
+                    "dim_order": ["batch", "channel", "height", "width"],
+                    "data_type": "float32",
+                },
+                "classification:classes": [dict(c) for c in CLASSES[:3]],
+                "post_processing_function": {"format": "python", "expression": "numpy.argmax(softmax(logits), axis=1)"},
+            }
+        ],
     }
 
 
@@ -179,15 +223,21 @@ def model_asset(spec: ModelSpec) -> dict[str, Any]:
 def lineage(result: MaskResult, spec: ModelSpec) -> str:
     s = result.settings
     overlap = s.get("overlap")
-    overlap_text = f" with {overlap} px overlap" if isinstance(overlap, int) else (f" with {overlap:.0%} overlap" if isinstance(overlap, float) else "")
+    overlap_text = (
+        f" with {overlap} px overlap"
+        if isinstance(overlap, int)
+        else (f" with {overlap:.0%} overlap" if isinstance(overlap, float) else "")
+    )
     return (
         f"Cloud and cloud-shadow classes of source item {result.scene.item.id} predicted by the pretrained "
         f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder, run natively in PyTorch) on "
         f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
         f"in {s.get('patch_size')} px patches{overlap_text}, blended probabilities, argmax; "
         f"all-nodata patches skipped; nodata (255) where any input band is nodata."
-        + "".join(f" Band {band} read from {other}, standing in for it (absent from the source)."
-                  for band, other in result.scene.item.properties.get(BAND_SUBSTITUTES, {}).items())
+        + "".join(
+            f" Band {band} read from {other}, standing in for it (absent from the source)."
+            for band, other in result.scene.item.properties.get(BAND_SUBSTITUTES, {}).items()
+        )
     )
 
 
@@ -202,7 +252,8 @@ def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]
         "format": "python",
         "expression": (
             f"stac_clouds2mask.run({where!r}, stac_clouds2mask.RunConfig(output=OUTPUT, model={spec.name!r}, "
-            f"resolution={s.get('resolution', result.scene.resolution)!r}), stac_clouds2mask.SearchFilters(ids=({src.id!r},)))"
+            f"resolution={s.get('resolution', result.scene.resolution)!r}), "
+            f"stac_clouds2mask.SearchFilters(ids=({src.id!r},)))"
         ),
     }
 
@@ -232,28 +283,40 @@ def build_mask_item(
     src = result.scene.item
     stats = percentages(result.classes)
     props: dict[str, Any] = {}
-    for key in ("datetime", "start_datetime", "end_datetime", "platform", "constellation", "instruments", "mgrs:utm_zone",
-                "mgrs:latitude_band", "mgrs:grid_square", "s2:mgrs_tile"):
+    for key in (
+        "datetime",
+        "start_datetime",
+        "end_datetime",
+        "platform",
+        "constellation",
+        "instruments",
+        "mgrs:utm_zone",
+        "mgrs:latitude_band",
+        "mgrs:grid_square",
+        "s2:mgrs_tile",
+    ):
         if key in src.properties:
             props[key] = src.properties[key]
     props.update(_proj_fields(result))
-    props.update({
-        "gsd": result.scene.resolution,
-        "eo:cloud_cover": stats["cloud"],
-        "clouds2mask:cloud_percentage": stats["cloud"],
-        "clouds2mask:shadow_percentage": stats["shadow"],
-        "clouds2mask:clear_percentage": stats["clear"],
-        "clouds2mask:valid_percentage": stats["valid"],
-        **provenance(src, result.settings),
-        "clouds2mask:source_collection": src.collection_id,
-        "processing:software": software(),
-        "processing:lineage": lineage(result, spec),
-        "processing:level": "L4",
-        "processing:expression": processing_expression(result, spec),
-        "processing:datetime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "version": str(version),
-        "deprecated": False,
-    })
+    props.update(
+        {
+            "gsd": result.scene.resolution,
+            "eo:cloud_cover": stats["cloud"],
+            "clouds2mask:cloud_percentage": stats["cloud"],
+            "clouds2mask:shadow_percentage": stats["shadow"],
+            "clouds2mask:clear_percentage": stats["clear"],
+            "clouds2mask:valid_percentage": stats["valid"],
+            **provenance(src, result.settings),
+            "clouds2mask:source_collection": src.collection_id,
+            "processing:software": software(),
+            "processing:lineage": lineage(result, spec),
+            "processing:level": "L4",
+            "processing:expression": processing_expression(result, spec),
+            "processing:datetime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "version": str(version),
+            "deprecated": False,
+        }
+    )
     if props["clouds2mask:source_updated"] is None:
         del props["clouds2mask:source_updated"]
     props.update(mlm_fields(spec))
@@ -267,54 +330,73 @@ def build_mask_item(
         collection=collection_id,
     )
     height, width = result.scene.shape
-    item.add_asset(MASK_ASSET, pystac.Asset(
-        href=mask_href,
-        media_type=pystac.MediaType.COG,
-        title="Cloud and cloud-shadow classes",
-        description="0 clear, 1 cloud, 2 cloud shadow, 255 nodata (never clear); uint8 COG, mode overviews.",
-        roles=["data", "cloud", "cloud-shadow"],
-        extra_fields={
-            "bands": [dict(b) for b in MASK_BANDS],
-            "classification:classes": [dict(c) for c in CLASSES],
-            "file:size": mask_size,
-            "file:checksum": mask_checksum,
-            "gsd": result.scene.resolution,
-            "proj:shape": [height, width],
-            "proj:transform": props["proj:transform"],
-        },
-    ))
+    item.add_asset(
+        MASK_ASSET,
+        pystac.Asset(
+            href=mask_href,
+            media_type=pystac.MediaType.COG,
+            title="Cloud and cloud-shadow classes",
+            description="0 clear, 1 cloud, 2 cloud shadow, 255 nodata (never clear); uint8 COG, mode overviews.",
+            roles=["data", "cloud", "cloud-shadow"],
+            extra_fields={
+                "bands": [dict(b) for b in MASK_BANDS],
+                "classification:classes": [dict(c) for c in CLASSES],
+                "file:size": mask_size,
+                "file:checksum": mask_checksum,
+                "gsd": result.scene.resolution,
+                "proj:shape": [height, width],
+                "proj:transform": props["proj:transform"],
+            },
+        ),
+    )
     if thumbnail is not None:
         t_href, t_size, t_checksum = thumbnail
-        item.add_asset(THUMBNAIL_ASSET, pystac.Asset(
-            href=t_href,
-            media_type=pystac.MediaType.PNG,
-            title="Mask thumbnail (green clear, white cloud, purple shadow, transparent nodata)",
-            roles=["thumbnail", "overview"],
-            extra_fields={"file:size": t_size, "file:checksum": t_checksum},
-        ))
+        item.add_asset(
+            THUMBNAIL_ASSET,
+            pystac.Asset(
+                href=t_href,
+                media_type=pystac.MediaType.PNG,
+                title="Mask thumbnail (green clear, white cloud, purple shadow, transparent nodata)",
+                roles=["thumbnail", "overview"],
+                extra_fields={"file:size": t_size, "file:checksum": t_checksum},
+            ),
+        )
     if probabilities is not None:
         p_href, p_size, p_checksum = probabilities
-        item.add_asset(PROBABILITIES_ASSET, pystac.Asset(
-            href=p_href,
-            media_type=pystac.MediaType.COG,
-            title="Class probabilities (softmax x 255; bands clear, cloud, cloud shadow)",
-            description="Blended per-class softmax of the model, scaled to 0-255, for users who threshold themselves; "
-                        "0 where the mask is nodata.",
-            roles=["data", "probability"],
-            extra_fields={
-                "bands": [{"name": name, "data_type": "uint8", "statistics": {"minimum": 0, "maximum": 255}}
-                          for name in ("clear", "cloud", "cloud-shadow")],
-                "file:size": p_size,
-                "file:checksum": p_checksum,
-            },
-        ))
+        item.add_asset(
+            PROBABILITIES_ASSET,
+            pystac.Asset(
+                href=p_href,
+                media_type=pystac.MediaType.COG,
+                title="Class probabilities (softmax x 255; bands clear, cloud, cloud shadow)",
+                description="Blended per-class softmax of the model, scaled to 0-255, for users who threshold "
+                "themselves; 0 where the mask is nodata.",
+                roles=["data", "probability"],
+                extra_fields={
+                    "bands": [
+                        {"name": name, "data_type": "uint8", "statistics": {"minimum": 0, "maximum": 255}}
+                        for name in ("clear", "cloud", "cloud-shadow")
+                    ],
+                    "file:size": p_size,
+                    "file:checksum": p_checksum,
+                },
+            ),
+        )
     item.add_asset(MODEL_ASSET, pystac.Asset.from_dict(model_asset(spec)))
     href = source_href(src)
     if href:
-        item.add_link(pystac.Link("derived_from", href, media_type=pystac.MediaType.GEOJSON, title=f"Source item {src.id}"))
+        item.add_link(
+            pystac.Link("derived_from", href, media_type=pystac.MediaType.GEOJSON, title=f"Source item {src.id}")
+        )
     if predecessor_href:
-        item.add_link(pystac.Link("predecessor-version", predecessor_href, media_type=pystac.MediaType.GEOJSON,
-                                  title="The mask of the same source item made with other settings"))
+        item.add_link(
+            pystac.Link(
+                "predecessor-version",
+                predecessor_href,
+                media_type=pystac.MediaType.GEOJSON,
+                title="The mask of the same source item made with other settings",
+            )
+        )
     for link in LICENSE_LINKS:
         item.add_link(pystac.Link(link["rel"], link["href"], media_type=link["type"], title=link["title"]))
     return item
@@ -366,18 +448,32 @@ def build_collection(
         "description": (
             f"Cloud and cloud-shadow masks (0 clear, 1 cloud, 2 cloud shadow, 255 nodata) of the items of {source}, "
             "one Cloud-Optimized GeoTIFF per source item on its processing grid, made by stac-clouds2mask with the "
-            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR) run natively in PyTorch. Each item links to its "
+            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR) run natively in PyTorch. Each item links to "
+            "its "
             "source (`derived_from`) and carries cloud, shadow, clear and valid percentages."
         ),
         "keywords": ["cloud mask", "cloud shadow", "Sentinel-2", "semantic segmentation", "machine learning"],
         "license": "other",
         "providers": [
-            {"name": "ESA / Copernicus", "roles": ["producer", "licensor"], "url": COPERNICUS_TERMS,
-             "description": "Source data: Copernicus Sentinel data, free, full and open (attribution requested)."},
-            {"name": "DLR (ukis-csmask)", "roles": ["licensor"], "url": UKIS_CSMASK,
-             "description": "Pretrained model weights, Apache-2.0."},
-            {"name": "stac-clouds2mask", "roles": ["processor"], "url": PROJECT_URL,
-             "processing:level": "L4", "processing:software": software()},
+            {
+                "name": "ESA / Copernicus",
+                "roles": ["producer", "licensor"],
+                "url": COPERNICUS_TERMS,
+                "description": "Source data: Copernicus Sentinel data, free, full and open (attribution requested).",
+            },
+            {
+                "name": "DLR (ukis-csmask)",
+                "roles": ["licensor"],
+                "url": UKIS_CSMASK,
+                "description": "Pretrained model weights, Apache-2.0.",
+            },
+            {
+                "name": "stac-clouds2mask",
+                "roles": ["processor"],
+                "url": PROJECT_URL,
+                "processing:level": "L4",
+                "processing:software": software(),
+            },
         ],
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
         "summaries": summaries,
@@ -401,7 +497,8 @@ def build_collection(
                 "mlm:artifact_type": "onnx",
             },
         },
-        "links": [dict(link) for link in LICENSE_LINKS] + [
+        "links": [dict(link) for link in LICENSE_LINKS]
+        + [
             {"rel": "related", "href": UKIS_CSMASK, "type": "text/html", "title": "ukis-csmask: the model's home"},
         ],
     }
@@ -414,13 +511,23 @@ def update_collection(coll: dict[str, Any], item: dict[str, Any] | pystac.Item) 
     props = d.get("properties", {})
     old = coll.get("summaries", {})
     models = list(old.get("mlm:name", {}).get("enum", [])) if isinstance(old.get("mlm:name"), dict) else []
-    resolutions = list(old.get("clouds2mask:resolution", {}).get("enum", [])) if isinstance(old.get("clouds2mask:resolution"), dict) else []
+    resolutions = (
+        list(old.get("clouds2mask:resolution", {}).get("enum", []))
+        if isinstance(old.get("clouds2mask:resolution"), dict)
+        else []
+    )
     if props.get("mlm:name"):
         models.append(props["mlm:name"])
     if props.get("gsd"):
         resolutions.append(props["gsd"])
-    fresh = build_collection(coll["id"], props.get("clouds2mask:source_collection"), coll["extent"]["spatial"]["bbox"][0],
-                             coll["extent"]["temporal"]["interval"][0], models=models, resolutions=resolutions)
+    fresh = build_collection(
+        coll["id"],
+        props.get("clouds2mask:source_collection"),
+        coll["extent"]["spatial"]["bbox"][0],
+        coll["extent"]["temporal"]["interval"][0],
+        models=models,
+        resolutions=resolutions,
+    )
     for key in ("title", "description"):
         fresh[key] = coll.get(key, fresh[key])
     own = {(l["rel"], l["href"]) for l in fresh["links"]}
@@ -435,12 +542,20 @@ def _merge_extent(collection: dict[str, Any], item: dict[str, Any]) -> None:
     ib = item.get("bbox")
     if ib:
         w, s, e, n = ib[:4] if len(ib) == 4 else (ib[0], ib[1], ib[3], ib[4])
-        collection["extent"]["spatial"]["bbox"][0] = [min(bbox[0], w), min(bbox[1], s), max(bbox[2], e), max(bbox[3], n)]
+        collection["extent"]["spatial"]["bbox"][0] = [
+            min(bbox[0], w),
+            min(bbox[1], s),
+            max(bbox[2], e),
+            max(bbox[3], n),
+        ]
     props = item.get("properties", {})
     times = [t for t in (props.get("datetime"), props.get("start_datetime"), props.get("end_datetime")) if t]
     if times:
         lo, hi = collection["extent"]["temporal"]["interval"][0]
-        collection["extent"]["temporal"]["interval"][0] = [min([lo, *times]) if lo else min(times), max([hi, *times]) if hi else max(times)]
+        collection["extent"]["temporal"]["interval"][0] = [
+            min([lo, *times]) if lo else min(times),
+            max([hi, *times]) if hi else max(times),
+        ]
 
 
 def new_collection(collection_id: str, item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -449,8 +564,12 @@ def new_collection(collection_id: str, item: pystac.Item | dict[str, Any]) -> di
     props = d.get("properties", {})
     times = [t for t in (props.get(k) for k in ("datetime", "start_datetime", "end_datetime")) if t]
     bbox = list(d["bbox"][:4]) if d.get("bbox") else [-180.0, -90.0, 180.0, 90.0]
-    coll = build_collection(collection_id, props.get("clouds2mask:source_collection"), bbox,
-                            [min(times), max(times)] if times else [None, None])
+    coll = build_collection(
+        collection_id,
+        props.get("clouds2mask:source_collection"),
+        bbox,
+        [min(times), max(times)] if times else [None, None],
+    )
     return update_collection(coll, d)
 
 

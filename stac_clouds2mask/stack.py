@@ -92,7 +92,9 @@ def find_masks(
     if isinstance(masks, str):
         from .search import SearchFilters, is_api, search
 
-        filters = SearchFilters(ids=tuple(mask_item_id(i, v) for i in ids for v in range(1, 10))) if is_api(masks) else None
+        filters = (
+            SearchFilters(ids=tuple(mask_item_id(i, v) for i in ids for v in range(1, 10))) if is_api(masks) else None
+        )
         with warnings.catch_warnings():  # pystac warns on every deprecated (superseded) version it reads
             warnings.simplefilter("ignore", pystac.DeprecatedWarning)
             candidates = [_absolute_dict(m) for m in search(masks, filters, options)]
@@ -108,7 +110,10 @@ def find_masks(
             continue
         rank = (not props.get("deprecated", False), int(props.get("version", 1)))
         old = best.get(sid)
-        if old is None or rank > (not old["properties"].get("deprecated", False), int(old["properties"].get("version", 1))):
+        if old is None or rank > (
+            not old["properties"].get("deprecated", False),
+            int(old["properties"].get("version", 1)),
+        ):
             best[sid] = m
     missing = [i for i in ids if i not in best]
     if missing:
@@ -145,7 +150,9 @@ def stack_sources_and_masks(
     if epsg is None:
         codes = {_epsg(m) for m in msk}
         if len(codes) != 1 or None in codes:
-            raise ValueError(f"the masks are in more than one CRS ({sorted(map(str, codes))}): pass epsg= to pick one grid")
+            raise ValueError(
+                f"the masks are in more than one CRS ({sorted(map(str, codes))}): pass epsg= to pick one grid"
+            )
         epsg = codes.pop()
     if resolution is None:
         found = [r for d, ks in zip(src, keys) for k in ks if (r := _asset_resolution(d, k))]
@@ -157,9 +164,21 @@ def stack_sources_and_masks(
         boxes = [m["properties"]["proj:bbox"] for m in msk if m["properties"].get("proj:bbox") and _epsg(m) == epsg]
         if not boxes:
             raise ValueError("cannot tell the bounds from the masks: pass bounds= (in the grid's CRS)")
-        bounds = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-    grid = dict(epsg=int(epsg), resolution=float(resolution), bounds=tuple(bounds), snap_bounds=False,
-                sortby_date=False, chunksize=chunksize, xy_coords="topleft")
+        bounds = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+    grid = dict(
+        epsg=int(epsg),
+        resolution=float(resolution),
+        bounds=tuple(bounds),
+        snap_bounds=False,
+        sortby_date=False,
+        chunksize=chunksize,
+        xy_coords="topleft",
+    )
     # one asset key per band across items (stackstac stacks by key); rename to the band names asked for
     for d, ks in zip(src, keys):
         for band, key in zip(assets, ks):
@@ -169,11 +188,21 @@ def stack_sources_and_masks(
     # fill_value as np.uint8: stackstac checks np.can_cast(type(fill_value), dtype), and a Python int is int64
     raw = stackstac.stack(msk, assets=[MASK_ASSET], dtype="uint8", fill_value=np.uint8(255), rescale=False, **grid)
     if not (np.array_equal(raw["x"].values, data["x"].values) and np.array_equal(raw["y"].values, data["y"].values)):
-        raise RuntimeError("stackstac put the masks on another grid than the sources")  # cannot happen with explicit grids
+        raise RuntimeError(
+            "stackstac put the masks on another grid than the sources"
+        )  # cannot happen with explicit grids
     classes = xr.DataArray(
-        raw.isel(band=0).data, dims=("time", "y", "x"), name="cloudmask", attrs=dict(raw.attrs),
-        coords={"time": data["time"].values, "y": data["y"].values, "x": data["x"].values,
-                "id": ("time", [d["id"] for d in src]), "mask_id": ("time", [m["id"] for m in msk])},
+        raw.isel(band=0).data,
+        dims=("time", "y", "x"),
+        name="cloudmask",
+        attrs=dict(raw.attrs),
+        coords={
+            "time": data["time"].values,
+            "y": data["y"].values,
+            "x": data["x"].values,
+            "id": ("time", [d["id"] for d in src]),
+            "mask_id": ("time", [m["id"] for m in msk]),
+        },
     )
     return data, classes
 
@@ -193,11 +222,16 @@ def stack_masked(
     `cloudmask` coordinate (time, y, x). Other keyword arguments: see stack_sources_and_masks.
     """
     data, classes = stack_sources_and_masks(sources, masks, assets, **kwargs)
-    ok = xr.DataArray(classes.isin(list(keep)).data, dims=("time", "y", "x"),
-                      coords={"time": data["time"].values, "y": data["y"].values, "x": data["x"].values})
+    ok = xr.DataArray(
+        classes.isin(list(keep)).data,
+        dims=("time", "y", "x"),
+        coords={"time": data["time"].values, "y": data["y"].values, "x": data["x"].values},
+    )
     out = data.where(ok)
     out.attrs.update(data.attrs)
     out.attrs["clouds2mask:kept_classes"] = list(keep)
     if with_mask:
-        out = out.assign_coords(cloudmask=(("time", "y", "x"), classes.data), mask_id=("time", classes["mask_id"].values))
+        out = out.assign_coords(
+            cloudmask=(("time", "y", "x"), classes.data), mask_id=("time", classes["mask_id"].values)
+        )
     return out

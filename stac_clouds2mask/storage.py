@@ -42,7 +42,10 @@ class StorageOptions:
         anon = _have_no_credentials(*(os.environ.get(v) for v in _CREDENTIAL_VARS)) if self.anon is None else self.anon
         # botocore's "standard" retries: exponential backoff with jitter on 5xx, throttling (SlowDown)
         # and connection errors, never on 403/404; s3fs adds its own bounded retries for cut-off reads
-        kwargs: dict[str, Any] = {"anon": anon, "config_kwargs": {"retries": {"max_attempts": S3_ATTEMPTS, "mode": "standard"}}}
+        kwargs: dict[str, Any] = {
+            "anon": anon,
+            "config_kwargs": {"retries": {"max_attempts": S3_ATTEMPTS, "mode": "standard"}},
+        }
         if self.requester_pays:
             kwargs["requester_pays"] = True
         endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -51,7 +54,12 @@ class StorageOptions:
         return kwargs
 
 
-_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
+_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -80,7 +88,7 @@ def absolute(url: str) -> str:
     """Absolute form of a local path (URLs pass through), for hrefs that outlive the working directory."""
     if is_remote(url):
         return url
-    return os.path.abspath(url[len("file://"):] if url.startswith("file://") else url)
+    return os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
 
 
 def get_fs(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -97,7 +105,9 @@ _RETRIES = Counter()
 _RETRY_LOCK = threading.Lock()
 
 
-def _count_retryable(attempts: int = 1, response: Any = None, caught_exception: Exception | None = None, **_: Any) -> None:
+def _count_retryable(
+    attempts: int = 1, response: Any = None, caught_exception: Exception | None = None, **_: Any
+) -> None:
     """Count attempts that failed in a way botocore retries (connection error, 5xx, 429/SlowDown).
 
     Only counts: the retry decision itself stays with botocore's retry handler."""

@@ -17,7 +17,7 @@ MAX_SIZE = 256
 def thumbnail_array(classes: np.ndarray, max_size: int = MAX_SIZE) -> np.ndarray:
     """Nearest-neighbour subsample (classes are never averaged) so the longer side is at most max_size."""
     step = max(1, -(-max(classes.shape) // max_size))
-    return np.ascontiguousarray(classes[step // 2::step, step // 2::step])
+    return np.ascontiguousarray(classes[step // 2 :: step, step // 2 :: step])
 
 
 def write_thumbnail(classes: np.ndarray, path: str | Path, max_size: int = MAX_SIZE) -> None:
@@ -26,6 +26,6 @@ def write_thumbnail(classes: np.ndarray, path: str | Path, max_size: int = MAX_S
     img = Image.frombytes("P", (small.shape[1], small.shape[0]), small.tobytes())
     palette = [0] * (256 * 3)
     for value, rgb in PALETTE.items():
-        palette[value * 3:value * 3 + 3] = rgb
+        palette[value * 3 : value * 3 + 3] = rgb
     img.putpalette(palette)
     img.save(str(path), format="PNG", transparency=NODATA, optimize=True)

@@ -88,7 +88,7 @@ def is_local(url: str) -> bool:
 
 def local_path(url: str) -> str:
     """The path of a local reference (file:// stripped), as GDAL and os open it."""
-    return url[len("file://"):] if url.startswith("file://") else url
+    return url[len("file://") :] if url.startswith("file://") else url
 
 
 def origin(url: str) -> tuple[str, str]:
@@ -126,16 +126,19 @@ def check_reference(href: str, source: str | None, policy: TrustPolicy | None = 
         if _DRIVER_PREFIX.match(local_path(href)):
             raise UntrustedReferenceError(f"{what} {shown} names a GDAL driver prefix: refused")
         if source is not None and not is_local(source):
-            raise UntrustedReferenceError(f"{what} {shown} is a local file named by the remote document "
-                                          f"{_shown(source)}: refused (remote sources may only name remote files)")
+            raise UntrustedReferenceError(
+                f"{what} {shown} is a local file named by the remote document "
+                f"{_shown(source)}: refused (remote sources may only name remote files)"
+            )
         path = os.path.realpath(local_path(href))
         if policy.local_roots and not any(_under(path, root) for root in policy.local_roots):
             raise UntrustedReferenceError(f"{what} {shown} is outside the allowed local roots ({ENV_LOCAL_ROOTS})")
         return href
     scheme, host = origin(href)
     if scheme not in policy.schemes:
-        raise UntrustedReferenceError(f"{what} {shown} uses the scheme {scheme!r}, not one of "
-                                      f"{', '.join(policy.schemes)} ({ENV_SCHEMES})")
+        raise UntrustedReferenceError(
+            f"{what} {shown} uses the scheme {scheme!r}, not one of {', '.join(policy.schemes)} ({ENV_SCHEMES})"
+        )
     hostname = (urlsplit(href).hostname or "").lower()
     if why := _host_refused(hostname):
         raise UntrustedReferenceError(f"{what} {shown} points at {why}: refused")
@@ -227,8 +230,9 @@ def check_output_root(root: str, source: str | None, policy: TrustPolicy | None 
                 return root
             except UntrustedReferenceError:
                 continue
-        raise UntrustedReferenceError(f"output root {_shown(root)} is not under an allowed output root "
-                                      f"({ENV_OUTPUT_ROOTS})")
+        raise UntrustedReferenceError(
+            f"output root {_shown(root)} is not under an allowed output root ({ENV_OUTPUT_ROOTS})"
+        )
     return root
 
 
@@ -241,8 +245,10 @@ def check_payload_target(name: str, url: str, policy: TrustPolicy | None = None)
     else:
         allowed, env = policy.s3_endpoints, ENV_S3_ENDPOINTS
     if url.rstrip("/") not in {a.rstrip("/") for a in allowed if a}:
-        raise UntrustedReferenceError(f"{name} {_shown(url)} is not one the operator configured ({env}): refused, "
-                                      "credentials go only to the operator's own endpoints")
+        raise UntrustedReferenceError(
+            f"{name} {_shown(url)} is not one the operator configured ({env}): refused, "
+            "credentials go only to the operator's own endpoints"
+        )
     return url
 
 
@@ -264,5 +270,7 @@ def open_raster_safely(path: str, opener: object | None = None) -> rasterio.Data
     assert first is not None
     if "not recognized" not in str(first):  # missing, unreadable: GDAL's own reason
         raise first
-    raise RasterioIOError(f"{_shown(path)} not recognized as being in a supported file format "
-                          f"(only {' and '.join(RASTER_DRIVERS)} are opened)") from first
+    raise RasterioIOError(
+        f"{_shown(path)} not recognized as being in a supported file format "
+        f"(only {' and '.join(RASTER_DRIVERS)} are opened)"
+    ) from first

@@ -24,8 +24,9 @@ def engine_problem() -> str | None:
     if docker is None:
         return "no docker CLI on PATH (install Debian's docker.io and start dockerd as root)"
     try:
-        result = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         return "`docker info` did not answer within 30 s"
     if result.returncode != 0:
@@ -45,17 +46,29 @@ def cpu_image(log_dir: Path) -> tuple[str, float]:
     log = log_dir / "build-local.log"
     t0 = time.monotonic()
     with log.open("w") as err:
-        result = subprocess.run(["bash", str(BUILD_LOCAL)], stdout=subprocess.PIPE, stderr=err, text=True,
-                                timeout=1800, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["bash", str(BUILD_LOCAL)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            timeout=1800,
+            stdin=subprocess.DEVNULL,
+        )
     if result.returncode != 0 or not result.stdout.strip():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
         raise RuntimeError(f"docker/build-local.sh failed (exit {result.returncode}); log {log}:\n{tail}")
     return result.stdout.strip().splitlines()[-1], time.monotonic() - t0
 
 
-def docker_run(image: str, *args: str, network: str = "none", volumes: dict[Path, str] | None = None,
-               env: dict[str, str] | None = None, extra: tuple[str, ...] = (),
-               timeout: int = 600) -> subprocess.CompletedProcess:
+def docker_run(
+    image: str,
+    *args: str,
+    network: str = "none",
+    volumes: dict[Path, str] | None = None,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
+    timeout: int = 600,
+) -> subprocess.CompletedProcess:
     """``docker run --rm`` of the image with its entrypoint, read-only root file system, a /tmp tmpfs."""
     cmd = ["docker", "run", "--rm", "--network", network, "--read-only", "--tmpfs", "/tmp", *extra]
     for host, target in (volumes or {}).items():

@@ -19,14 +19,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 KINDS = ("500", "503-slowdown", "drop", "truncate", "delay")
-SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-            b"<Message>Please reduce your request rate.</Message></Error>")
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, rate: float = 0.2, seed: int = 0, max_in_a_row: int = 2, limit: int = 10_000,
-                 delay_s: float = 0.2):
+    def __init__(
+        self,
+        upstream: str,
+        rate: float = 0.2,
+        seed: int = 0,
+        max_in_a_row: int = 2,
+        limit: int = 10_000,
+        delay_s: float = 0.2,
+    ):
         target = urlsplit(upstream)
         self.host, self.port = target.hostname, target.port
         self.rate, self.max_in_a_row, self.limit, self.delay_s = rate, max_in_a_row, limit, delay_s
@@ -105,8 +114,11 @@ class FaultProxy:
             self.requests += 1
             if self.in_a_row[key]:
                 self.retried += 1
-            if (self.in_a_row[key] >= self.max_in_a_row or sum(self.faults.values()) >= self.limit
-                    or self.rng.random() >= self.rate):
+            if (
+                self.in_a_row[key] >= self.max_in_a_row
+                or sum(self.faults.values()) >= self.limit
+                or self.rng.random() >= self.rate
+            ):
                 self.in_a_row[key] = 0
                 return None
             kinds = [k for k in KINDS if k != "truncate" or method == "GET"]
@@ -115,7 +127,9 @@ class FaultProxy:
             self.in_a_row[key] = 0 if kind == "delay" else self.in_a_row[key] + 1
             return kind
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             sent = {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}

@@ -34,8 +34,9 @@ class HostileServer:
                 body = self.rfile.read(length) if length else b""
                 path = self.path.split("?", 1)[0]
                 with server.lock:
-                    server.requests.append({"method": self.command, "path": path, "headers": dict(self.headers),
-                                            "body": body})
+                    server.requests.append(
+                        {"method": self.command, "path": path, "headers": dict(self.headers), "body": body}
+                    )
                 answer = server.routes.get(path, server.default)
                 if answer is None:
                     answer = (404, {}, b"not found")
@@ -49,7 +50,7 @@ class HostileServer:
                     start, stop = int(first or 0), min(int(last) if last else len(data) - 1, len(data) - 1)
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{stop}/{len(data)}")
-                    data = data[start:stop + 1]
+                    data = data[start : stop + 1]
                 else:
                     self.send_response(status)
                 for k, v in headers.items():

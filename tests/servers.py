@@ -201,9 +201,7 @@ def find_pg_bindir() -> Path:
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=30
-            ).stdout.strip()
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=30).stdout.strip()
             if out:
                 candidates.append(out)
         except (OSError, subprocess.SubprocessError):
@@ -213,8 +211,7 @@ def find_pg_bindir() -> Path:
         if all((p / exe).is_file() for exe in ("initdb", "pg_ctl", "postgres")):
             return p
     raise ServerStartError(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in "
-        f"{candidates}: {INSTALL_HINT}"
+        f"PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in {candidates}: {INSTALL_HINT}"
     )
 
 
@@ -222,9 +219,7 @@ def pg_sharedir(bindir: Path) -> Path:
     cfg = bindir / "pg_config"
     if cfg.is_file():
         try:
-            out = subprocess.run(
-                [str(cfg), "--sharedir"], capture_output=True, text=True, timeout=30
-            ).stdout.strip()
+            out = subprocess.run([str(cfg), "--sharedir"], capture_output=True, text=True, timeout=30).stdout.strip()
             if out:
                 return Path(out)
         except (OSError, subprocess.SubprocessError):
@@ -253,13 +248,9 @@ def _pg_user_prefix() -> list[str]:
 
 
 def _run(cmd: list[str], what: str, timeout: float = 120) -> str:
-    p = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
-        raise ServerStartError(
-            f"{what} failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}"
-        )
+        raise ServerStartError(f"{what} failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     return p.stdout
 
 
@@ -385,8 +376,7 @@ class PostgresServer:
             return
         prefix = _pg_user_prefix()
         subprocess.run(
-            prefix
-            + [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "immediate", "-w"],
+            prefix + [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m", "immediate", "-w"],
             capture_output=True,
             stdin=subprocess.DEVNULL,
             timeout=60,
@@ -429,9 +419,7 @@ class StacApi:
 
     def _check(self, r: requests.Response, what: str) -> requests.Response:
         if r.status_code >= 400:
-            raise RuntimeError(
-                f"STAC API {what} -> HTTP {r.status_code}: {r.text[:2000]}"
-            )
+            raise RuntimeError(f"STAC API {what} -> HTTP {r.status_code}: {r.text[:2000]}")
         return r
 
     # --- Transactions helpers -------------------------------------------------------------
@@ -449,9 +437,7 @@ class StacApi:
             body: dict[str, Any] = items[0]
         else:
             body = {"type": "FeatureCollection", "features": items}
-        r = self.session.post(
-            f"{self.url}/collections/{collection_id}/items", json=body, timeout=120
-        )
+        r = self.session.post(f"{self.url}/collections/{collection_id}/items", json=body, timeout=120)
         self._check(r, f"POST /collections/{collection_id}/items")
 
     def update_item(self, item: dict[str, Any]) -> dict[str, Any]:

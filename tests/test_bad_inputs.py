@@ -40,11 +40,11 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-
-
 def published_items(out: Path) -> dict[str, dict]:
-    return {d["properties"]["clouds2mask:source_item"]: d
-            for d in (json.loads(p.read_text()) for p in out.glob("*/*/*.json"))}
+    return {
+        d["properties"]["clouds2mask:source_item"]: d
+        for d in (json.loads(p.read_text()) for p in out.glob("*/*/*.json"))
+    }
 
 
 def run_report(out: Path) -> dict:
@@ -90,7 +90,13 @@ CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present her
 INVOCATIONS = [
     ("bbox-order", "catalog", ["--bbox", "10", "52", "11", "51"], 2, "south 52.0 above north 51.0"),
     ("bbox-lon-range", "catalog", ["--bbox", "0", "0", "190", "10"], 2, "outside longitude -180..180"),
-    ("bbox-lat-range", "catalog", ["--bbox", "0", "0", "10", "95"], 2, "outside longitude -180..180 / latitude -90..90"),
+    (
+        "bbox-lat-range",
+        "catalog",
+        ["--bbox", "0", "0", "10", "95"],
+        2,
+        "outside longitude -180..180 / latitude -90..90",
+    ),
     ("bbox-count", "catalog", ["--bbox", "1", "2", "3"], 2, "requires 4 arguments"),
     ("bbox-nan", "catalog", ["--bbox", "nan", "0", "1", "1"], 2, "four finite numbers"),
     ("bbox-not-number", "catalog", ["--bbox", "a", "0", "1", "1"], 2, "Invalid value for '--bbox'"),
@@ -98,7 +104,13 @@ INVOCATIONS = [
     ("datetime-feb-30", "catalog", ["--datetime", "2024-02-30/2024-03-01"], 2, "not RFC 3339"),
     ("datetime-reversed", "catalog", ["--datetime", "2024-06-30/2024-06-01"], 2, "starts after it ends"),
     ("datetime-open-both-ends", "catalog", ["--datetime", "../.."], 2, "open at both ends"),
-    ("datetime-three-parts", "catalog", ["--datetime", "2024-01-01/2024-02-01/2024-03-01"], 2, "must be an instant or 'start/end'"),
+    (
+        "datetime-three-parts",
+        "catalog",
+        ["--datetime", "2024-01-01/2024-02-01/2024-03-01"],
+        2,
+        "must be an instant or 'start/end'",
+    ),
     ("aoi-self-intersecting", "catalog", ["--intersects", "{bowtie}"], 2, "geometry is invalid: Self-intersection"),
     ("aoi-not-json", "catalog", ["--intersects", "{not_json}"], 2, "is not JSON"),
     ("aoi-missing-file", "catalog", ["--intersects", "{missing}"], 2, "--intersects file not found"),
@@ -106,15 +118,33 @@ INVOCATIONS = [
     ("aoi-json-list", "catalog", ["--intersects", "{json_list}"], 2, "holds a JSON list"),
     ("unknown-model", "catalog", ["--model", "model_9b"], 2, "unknown model"),
     ("bad-resolution", "catalog", ["--resolution", "15"], 2, "--resolution must be one of 10, 20, 30, 60"),
-    pytest.param("cuda-without-cuda", "catalog", ["--device", "cuda"], 2, "CUDA is not available", marks=CUDA, id="cuda-without-cuda"),
+    pytest.param(
+        "cuda-without-cuda",
+        "catalog",
+        ["--device", "cuda"],
+        2,
+        "CUDA is not available",
+        marks=CUDA,
+        id="cuda-without-cuda",
+    ),
     ("unknown-device", "catalog", ["--device", "banana"], 2, "unknown device 'banana': use auto, cpu, cuda or cuda:N"),
     ("gpu-is-no-device", "catalog", ["--device", "gpu"], 2, "unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
     ("batch-size-zero", "catalog", ["--batch-size", "0"], 2, "--batch-size must be at least 1, got 0"),
     ("unknown-precision", "catalog", ["--precision", "int8"], 2, "--precision must be one of auto, fp32, bf16, fp16"),
-    ("api-header-no-colon", "catalog", ["--publish-api", "http://127.0.0.1:9", "--api-header", "Authorization Bearer x"], 2,
-     "--api-header must look like 'Name: value'"),
-    ("api-header-bad-name", "catalog", ["--publish-api", "http://127.0.0.1:9", "--api-header", "Bad Name: x"], 2,
-     "is not a valid HTTP header name"),
+    (
+        "api-header-no-colon",
+        "catalog",
+        ["--publish-api", "http://127.0.0.1:9", "--api-header", "Authorization Bearer x"],
+        2,
+        "--api-header must look like 'Name: value'",
+    ),
+    (
+        "api-header-bad-name",
+        "catalog",
+        ["--publish-api", "http://127.0.0.1:9", "--api-header", "Bad Name: x"],
+        2,
+        "is not a valid HTTP header name",
+    ),
     ("target-collection-traversal", "catalog", ["--target-collection", "../../x"], 2, "must be a single path segment"),
     ("output-empty", "catalog", ["--output", ""], 2, "--output must not be empty"),
     ("output-unknown-protocol", "catalog", ["--output", "foo://bar"], 2, "Protocol not known: foo"),
@@ -131,8 +161,9 @@ INVOCATIONS = [
 ]
 
 
-@pytest.mark.parametrize("row, source, args, code, fragment",
-                         [r if hasattr(r, "marks") else pytest.param(*r, id=r[0]) for r in INVOCATIONS])
+@pytest.mark.parametrize(
+    "row, source, args, code, fragment", [r if hasattr(r, "marks") else pytest.param(*r, id=r[0]) for r in INVOCATIONS]
+)
 def test_bad_invocation(inputs, tmp_path, row, source, args, code, fragment):
     out = tmp_path / "o"
     result = invoke("run", inputs[source], "--output", str(out), *[a.format(**inputs) for a in args])
@@ -193,20 +224,27 @@ def _bad_items(data: Path, files: dict[str, Path]) -> list[tuple[str, dict, str 
     def add(row, item, stage, asset, fragment):
         rows.append((row, item, stage, asset, fragment))
 
-    x = _variant(e, "e-no-nir"); del x["assets"]["nir"]
+    x = _variant(e, "e-no-nir")
+    del x["assets"]["nir"]
     add("missing-band-asset", x, "model", None, "missing: nir")
-    x = _variant(e, "e-bad-href"); x["assets"]["red"]["href"] = str(files["random"].parent / "gone" / "B04.tif")
+    x = _variant(e, "e-bad-href")
+    x["assets"]["red"]["href"] = str(files["random"].parent / "gone" / "B04.tif")
     add("unreadable-href", x, "read", "red", "cannot open")
-    x = _variant(e, "e-truncated"); x["assets"]["blue"]["href"] = str(files["truncated"])
+    x = _variant(e, "e-truncated")
+    x["assets"]["blue"]["href"] = str(files["truncated"])
     add("truncated-cog", x, "read", "blue", "truncated or corrupt")
-    x = _variant(e, "e-corrupt"); x["assets"]["blue"]["href"] = str(files["random"])
+    x = _variant(e, "e-corrupt")
+    x["assets"]["blue"]["href"] = str(files["random"])
     add("corrupt-file", x, "read", "blue", "not recognized as being in a supported file format")
-    x = _variant(e, "e-other-crs"); x["assets"]["green"]["href"] = str(files["other_crs"])
+    x = _variant(e, "e-other-crs")
+    x["assets"]["green"]["href"] = str(files["other_crs"])
     add("asset-crs-differs-from-item", x, "read", "green", "wrong CRS: the file")
-    x = _variant(e, "e-other-crs-undeclared"); x["assets"]["green"]["href"] = str(files["other_crs"])
+    x = _variant(e, "e-other-crs-undeclared")
+    x["assets"]["green"]["href"] = str(files["other_crs"])
     del x["properties"]["proj:code"]
     add("asset-crs-differs-from-bands", x, "read", "green", "of the other bands")
-    x = _variant(e, "e-bad-baseline"); x["properties"]["s2:processing_baseline"] = "new"
+    x = _variant(e, "e-bad-baseline")
+    x["properties"]["s2:processing_baseline"] = "new"
     for asset in x["assets"].values():
         for band in asset.get("bands", []):
             band.pop("raster:scale", None)
@@ -214,7 +252,8 @@ def _bad_items(data: Path, files: dict[str, Path]) -> list[tuple[str, dict, str 
     add("unreadable-processing-baseline", x, "read", "blue", "unreadable s2:processing_baseline")
     add("no-crs-item-B", item_dict(data, B), "read", "blue", "no CRS")
     add("b01-only-item-C", item_dict(data, C), "model", None, "missing: blue, green, red, nir")
-    x = _variant(item_dict(data, B), "b-bogus-proj-code"); x["properties"]["proj:code"] = "banana"
+    x = _variant(item_dict(data, B), "b-bogus-proj-code")
+    x["properties"]["proj:code"] = "banana"
     add("no-crs-and-bogus-proj-code", x, "read", "blue", "unreadable proj:code/proj:epsg and no CRS in the file")
     add("id-dotdot-traversal", _variant(e, "../../escape"), "validate", None, "contains '/'")
     add("id-absolute-path", _variant(e, "/tmp/clouds2mask-escape"), "validate", None, "contains '/'")
@@ -223,14 +262,20 @@ def _bad_items(data: Path, files: dict[str, Path]) -> list[tuple[str, dict, str 
     add("id-empty", _variant(e, ""), "validate", None, "is empty")
     add("id-control-chars", _variant(e, "e-\x1bred\x07"), "validate", None, "contains control characters")
     add("id-query-glob", _variant(e, "e-*?x"), "validate", None, "contains '*' '?'")
-    add("collection-traversal", _variant(e, "e-bad-collection", collection="../../evil"), "validate", None,
-        "target collection id '../../evil-cloudmask' contains '/'")
+    add(
+        "collection-traversal",
+        _variant(e, "e-bad-collection", collection="../../evil"),
+        "validate",
+        None,
+        "target collection id '../../evil-cloudmask' contains '/'",
+    )
     add("id-rich-markup", _variant(e, "e-[bold]markup[/bold]x"), "validate", None, "contains '/'")
     add("id-glob-brackets", _variant(e, "e-[red]markup"), "validate", None, "contains '[' ']'")  # and printed literally
     add("id-fsspec-chain", _variant(e, "collection.json::x"), "validate", None, "contains '::'")
     add("id-450-bytes", _variant(e, "é" * 225), "validate", None, "is 450 bytes long in UTF-8 (at most 200)")
     # accepted, not refused: an all-nodata scene is published (valid 0 %)
-    x = _variant(e, "e-bogus-proj-code"); x["properties"]["proj:code"] = "EPSG:999999"
+    x = _variant(e, "e-bogus-proj-code")
+    x["properties"]["proj:code"] = "EPSG:999999"
     add("bogus-proj-code-but-file-crs", x, None, None, "")  # the file's own CRS is used
     x = _variant(e, "e-all-nodata")
     for key, band in SIX.items():
@@ -245,7 +290,7 @@ def bad_batch(tmp_path_factory, sample_data_dir):
     files = _derived_files(sample_data_dir, root)
     rows = _bad_items(sample_data_dir, files)
     good = [item_dict(sample_data_dir, E), item_dict(sample_data_dir, D)]
-    features = [good[0], *(r[1] for r in rows[: len(rows) // 2]), good[1], *(r[1] for r in rows[len(rows) // 2:])]
+    features = [good[0], *(r[1] for r in rows[: len(rows) // 2]), good[1], *(r[1] for r in rows[len(rows) // 2 :])]
     fc = root / "items.json"
     fc.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     out = root / "out"
@@ -256,11 +301,28 @@ def bad_batch(tmp_path_factory, sample_data_dir):
 
 
 BAD_ITEM_ROWS = [
-    "missing-band-asset", "unreadable-href", "truncated-cog", "corrupt-file", "asset-crs-differs-from-item",
-    "asset-crs-differs-from-bands", "unreadable-processing-baseline", "no-crs-item-B", "b01-only-item-C",
+    "missing-band-asset",
+    "unreadable-href",
+    "truncated-cog",
+    "corrupt-file",
+    "asset-crs-differs-from-item",
+    "asset-crs-differs-from-bands",
+    "unreadable-processing-baseline",
+    "no-crs-item-B",
+    "b01-only-item-C",
     "no-crs-and-bogus-proj-code",
-    "id-dotdot-traversal", "id-absolute-path", "id-backslash", "id-dotdot-only", "id-empty", "id-control-chars",
-    "id-query-glob", "collection-traversal", "id-rich-markup", "id-glob-brackets", "id-fsspec-chain", "id-450-bytes",
+    "id-dotdot-traversal",
+    "id-absolute-path",
+    "id-backslash",
+    "id-dotdot-only",
+    "id-empty",
+    "id-control-chars",
+    "id-query-glob",
+    "collection-traversal",
+    "id-rich-markup",
+    "id-glob-brackets",
+    "id-fsspec-chain",
+    "id-450-bytes",
 ]
 
 
@@ -280,7 +342,12 @@ def test_bad_item(bad_batch, row):
     report = run_report(bad_batch["out"])
     [entry] = [i for i in report["items"] if i["source_id"] == item["id"]]
     assert entry["status"] == "failed", entry
-    expected_class = {"model": "ModelError", "read": "SourceDataError", "publish": "PublishError", "validate": "ItemError"}[stage]
+    expected_class = {
+        "model": "ModelError",
+        "read": "SourceDataError",
+        "publish": "PublishError",
+        "validate": "ItemError",
+    }[stage]
     assert entry["error_class"] == expected_class and entry["stage"] == stage, entry
     assert entry["asset"] == asset, entry
     if asset is not None:
@@ -321,13 +388,23 @@ def test_model_level_mismatch_and_missing_model_band(sample_data_dir, tmp_path):
     no_swir = _variant(item_dict(sample_data_dir, E), "e-no-swir16")
     del no_swir["assets"]["swir16"]
     fc = tmp_path / "items.json"
-    fc.write_text(json.dumps({"type": "FeatureCollection",
-                              "features": [item_dict(sample_data_dir, F), no_swir, item_dict(sample_data_dir, E)]}))
+    fc.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [item_dict(sample_data_dir, F), no_swir, item_dict(sample_data_dir, E)],
+            }
+        )
+    )
     out = tmp_path / "out"
     result = invoke("run", str(fc), "--output", str(out), "--model", "model_6b_l1c", "--device", "cpu")
     assert result.exit_code == 1, result.output
     entries = {i["source_id"]: i for i in run_report(out)["items"]}
-    assert entries[F]["status"] == "failed" and "model model_6b_l1c is for L1C but the item is L2A" in entries[F]["error"]
-    assert entries["e-no-swir16"]["asset"] == "swir16" and "no asset for band(s) swir16" in entries["e-no-swir16"]["error"]
+    assert (
+        entries[F]["status"] == "failed" and "model model_6b_l1c is for L1C but the item is L2A" in entries[F]["error"]
+    )
+    assert (
+        entries["e-no-swir16"]["asset"] == "swir16" and "no asset for band(s) swir16" in entries["e-no-swir16"]["error"]
+    )
     assert entries[E]["status"] == "published"
     assert set(published_items(out)) == {E}

@@ -22,7 +22,12 @@ E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 G = "ccd-s2-l2a-20200403-epsg32737-512-labelled"
 C = "s2a-t31tdh-20180101-l1c-b01-only"
-COLLECTION = {D: "sentinel-2-l1c-samples", E: "sentinel-2-l1c-samples", F: "sentinel-2-l2a-samples", G: "sentinel-2-l2a-samples"}
+COLLECTION = {
+    D: "sentinel-2-l1c-samples",
+    E: "sentinel-2-l1c-samples",
+    F: "sentinel-2-l2a-samples",
+    G: "sentinel-2-l2a-samples",
+}
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -52,8 +57,20 @@ def test_plan_run_every_shard_status_then_rerun_a_deleted_shard(moto_s3, s3_buck
         rel = path.relative_to(data)
         if path.is_file() and (path.suffix == ".json" or rel.parts[0] in (D, E, F, G)):
             fs.put_file(str(path), f"{s3_bucket}/data/{rel.as_posix()}")
-    result = invoke("plan", f"s3://{s3_bucket}/data/catalog.json", "--ids", f"{D},{E},{F},{G}", "--shards", "3",
-                    "--output", plan_url, "--masks", masks, "--resolution", "20")
+    result = invoke(
+        "plan",
+        f"s3://{s3_bucket}/data/catalog.json",
+        "--ids",
+        f"{D},{E},{F},{G}",
+        "--shards",
+        "3",
+        "--output",
+        plan_url,
+        "--masks",
+        masks,
+        "--resolution",
+        "20",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["shards"] == 3 and summary["items"] == 4 and summary["manifest"] == f"{plan_url}/manifest.json"
@@ -153,8 +170,15 @@ def test_status_reports_failed_items_from_the_run_record_and_the_model_check(tmp
 def _comparable(item: dict) -> dict:
     props = {k: v for k, v in item["properties"].items() if k != "processing:datetime"}
     asset = {k: v for k, v in item["assets"]["cloudmask"].items() if k != "href"}
-    return {"id": item["id"], "collection": item["collection"], "geometry": item["geometry"], "bbox": item["bbox"],
-            "properties": props, "cloudmask": asset, "derived_from": [l["href"] for l in item["links"] if l["rel"] == "derived_from"]}
+    return {
+        "id": item["id"],
+        "collection": item["collection"],
+        "geometry": item["geometry"],
+        "bbox": item["bbox"],
+        "properties": props,
+        "cloudmask": asset,
+        "derived_from": [l["href"] for l in item["links"] if l["rel"] == "derived_from"],
+    }
 
 
 def test_payload_round_trip_gives_the_same_items_as_run(tmp_path, sample_catalog, sample_items, validate_stac):
@@ -183,7 +207,8 @@ def test_payload_round_trip_gives_the_same_items_as_run(tmp_path, sample_catalog
         href = feature["assets"]["cloudmask"]["href"]
         assert href.startswith(str(by_payload)) and Path(href).is_file()
         assert [l["href"] for l in feature["links"] if l["rel"] == "self"] == [
-            str(by_payload / feature["collection"] / item_id / f"{item_id}.json")]
+            str(by_payload / feature["collection"] / item_id / f"{item_id}.json")
+        ]
 
     # the same payload again: nothing to do, the same items come out (stdout this time)
     result = invoke("run-payload", str(payload_path))
@@ -222,7 +247,10 @@ BAD_PAYLOADS = [
     (lambda p: _set(p, ["tasks", "clouds2mask", "resolution"], 15), "--resolution must be one of"),
     (lambda p: _set(p, ["tasks", "clouds2mask", "model"], "no-such-model"), "no-such-model"),
     (lambda p: _set(p, ["tasks", "clouds2mask"], [1]), "must be an object of parameters"),
-    (lambda p: _set(p, ["collection_matchers"], [{"type": "catch_all", "collection_name": "x"}]), "collection_matchers"),
+    (
+        lambda p: _set(p, ["collection_matchers"], [{"type": "catch_all", "collection_name": "x"}]),
+        "collection_matchers",
+    ),
     (lambda p: {**p, "features": p["features"] + p["features"][:1]}, "appears twice"),
     (lambda p: {**p, "features": [{"type": "Feature", "id": "x", "properties": {}}]}, "is not a valid STAC item"),
     (lambda p: {**p, "features": [{"id": "x"}]}, "is not a STAC item"),
@@ -251,8 +279,11 @@ def test_run_payload_cli_exits_2_on_a_bad_payload(tmp_path, sample_items):
     bad = _set(_good_payload([sample_items[D]], str(tmp_path / "masks")), ["tasks", "clouds2mask", "resolution"], 15)
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     (tmp_path / "not-json.json").write_text("{")
-    for name, message in (("bad.json", "--resolution must be one of"), ("not-json.json", "is not JSON"),
-                          ("missing.json", "payload not found")):
+    for name, message in (
+        ("bad.json", "--resolution must be one of"),
+        ("not-json.json", "is not JSON"),
+        ("missing.json", "payload not found"),
+    ):
         result = invoke("run-payload", str(tmp_path / name))
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.output.split())
@@ -267,7 +298,10 @@ def test_payload_accepts_stac_task_variants_and_collection_options(tmp_path, sam
     p["process"][0]["workflow_options"] = {"resolution": 60, "unrelated": True}
     p["process"][0]["tasks"] = {"clouds2mask": {"model": "auto"}, "other-task": {"x": 1}}
     p["process"][0]["collection_options"] = {
-        "sentinel-2-l2a-samples-cloudmask": {"upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}"}}}
+        "sentinel-2-l2a-samples-cloudmask": {
+            "upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}"}
+        }
+    }
     parsed = batch.parse_payload(p)
     assert parsed.parameters == {"resolution": 60, "model": "auto"}
     roots = {i.id: parsed.root_for(i) for i in parsed.items}
@@ -278,7 +312,10 @@ def test_payload_accepts_stac_task_variants_and_collection_options(tmp_path, sam
 def test_payload_collection_options_send_a_collection_to_its_own_catalog(tmp_path, sample_items):
     payload = batch.make_payload([sample_items[D], sample_items[G]], str(tmp_path / "main"))
     payload["process"][0]["collection_options"] = {
-        "sentinel-2-l2a-samples-cloudmask": {"upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}/"}}}
+        "sentinel-2-l2a-samples-cloudmask": {
+            "upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}/"}
+        }
+    }
     out, report = batch.execute(batch.parse_payload(payload))
     assert report.exit_code == 0
     hrefs = {f["id"]: f["assets"]["cloudmask"]["href"] for f in out["features"]}
@@ -308,30 +345,66 @@ def test_shards_are_balanced_and_deterministic(sample_catalog):
 
 def test_plan_is_reproducible_and_refuses_to_replace_another(tmp_path, sample_catalog):
     plan_url = str(tmp_path / "plan")
-    args = ("plan", str(sample_catalog), "--ids", f"{D},{E},{F}", "--shards", "2", "-o", plan_url, "--masks", str(tmp_path / "m"))
+    args = (
+        "plan",
+        str(sample_catalog),
+        "--ids",
+        f"{D},{E},{F}",
+        "--shards",
+        "2",
+        "-o",
+        plan_url,
+        "--masks",
+        str(tmp_path / "m"),
+    )
     assert invoke(*args).exit_code == 0
     first = {p.name: p.read_bytes() for p in (tmp_path / "plan").rglob("*.json")}
     assert set(first) == {"manifest.json", "shard-00000.json", "shard-00001.json"}
     assert invoke(*args).exit_code == 0
     assert {p.name: p.read_bytes() for p in (tmp_path / "plan").rglob("*.json")} == first
 
-    other = ("plan", str(sample_catalog), "--ids", f"{D},{E}", "--shards", "2", "-o", plan_url, "--masks", str(tmp_path / "m"))
+    other = (
+        "plan",
+        str(sample_catalog),
+        "--ids",
+        f"{D},{E}",
+        "--shards",
+        "2",
+        "-o",
+        plan_url,
+        "--masks",
+        str(tmp_path / "m"),
+    )
     result = invoke(*other)
     assert result.exit_code == 2 and "a different plan" in " ".join(result.output.split())
     assert invoke(*other, "--overwrite").exit_code == 0
 
-    result = invoke("plan", str(sample_catalog), "--ids", D, "--shards", "4", "-o", str(tmp_path / "p2"), "--masks", str(tmp_path / "m"))
+    result = invoke(
+        "plan",
+        str(sample_catalog),
+        "--ids",
+        D,
+        "--shards",
+        "4",
+        "-o",
+        str(tmp_path / "p2"),
+        "--masks",
+        str(tmp_path / "m"),
+    )
     assert result.exit_code == 0 and json.loads(result.stdout.splitlines()[-1])["shards"] == 1
     # a one-shard plan runs without --index or AWS_BATCH_JOB_ARRAY_INDEX (a plain, non-array job)
     assert batch.array_index(None, 1) == 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (("--shards", "0"), "--shards must be between 1 and 10000"),
-    (("--shards", "10001"), "--shards must be between 1 and 10000"),
-    (("--ids", "no-such-item"), "found no items"),
-    (("--resolution", "15"), "--resolution must be one of"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--shards", "0"), "--shards must be between 1 and 10000"),
+        (("--shards", "10001"), "--shards must be between 1 and 10000"),
+        (("--ids", "no-such-item"), "found no items"),
+        (("--resolution", "15"), "--resolution must be one of"),
+    ],
+)
 def test_plan_rejects_bad_invocations(tmp_path, sample_catalog, args, message):
     result = invoke("plan", str(sample_catalog), "-o", str(tmp_path / "plan"), "--masks", str(tmp_path / "m"), *args)
     assert result.exit_code == 2, result.output
@@ -341,7 +414,21 @@ def test_plan_rejects_bad_invocations(tmp_path, sample_catalog, args, message):
 
 def test_run_shard_rejects_bad_indices_and_missing_plans(tmp_path, sample_catalog, monkeypatch):
     plan_url = str(tmp_path / "plan")
-    assert invoke("plan", str(sample_catalog), "--ids", f"{D},{E}", "--shards", "2", "-o", plan_url, "--masks", str(tmp_path / "m")).exit_code == 0
+    assert (
+        invoke(
+            "plan",
+            str(sample_catalog),
+            "--ids",
+            f"{D},{E}",
+            "--shards",
+            "2",
+            "-o",
+            plan_url,
+            "--masks",
+            str(tmp_path / "m"),
+        ).exit_code
+        == 0
+    )
     monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)
     for args, env, message in (
         (("--index", "2"), None, "outside the plan's 0..1"),
@@ -352,7 +439,11 @@ def test_run_shard_rejects_bad_indices_and_missing_plans(tmp_path, sample_catalo
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.output.split())
     for command in ("run-shard", "status"):
-        result = invoke(command, str(tmp_path / "nothing-here"), "--index", "0") if command == "run-shard" else invoke(command, str(tmp_path / "nothing-here"))
+        result = (
+            invoke(command, str(tmp_path / "nothing-here"), "--index", "0")
+            if command == "run-shard"
+            else invoke(command, str(tmp_path / "nothing-here"))
+        )
         assert result.exit_code == 2 and "no plan at" in " ".join(result.output.split())
     assert not (tmp_path / "m").exists()
 

@@ -26,13 +26,17 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
-def test_run_reads_from_s3_and_writes_catalog_to_s3(moto_s3, s3_bucket, s3fs_fs, sample_data_dir, validate_stac, tmp_path):
+def test_run_reads_from_s3_and_writes_catalog_to_s3(
+    moto_s3, s3_bucket, s3fs_fs, sample_data_dir, validate_stac, tmp_path
+):
     upload_tree(s3fs_fs, sample_data_dir, f"{s3_bucket}/data")
     source = f"s3://{s3_bucket}/data/catalog.json"
     [item] = [i for i in search(source) if i.id == D]
     assert item.assets["blue"].get_absolute_href().startswith(f"s3://{s3_bucket}/data/")
     scene = read_scene(item, ("blue", "green", "red", "nir"), 10)
-    local = read_scene(next(i for i in search(str(sample_data_dir / "catalog.json")) if i.id == D), ("blue", "green", "red", "nir"), 10)
+    local = read_scene(
+        next(i for i in search(str(sample_data_dir / "catalog.json")) if i.id == D), ("blue", "green", "red", "nir"), 10
+    )
     assert (scene.reflectance == local.reflectance).all()
 
     out = f"s3://{s3_bucket}/masks"
@@ -56,7 +60,9 @@ def test_run_reads_from_s3_and_writes_catalog_to_s3(moto_s3, s3_bucket, s3fs_fs,
     # the published catalog is itself a readable source, through s3://
     published = search(f"s3://{s3_bucket}/masks/catalog.json", None, StorageOptions())
     assert sorted(i.id for i in published) == sorted([f"{F}_cloudmask", f"{D}_cloudmask"])
-    with rasterio.open(f"/vsis3/{s3_bucket}/masks/sentinel-2-l2a-samples-cloudmask/{F}_cloudmask/{F}_cloudmask.tif") as ds:
+    with rasterio.open(
+        f"/vsis3/{s3_bucket}/masks/sentinel-2-l2a-samples-cloudmask/{F}_cloudmask/{F}_cloudmask.tif"
+    ) as ds:
         assert ds.count == 1
 
 
@@ -68,7 +74,9 @@ def test_publish_to_stac_api_is_searchable_and_updates(clean_stac_api, sample_ca
     client = pystac_client.Client.open(api)
     found = list(client.search(collections=["sentinel-2-l2a-samples-cloudmask"], bbox=[35.0, 2.0, 36.0, 3.0]).items())
     assert [i.id for i in found] == [f"{F}_cloudmask"]
-    both = list(client.search(collections=["sentinel-2-l2a-samples-cloudmask"], datetime="2020-01-01/2020-12-31").items())
+    both = list(
+        client.search(collections=["sentinel-2-l2a-samples-cloudmask"], datetime="2020-01-01/2020-12-31").items()
+    )
     assert sorted(i.id for i in both) == sorted([f"{F}_cloudmask", f"{G}_cloudmask"])
     stored = clean_stac_api.get_item("sentinel-2-l2a-samples-cloudmask", f"{F}_cloudmask")
     assert stored["assets"]["cloudmask"]["href"].startswith(str(out))
@@ -78,7 +86,9 @@ def test_publish_to_stac_api_is_searchable_and_updates(clean_stac_api, sample_ca
     again = invoke("run", str(sample_catalog), "--output", str(out), "--publish-api", api, "--ids", F)
     assert again.exit_code == 0 and "1 skipped" in again.output
     # a second publish of the same item through the API (the static copy removed) updates it
-    forced = invoke("run", str(sample_catalog), "--output", str(tmp_path / "other"), "--publish-api", api, "--ids", F, "--overwrite")
+    forced = invoke(
+        "run", str(sample_catalog), "--output", str(tmp_path / "other"), "--publish-api", api, "--ids", F, "--overwrite"
+    )
     assert forced.exit_code == 0, forced.output
     updated = clean_stac_api.get_item("sentinel-2-l2a-samples-cloudmask", f"{F}_cloudmask")
     assert updated["assets"]["cloudmask"]["href"].startswith(str(tmp_path / "other"))
@@ -87,7 +97,15 @@ def test_publish_to_stac_api_is_searchable_and_updates(clean_stac_api, sample_ca
 
 
 def test_publish_api_without_transactions_is_a_clear_error(stac_api, sample_catalog, tmp_path):
-    result = invoke("run", str(sample_catalog), "--output", str(tmp_path / "m"), "--ids", D,
-                    "--publish-api", stac_api.url + "/nonexistent-prefix")
+    result = invoke(
+        "run",
+        str(sample_catalog),
+        "--output",
+        str(tmp_path / "m"),
+        "--ids",
+        D,
+        "--publish-api",
+        stac_api.url + "/nonexistent-prefix",
+    )
     text = " ".join(result.output.split())
     assert result.exit_code != 0 and "Transactions" in text

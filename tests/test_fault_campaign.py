@@ -14,8 +14,12 @@ from conftest import upload_tree
 from fault_proxy import FaultProxy
 from stac_clouds2mask.cli import app
 
-ITEMS = ("s2b-t32upc-20220615-l1c-n0400-offset-9x8", "s2b-t32upc-20200406-l1c-n0209-10x10",
-         "ccd-s2-l2a-20200908-epsg32636-512-labelled", "ccd-s2-l2a-20200403-epsg32737-512-labelled")
+ITEMS = (
+    "s2b-t32upc-20220615-l1c-n0400-offset-9x8",
+    "s2b-t32upc-20200406-l1c-n0209-10x10",
+    "ccd-s2-l2a-20200908-epsg32636-512-labelled",
+    "ccd-s2-l2a-20200403-epsg32737-512-labelled",
+)
 
 
 @pytest.fixture
@@ -25,18 +29,33 @@ def proxy(moto_s3):
     p.close()
 
 
-def test_batch_through_20_percent_faults_loses_nothing(moto_s3, s3_bucket, s3fs_fs, sample_data_dir, proxy, monkeypatch):
+def test_batch_through_20_percent_faults_loses_nothing(
+    moto_s3, s3_bucket, s3fs_fs, sample_data_dir, proxy, monkeypatch
+):
     upload_tree(s3fs_fs, sample_data_dir, f"{s3_bucket}/data")
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
-    result = CliRunner().invoke(app, ["run", f"s3://{s3_bucket}/data/catalog.json", "--output", f"s3://{s3_bucket}/masks",
-                                      "--ids", ",".join(ITEMS), "--no-anon"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            f"s3://{s3_bucket}/data/catalog.json",
+            "--output",
+            f"s3://{s3_bucket}/masks",
+            "--ids",
+            ",".join(ITEMS),
+            "--no-anon",
+        ],
+        catch_exceptions=False,
+    )
     injected = sum(proxy.faults.values())
     direct = moto_s3.filesystem()  # check against moto itself, not through the proxy
     [report] = [json.loads(direct.cat(p)) for p in direct.find(f"{s3_bucket}/masks/.clouds2mask-runs")]
-    print(f"\nfault campaign: {proxy.requests} requests, {injected} faults injected {dict(proxy.faults)}, "
-          f"{proxy.retried} requests retried (seen by the proxy), {report['totals']['s3_retries']} counted by the "
-          f"client; exit {result.exit_code}")
+    print(
+        f"\nfault campaign: {proxy.requests} requests, {injected} faults injected {dict(proxy.faults)}, "
+        f"{proxy.retried} requests retried (seen by the proxy), {report['totals']['s3_retries']} counted by the "
+        f"client; exit {result.exit_code}"
+    )
     assert injected > 10
     assert report["totals"]["s3_retries"] > 0
     found = {}

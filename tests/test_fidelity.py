@@ -27,8 +27,11 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def masks_10m(sample_catalog, tmp_path_factory):
     out = tmp_path_factory.mktemp("fidelity")
-    result = CliRunner().invoke(app, ["run", str(sample_catalog), "--output", str(out), "--resolution", "10",
-                                      "--ids", ",".join(CROPS)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(sample_catalog), "--output", str(out), "--resolution", "10", "--ids", ",".join(CROPS)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     masks = {}
     for crop in CROPS:
@@ -59,8 +62,10 @@ def test_pipeline_agrees_with_ukis_csmask_at_10m(masks_10m, sample_data_dir, cro
     with rasterio.open(folder / "labels.tif") as ds:
         cloud_truth = ds.read(1) == 1
     ours_iou, ref_iou = iou(ours == 1, cloud_truth), iou(reference == 1, cloud_truth)
-    print(f"\n{crop}: agreement with ukis-csmask {agreement:.4%}; cloud IoU vs labels: "
-          f"stac-clouds2mask {ours_iou:.4f}, ukis-csmask {ref_iou:.4f}")
+    print(
+        f"\n{crop}: agreement with ukis-csmask {agreement:.4%}; cloud IoU vs labels: "
+        f"stac-clouds2mask {ours_iou:.4f}, ukis-csmask {ref_iou:.4f}"
+    )
     assert agreement >= 0.975
     assert ours_iou >= ref_iou - 0.01
 
@@ -87,7 +92,9 @@ def test_array_api_agrees_with_ukis_csmask_on_crop_b(sample_data_dir):
         labels = ds.read(1)
     ours_iou, ref_iou = iou(ours == 1, labels == 4), iou(reference == 1, labels == 4)
     shadow_ours, shadow_ref = iou(ours == 2, labels == 0), iou(reference == 2, labels == 0)
-    print(f"\ncrop B: agreement with ukis-csmask {agreement:.4%}; cloud IoU vs labels: stac-clouds2mask {ours_iou:.4f}, "
-          f"ukis-csmask {ref_iou:.4f}; shadow IoU: {shadow_ours:.4f} vs {shadow_ref:.4f}")
+    print(
+        f"\ncrop B: agreement with ukis-csmask {agreement:.4%}; cloud IoU vs labels: stac-clouds2mask {ours_iou:.4f}, "
+        f"ukis-csmask {ref_iou:.4f}; shadow IoU: {shadow_ours:.4f} vs {shadow_ref:.4f}"
+    )
     assert agreement >= 0.975
     assert ours_iou >= ref_iou - 0.01

@@ -83,10 +83,12 @@ def serve_item(server: HostileServer, d: dict) -> str:
 
 
 def test_remote_vrt_over_a_local_file_is_refused(server, sample_data_dir, secret_file, tmp_path):
-    vrt = (f'<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand dataType="Byte" band="1" '
-           f'subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">{secret_file}</SourceFilename>'
-           '<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>10</LineOffset>'
-           '</VRTRasterBand></VRTDataset>').encode()
+    vrt = (
+        f'<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand dataType="Byte" band="1" '
+        f'subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">{secret_file}</SourceFilename>'
+        "<ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset><LineOffset>10</LineOffset>"
+        "</VRTRasterBand></VRTDataset>"
+    ).encode()
     server.routes["/data/evil.vrt"] = vrt
     d = remote_item(server, sample_data_dir)
     d["assets"]["blue"]["href"] = f"{server.url}/data/evil.vrt"
@@ -141,16 +143,18 @@ def test_local_item_may_name_local_files_but_not_vsi(sample_data_dir, tmp_path):
     assert "GDAL virtual file system path" in entries["vsi-e"]["error"] and entries["vsi-e"]["asset"] == "red"
 
 
-
-@pytest.mark.parametrize("href, source, fragment", [
-    ("/data/x.tif", "https://example.org/item.json", "local file named by the remote document"),
-    ("file:///etc/passwd", "s3://bucket/item.json", "local file named by the remote document"),
-    ("GTIFF_DIR:1:/data/x.tif", None, "GDAL driver prefix"),
-    ("/vsis3/bucket/x.tif", None, "GDAL virtual file system path"),
-    ("simplecache::s3://b/x.tif", "/local/item.json", "fsspec URL chain"),
-    ("memory://x.tif", "/local/item.json", "uses the scheme 'memory'"),
-    ("http://169.254.169.254/latest/meta-data/", "https://example.org/c.json", "link-local address"),
-])
+@pytest.mark.parametrize(
+    "href, source, fragment",
+    [
+        ("/data/x.tif", "https://example.org/item.json", "local file named by the remote document"),
+        ("file:///etc/passwd", "s3://bucket/item.json", "local file named by the remote document"),
+        ("GTIFF_DIR:1:/data/x.tif", None, "GDAL driver prefix"),
+        ("/vsis3/bucket/x.tif", None, "GDAL virtual file system path"),
+        ("simplecache::s3://b/x.tif", "/local/item.json", "fsspec URL chain"),
+        ("memory://x.tif", "/local/item.json", "uses the scheme 'memory'"),
+        ("http://169.254.169.254/latest/meta-data/", "https://example.org/c.json", "link-local address"),
+    ],
+)
 def test_reference_rule(href, source, fragment):
     from stac_clouds2mask.trust import check_reference
 
@@ -173,9 +177,15 @@ def test_operator_allowlists(monkeypatch, tmp_path):
 
 def test_remote_catalog_cannot_link_a_local_collection(server, sample_data_dir, tmp_path):
     collection = sample_data_dir / "sentinel-2-l1c-samples" / "collection.json"
-    server.routes["/catalog.json"] = json.dumps({
-        "type": "Catalog", "id": "evil", "stac_version": "1.1.0", "description": "x",
-        "links": [{"rel": "child", "href": f"file://{collection}"}]}).encode()
+    server.routes["/catalog.json"] = json.dumps(
+        {
+            "type": "Catalog",
+            "id": "evil",
+            "stac_version": "1.1.0",
+            "description": "x",
+            "links": [{"rel": "child", "href": f"file://{collection}"}],
+        }
+    ).encode()
     out = tmp_path / "out"
     result = invoke("run", f"{server.url}/catalog.json", "-o", str(out), "--device", "cpu")
     assert result.exit_code == 2, result.output
@@ -265,9 +275,13 @@ def test_ids_checked_before_any_read(sample_data_dir, tmp_path, server):
 
 
 def _payload(sample_data_dir: Path, root: str, **params) -> dict:
-    return {"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E)],
-            "process": [{"upload_options": {"path_template": f"{root}/${{collection}}/${{id}}"},
-                         "tasks": {"clouds2mask": params}}]}
+    return {
+        "type": "FeatureCollection",
+        "features": [item_dict(sample_data_dir, E)],
+        "process": [
+            {"upload_options": {"path_template": f"{root}/${{collection}}/${{id}}"}, "tasks": {"clouds2mask": params}}
+        ],
+    }
 
 
 def test_payload_publish_api_gets_no_token(server, sample_data_dir, tmp_path, monkeypatch):
@@ -284,9 +298,16 @@ def test_payload_publish_api_the_operator_configured_is_accepted(server, monkeyp
     from stac_clouds2mask.batch import parse_payload
 
     monkeypatch.setenv("STAC_CLOUDS2MASK_PUBLISH_API", server.url + "/")
-    data = {"type": "FeatureCollection", "features": [],
-            "process": [{"upload_options": {"path_template": "/masks/${collection}/${id}"},
-                         "tasks": {"clouds2mask": {"publish_api": server.url}}}]}
+    data = {
+        "type": "FeatureCollection",
+        "features": [],
+        "process": [
+            {
+                "upload_options": {"path_template": "/masks/${collection}/${id}"},
+                "tasks": {"clouds2mask": {"publish_api": server.url}},
+            }
+        ],
+    }
     assert parse_payload(data).parameters["publish_api"] == server.url
 
 
@@ -301,11 +322,14 @@ def test_payload_endpoint_url_gets_no_signed_request(server, sample_data_dir, tm
     assert server.requests == []
 
 
-@pytest.mark.parametrize("root, fragment", [
-    ("memory://masks", "uses the scheme 'memory'"),
-    ("{tmp}/masks/../escaped", "contains '..'"),
-    ("simplecache::s3://bucket/masks", "fsspec URL chain"),
-])
+@pytest.mark.parametrize(
+    "root, fragment",
+    [
+        ("memory://masks", "uses the scheme 'memory'"),
+        ("{tmp}/masks/../escaped", "contains '..'"),
+        ("simplecache::s3://bucket/masks", "fsspec URL chain"),
+    ],
+)
 def test_payload_output_root_is_checked(sample_data_dir, tmp_path, root, fragment):
     p = tmp_path / "payload.json"
     p.write_text(json.dumps(_payload(sample_data_dir, root.format(tmp=tmp_path))))
@@ -315,8 +339,9 @@ def test_payload_output_root_is_checked(sample_data_dir, tmp_path, root, fragmen
     assert not (tmp_path / "escaped").exists()
 
 
-def test_remote_payload_cannot_write_locally_and_roots_follow_the_allowlist(server, sample_data_dir, tmp_path,
-                                                                              monkeypatch):
+def test_remote_payload_cannot_write_locally_and_roots_follow_the_allowlist(
+    server, sample_data_dir, tmp_path, monkeypatch
+):
     server.routes["/payload.json"] = json.dumps(_payload(sample_data_dir, str(tmp_path / "out"))).encode()
     result = invoke("run-payload", f"{server.url}/payload.json", "--device", "cpu")
     assert result.exit_code == 2, result.output
@@ -352,9 +377,20 @@ def test_api_redirect_to_another_origin_is_not_followed(server):
 def test_huge_sparse_cog_is_refused_from_its_header(sample_data_dir, tmp_path):
     big = tmp_path / "big.tif"
     with rasterio.open(sample_data_dir / E / "B02.tif") as src:
-        profile = {"driver": "GTiff", "width": 60000, "height": 60000, "count": 1, "dtype": "uint16", "crs": src.crs,
-                   "transform": src.transform, "tiled": True, "blockxsize": 512, "blockysize": 512,
-                   "compress": "deflate", "sparse_ok": True}
+        profile = {
+            "driver": "GTiff",
+            "width": 60000,
+            "height": 60000,
+            "count": 1,
+            "dtype": "uint16",
+            "crs": src.crs,
+            "transform": src.transform,
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+            "compress": "deflate",
+            "sparse_ok": True,
+        }
     with rasterio.open(big, "w", **profile):
         pass
     assert big.stat().st_size < 1_000_000
@@ -391,10 +427,12 @@ def _catalog(links: list[dict]) -> dict:
 def test_catalog_link_cycle_ends(sample_data_dir, tmp_path):
     item = item_dict(sample_data_dir, D)
     (tmp_path / "item.json").write_text(json.dumps(item))
-    (tmp_path / "a.json").write_text(json.dumps(_catalog([{"rel": "child", "href": "./b.json"},
-                                                          {"rel": "item", "href": "./item.json"}])))
-    (tmp_path / "b.json").write_text(json.dumps(_catalog([{"rel": "child", "href": "./a.json"},
-                                                          {"rel": "item", "href": "./item.json"}])))
+    (tmp_path / "a.json").write_text(
+        json.dumps(_catalog([{"rel": "child", "href": "./b.json"}, {"rel": "item", "href": "./item.json"}]))
+    )
+    (tmp_path / "b.json").write_text(
+        json.dumps(_catalog([{"rel": "child", "href": "./a.json"}, {"rel": "item", "href": "./item.json"}]))
+    )
     out = tmp_path / "out"
     result = invoke("run", str(tmp_path / "a.json"), "-o", str(out), "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -402,8 +440,9 @@ def test_catalog_link_cycle_ends(sample_data_dir, tmp_path):
 
 
 def test_catalog_traversal_limits(server, tmp_path, monkeypatch):
-    server.routes["/root.json"] = json.dumps(_catalog(
-        [{"rel": "child", "href": f"./c{i}.json"} for i in range(10_000)])).encode()
+    server.routes["/root.json"] = json.dumps(
+        _catalog([{"rel": "child", "href": f"./c{i}.json"} for i in range(10_000)])
+    ).encode()
     server.default = json.dumps(_catalog([])).encode()
     monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_DOCUMENTS", "50")
     t0 = time.monotonic()
@@ -493,8 +532,14 @@ def _cli(*args: str, ignore_sigint: bool = False) -> subprocess.Popen:
         if ignore_sigint:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    return subprocess.Popen([sys.executable, "-c", "from stac_clouds2mask.cli import app; app()", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from stac_clouds2mask.cli import app; app()", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=preexec,
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -533,8 +578,11 @@ def test_interrupted_run_reports_every_item_and_rerun_finishes(server, sample_da
     assert "Traceback" not in output and "interrupted" in output
     [report_path] = (out / RUNS_DIR).glob("run-*.json")
     report = json.loads(report_path.read_text())
-    assert {i["source_id"]: i["status"] for i in report["items"]} == {D: "published", "slow-e": "not_run",
-                                                                        "d-after": "not_run"}
+    assert {i["source_id"]: i["status"] for i in report["items"]} == {
+        D: "published",
+        "slow-e": "not_run",
+        "d-after": "not_run",
+    }
     assert report["aborted"] == f"Interrupted: {signal.Signals(sig).name}"
     for band in BANDS.values():  # the source is back: the rerun finishes the job
         server.routes[f"/data/{band}.tif"] = (sample_data_dir / E / f"{band}.tif").read_bytes()
@@ -595,15 +643,35 @@ def test_the_lock_is_exclusive_on_s3(moto_s3, s3_bucket):
 
 
 def test_api_search_with_endless_pages_is_bounded(server, tmp_path, monkeypatch):
-    landing = {"type": "Catalog", "id": "api", "stac_version": "1.1.0", "description": "x",
-               "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
-               "links": [{"rel": "search", "href": f"{server.url}/search", "type": "application/geo+json",
-                          "method": "POST"}, {"rel": "self", "href": server.url}, {"rel": "root", "href": server.url}]}
+    landing = {
+        "type": "Catalog",
+        "id": "api",
+        "stac_version": "1.1.0",
+        "description": "x",
+        "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+        "links": [
+            {"rel": "search", "href": f"{server.url}/search", "type": "application/geo+json", "method": "POST"},
+            {"rel": "self", "href": server.url},
+            {"rel": "root", "href": server.url},
+        ],
+    }
     server.routes["/"] = json.dumps(landing).encode()
-    item = {"type": "Feature", "stac_version": "1.1.0", "id": "x", "geometry": None, "links": [], "assets": {},
-            "properties": {"datetime": "2024-01-01T00:00:00Z"}}
-    server.routes["/search"] = json.dumps({"type": "FeatureCollection", "features": [item], "links": [
-        {"rel": "next", "href": f"{server.url}/search?page=again", "method": "GET"}]}).encode()
+    item = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "x",
+        "geometry": None,
+        "links": [],
+        "assets": {},
+        "properties": {"datetime": "2024-01-01T00:00:00Z"},
+    }
+    server.routes["/search"] = json.dumps(
+        {
+            "type": "FeatureCollection",
+            "features": [item],
+            "links": [{"rel": "next", "href": f"{server.url}/search?page=again", "method": "GET"}],
+        }
+    ).encode()
     monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_DOCUMENTS", "20")
     t0 = time.monotonic()
     result = invoke("run", server.url, "-o", str(tmp_path / "out"), "--device", "cpu", "-c", "x")
@@ -633,9 +701,20 @@ def test_deflate_bomb_stops_at_the_item_limit(sample_data_dir, tmp_path, monkeyp
     read six times): the read stops between row blocks once the per-item wall clock is spent."""
     bomb = tmp_path / "bomb.tif"
     with rasterio.open(sample_data_dir / E / "B02.tif") as src:
-        profile = {"driver": "GTiff", "width": 8000, "height": 8000, "count": 1, "dtype": "uint16", "crs": src.crs,
-                   "transform": src.transform, "tiled": True, "blockxsize": 512, "blockysize": 512,
-                   "compress": "deflate", "nodata": None}
+        profile = {
+            "driver": "GTiff",
+            "width": 8000,
+            "height": 8000,
+            "count": 1,
+            "dtype": "uint16",
+            "crs": src.crs,
+            "transform": src.transform,
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+            "compress": "deflate",
+            "nodata": None,
+        }
     with rasterio.open(bomb, "w", **profile) as dst:
         row = np.full((512, 8000), 1234, dtype="uint16")
         for y in range(0, 8000, 512):

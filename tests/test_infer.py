@@ -104,8 +104,17 @@ def test_invalid_pixel_values_do_not_matter(spec6):
 def test_constant_model_gives_seamless_constant_output(spec6):
     x = random_scene(700, 530)
     calls = []
-    pred = predict(x, np.ones((700, 530), bool), spec6, ConstantLogits(), device="cpu", batch_size=3, patch_size=256,
-                   with_probabilities=True, progress=lambda done, total: calls.append((done, total)))
+    pred = predict(
+        x,
+        np.ones((700, 530), bool),
+        spec6,
+        ConstantLogits(),
+        device="cpu",
+        batch_size=3,
+        patch_size=256,
+        with_probabilities=True,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     expected = np.rint(torch.softmax(torch.tensor([0.0, 1.0, -1.0]), 0).numpy() * 255).astype(np.uint8)
     assert (pred.classes == 1).all()
     for c in range(3):
@@ -199,7 +208,7 @@ def test_plan_on_a_swath_edge_carries_data_and_beats_the_naive_grid():
     yy, xx = np.mgrid[:h, :w]
     valid = xx > 0.7 * yy + 400
     plan = plan_patches(valid)
-    shares = [valid[max(y0, 0):y0 + plan.patch_h, max(x0, 0):x0 + plan.patch_w].mean() for y0, x0 in plan.origins()]
+    shares = [valid[max(y0, 0) : y0 + plan.patch_h, max(x0, 0) : x0 + plan.patch_w].mean() for y0, x0 in plan.origins()]
     assert min(shares) > 0.2
     assert plan.count < plan.naive
     assert plan.processed_pixels < 0.7 * plan.naive * plan.patch_h * plan.patch_w
@@ -216,9 +225,9 @@ def test_planner_covers_every_valid_pixel_and_skips_pure_nodata():
     plan = plan_patches(valid)
     covered = np.zeros_like(valid)
     for y0, x0 in plan.origins():
-        sub = valid[max(y0, 0):y0 + plan.patch_h, max(x0, 0):x0 + plan.patch_w]
+        sub = valid[max(y0, 0) : y0 + plan.patch_h, max(x0, 0) : x0 + plan.patch_w]
         assert sub.any(), (y0, x0)
-        covered[max(y0, 0):y0 + plan.patch_h, max(x0, 0):x0 + plan.patch_w] = True
+        covered[max(y0, 0) : y0 + plan.patch_h, max(x0, 0) : x0 + plan.patch_w] = True
     assert covered[valid].all()
     assert plan.count < plan.naive
     again = plan_patches(valid)
@@ -270,7 +279,7 @@ def test_patches_past_the_edge_mirror_the_whole_scene():
     cases = [(-19, -19, 64, 64), (10, 5, 20, 20), (20, -3, 64, 64), (-100, -60, 256, 160), (-5, -3, 40, 34)]
     for y0, x0, ph, pw in cases:
         cut = _mirrored(_mirrored(arr, 1, y0, ph), 2, x0, pw)
-        np.testing.assert_array_equal(cut.numpy(), padded[:, y0 + 300:y0 + 300 + ph, x0 + 300:x0 + 300 + pw])
+        np.testing.assert_array_equal(cut.numpy(), padded[:, y0 + 300 : y0 + 300 + ph, x0 + 300 : x0 + 300 + pw])
 
 
 def test_mask_array_marks_zero_and_nan_as_nodata_and_refuses_digital_numbers():

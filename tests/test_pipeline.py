@@ -93,13 +93,26 @@ def test_masks_are_valid_cogs_on_the_source_grid(full_run, sample_data_dir):
 def test_rerun_skips_and_overwrite_replaces(full_run, sample_catalog):
     out, _ = full_run
     before = {k: v["properties"]["processing:datetime"] for k, v in published_items(out).items()}
-    again = invoke("run", str(sample_catalog), "--output", str(out), "--ids", "s2b-t32upc-20220615-l1c-n0400-offset-9x8")
+    again = invoke(
+        "run", str(sample_catalog), "--output", str(out), "--ids", "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
+    )
     assert again.exit_code == 0 and "0 published, 1 skipped, 0 failed" in again.output
-    forced = invoke("run", str(sample_catalog), "--output", str(out), "--overwrite", "--ids", "s2b-t32upc-20220615-l1c-n0400-offset-9x8")
+    forced = invoke(
+        "run",
+        str(sample_catalog),
+        "--output",
+        str(out),
+        "--overwrite",
+        "--ids",
+        "s2b-t32upc-20220615-l1c-n0400-offset-9x8",
+    )
     assert forced.exit_code == 0 and "1 published" in forced.output
     after = published_items(out)
     assert set(after) == USABLE
-    assert after["s2b-t32upc-20220615-l1c-n0400-offset-9x8"]["properties"]["processing:datetime"] >= before["s2b-t32upc-20220615-l1c-n0400-offset-9x8"]
+    assert (
+        after["s2b-t32upc-20220615-l1c-n0400-offset-9x8"]["properties"]["processing:datetime"]
+        >= before["s2b-t32upc-20220615-l1c-n0400-offset-9x8"]
+    )
     collection = json.loads((out / "sentinel-2-l1c-samples-cloudmask" / "collection.json").read_text())
     assert len([l for l in collection["links"] if l["rel"] == "item"]) == 3
 
@@ -127,13 +140,16 @@ def test_bad_items_fail_alone(sample_data_dir, tmp_path):
     assert set(published_items(out)) == {F}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--resolution", "15"], "--resolution must be one of"),
-    (["--model", "model_9b"], "unknown model"),
-    (["--bbox", "10", "52", "11", "51"], "south 52.0 above north 51.0"),
-    (["--datetime", "2024-02-30"], "not RFC 3339"),
-    (["--max-cloud", "120"], "between 0 and 100"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolution", "15"], "--resolution must be one of"),
+        (["--model", "model_9b"], "unknown model"),
+        (["--bbox", "10", "52", "11", "51"], "south 52.0 above north 51.0"),
+        (["--datetime", "2024-02-30"], "not RFC 3339"),
+        (["--max-cloud", "120"], "between 0 and 100"),
+    ],
+)
 def test_bad_invocation_exits_2(sample_catalog, tmp_path, args, message):
     result = invoke("run", str(sample_catalog), "--output", str(tmp_path / "o"), *args)
     assert result.exit_code == 2
@@ -168,7 +184,9 @@ def test_batch_overlaps_read_infer_write_in_three_threads(sample_catalog, tmp_pa
     report = Runner(RunConfig(output=str(tmp_path / "m"), device="cpu"), record).run(items)
     assert [o.source_id for o in report.outcomes] == [i.id for i in items]
     assert {o.status for o in report.outcomes} == {"published"}
-    threads = {stage: {t.split("_")[0] for _, s, t in record.events if s == stage} for stage in ("read", "infer", "publish")}
+    threads = {
+        stage: {t.split("_")[0] for _, s, t in record.events if s == stage} for stage in ("read", "infer", "publish")
+    }
     assert threads == {"read": {"read"}, "infer": {threading.current_thread().name.split("_")[0]}, "publish": {"write"}}
 
 

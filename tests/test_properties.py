@@ -15,8 +15,9 @@ from stac_clouds2mask.search import geometry_from_geojson, parse_bbox, parse_dat
 
 lon = st.floats(-180, 180, allow_nan=False)
 lat = st.floats(-90, 90, allow_nan=False)
-instants = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2090, 1, 1),
-                        timezones=st.just(dt.timezone.utc)).map(lambda t: t.replace(microsecond=0))
+instants = st.datetimes(
+    min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2090, 1, 1), timezones=st.just(dt.timezone.utc)
+).map(lambda t: t.replace(microsecond=0))
 
 
 @given(lon, lat, lon, lat)
@@ -68,7 +69,9 @@ def test_datetime_parser_never_crashes(text):
 @given(lon, lat, st.floats(1e-3, 10), st.floats(1e-3, 10))
 def test_aoi_boxes_keep_their_bounds(x, y, dx, dy):
     ring = [[x, y], [x + dx, y], [x + dx, y + dy], [x, y + dy], [x, y]]
-    geom = geometry_from_geojson({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    geom = geometry_from_geojson(
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    )
     assert geom.bounds == pytest.approx((x, y, x + dx, y + dy))
 
 

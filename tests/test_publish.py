@@ -43,7 +43,14 @@ D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 L2A = "sentinel-2-l2a-samples-cloudmask"
 L1C = "sentinel-2-l1c-samples-cloudmask"
-SETTINGS = {"model": "model_4b_l2a", "model_version": "x", "resolution": 10, "patch_size": 256, "overlap": 52, "software": "0.1.0"}
+SETTINGS = {
+    "model": "model_4b_l2a",
+    "model_version": "x",
+    "resolution": 10,
+    "patch_size": 256,
+    "overlap": 52,
+    "software": "0.1.0",
+}
 
 
 def invoke(*args: str):
@@ -83,7 +90,12 @@ def read_item(root: Path, collection: str, item_id: str) -> dict:
 
 
 def with_settings(result: MaskResult, **changes) -> MaskResult:
-    return MaskResult(scene=result.scene, classes=result.classes, model_name=result.model_name, settings={**result.settings, **changes})
+    return MaskResult(
+        scene=result.scene,
+        classes=result.classes,
+        model_name=result.model_name,
+        settings={**result.settings, **changes},
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -107,8 +119,15 @@ def test_item_and_collection_are_complete_and_valid(results, sources, tmp_path, 
     # processing
     assert props["processing:level"] == "L4"
     assert props["processing:software"]["stac-clouds2mask"] == "0.1.0"
-    assert "model_4b_l2a" in props["processing:lineage"] and "10 m" in props["processing:lineage"] and "256 px patches" in props["processing:lineage"]
-    assert props["processing:expression"]["format"] == "python" and "model_4b_l2a" in props["processing:expression"]["expression"]
+    assert (
+        "model_4b_l2a" in props["processing:lineage"]
+        and "10 m" in props["processing:lineage"]
+        and "256 px patches" in props["processing:lineage"]
+    )
+    assert (
+        props["processing:expression"]["format"] == "python"
+        and "model_4b_l2a" in props["processing:expression"]["expression"]
+    )
     assert props["processing:datetime"].endswith("Z")
     # file: what was actually written
     for key in ("cloudmask", "thumbnail"):
@@ -143,7 +162,7 @@ def test_item_and_collection_are_complete_and_valid(results, sources, tmp_path, 
     for c in CLASSES:
         v = c["value"]
         if v != 255:
-            assert bytes(palette[3 * v:3 * v + 3]).hex().upper() == c["color_hint"]
+            assert bytes(palette[3 * v : 3 * v + 3]).hex().upper() == c["color_hint"]
     px = np.array(img)
     assert px[0, 0] == 255 and set(np.unique(px)) <= {0, 1, 2, 255}
 
@@ -154,12 +173,17 @@ def test_item_and_collection_are_complete_and_valid(results, sources, tmp_path, 
     assert coll["summaries"]["gsd"] == {"minimum": 10.0, "maximum": 10.0}
     assert [c["const"] for c in coll["summaries"]["clouds2mask:class"]["oneOf"]] == [0, 1, 2, 255]
     assert {l["title"] for l in coll["links"] if l["rel"] == "license"} == {
-        "Copernicus Sentinel data terms (source data)", "ukis-csmask model weights (DLR): Apache-2.0"}
-    assert any("processor" in p["roles"] for p in coll["providers"]) and any("licensor" in p["roles"] for p in coll["providers"])
+        "Copernicus Sentinel data terms (source data)",
+        "ukis-csmask model weights (DLR): Apache-2.0",
+    }
+    assert any("processor" in p["roles"] for p in coll["providers"]) and any(
+        "licensor" in p["roles"] for p in coll["providers"]
+    )
     assert "https://stac-extensions.github.io/mlm/v1.5.2/schema.json" in coll["stac_extensions"]
     assert coll["extent"]["temporal"]["interval"][0] == ["2020-04-03T08:00:21Z", "2020-09-08T08:09:15Z"]
     assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == sorted(
-        [f"./{F}_cloudmask/{F}_cloudmask.json", f"./{G}_cloudmask/{G}_cloudmask.json"])
+        [f"./{F}_cloudmask/{F}_cloudmask.json", f"./{G}_cloudmask/{G}_cloudmask.json"]
+    )
 
 
 def test_configurable_collection_id(results, tmp_path, validate_stac):
@@ -205,7 +229,9 @@ def test_rerun_skips_changed_settings_make_a_new_version_overwrite_replaces(resu
     links = {(l["rel"], l["href"]) for l in v1["links"]}
     assert ("latest-version", f"../{F}_cloudmask_v2/{F}_cloudmask_v2.json") in links
     assert ("successor-version", f"../{F}_cloudmask_v2/{F}_cloudmask_v2.json") in links
-    assert ("predecessor-version", f"../{F}_cloudmask/{F}_cloudmask.json") in {(l["rel"], l["href"]) for l in v2["links"]}
+    assert ("predecessor-version", f"../{F}_cloudmask/{F}_cloudmask.json") in {
+        (l["rel"], l["href"]) for l in v2["links"]
+    }
     # the COG of v1 is untouched: v1 still describes its own bytes
     tif = tmp_path / L2A / v1["id"] / f"{v1['id']}.tif"
     assert v1["assets"]["cloudmask"]["file:checksum"] == multihash(tif.read_bytes())
@@ -276,11 +302,16 @@ def test_rerun_repairs_an_item_that_was_written_but_not_linked(results, tmp_path
     assert pub.plan(results[F].scene.item, SETTINGS).skip
     coll = json.loads((tmp_path / L2A / "collection.json").read_text())
     assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == sorted(
-        [f"./{F}_cloudmask/{F}_cloudmask.json", f"./{G}_cloudmask/{G}_cloudmask.json"])
+        [f"./{F}_cloudmask/{F}_cloudmask.json", f"./{G}_cloudmask/{G}_cloudmask.json"]
+    )
 
 
 def _s3_items(fs, root: str) -> dict[str, dict]:
-    return {k: json.loads(fs.cat(k)) for k in fs.find(root) if k.endswith("_cloudmask.json") or "_cloudmask_v" in k and k.endswith(".json")}
+    return {
+        k: json.loads(fs.cat(k))
+        for k in fs.find(root)
+        if k.endswith("_cloudmask.json") or "_cloudmask_v" in k and k.endswith(".json")
+    }
 
 
 def test_sigkill_mid_batch_on_s3_then_rerun_gives_a_whole_catalog(moto_s3, s3_bucket, sample_catalog, validate_stac):
@@ -290,8 +321,19 @@ def test_sigkill_mid_batch_on_s3_then_rerun_gives_a_whole_catalog(moto_s3, s3_bu
     for k, v in moto_s3.env.items():
         if v is None:
             env.pop(k, None)
-    cmd = [sys.executable, "-c", "from stac_clouds2mask.cli import app; app()", "run", str(sample_catalog),
-           "--output", out, "--ids", ids, "--resolution", "20"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from stac_clouds2mask.cli import app; app()",
+        "run",
+        str(sample_catalog),
+        "--output",
+        out,
+        "--ids",
+        ids,
+        "--resolution",
+        "20",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     fs = moto_s3.filesystem()
     try:
@@ -332,12 +374,15 @@ def test_sigkill_mid_batch_on_s3_then_rerun_gives_a_whole_catalog(moto_s3, s3_bu
             data = fs.cat(akey)
             assert asset["file:size"] == len(data) and asset["file:checksum"] == multihash(data), akey
             referenced.add(akey)
-    with rasterio.open(io.BytesIO(fs.cat(next(iter(referenced - {k for k in referenced if k.endswith('.png')}))))) as ds:
+    with rasterio.open(
+        io.BytesIO(fs.cat(next(iter(referenced - {k for k in referenced if k.endswith(".png")}))))
+    ) as ds:
         assert ds.nodata == 255
     root_catalog = json.loads(fs.cat(f"{root}/catalog.json"))
     validate_stac(root_catalog)
     assert sorted(l["href"] for l in root_catalog["links"] if l["rel"] == "child") == sorted(
-        [f"./{L1C}/collection.json", f"./{L2A}/collection.json"])
+        [f"./{L1C}/collection.json", f"./{L2A}/collection.json"]
+    )
     assert not [k for k in fs.find(root) if ".tmp-" in k and "_cloudmask" in k.rsplit("/", 2)[-2]]
 
 
@@ -349,10 +394,17 @@ def test_sigkill_mid_batch_on_s3_then_rerun_gives_a_whole_catalog(moto_s3, s3_bu
 def test_api_collection_items_idempotent_and_searchable(clean_stac_api, sample_catalog, tmp_path, validate_stac):
     api = clean_stac_api.url
     # an existing, bare collection is updated (PUT) with the full metadata
-    clean_stac_api.create_collection({
-        "type": "Collection", "stac_version": "1.1.0", "id": L1C, "description": "placeholder", "license": "other",
-        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2000-01-01T00:00:00Z", None]]}}, "links": [],
-    })
+    clean_stac_api.create_collection(
+        {
+            "type": "Collection",
+            "stac_version": "1.1.0",
+            "id": L1C,
+            "description": "placeholder",
+            "license": "other",
+            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2000-01-01T00:00:00Z", None]]}},
+            "links": [],
+        }
+    )
     out = tmp_path / "masks"
     ids = f"{D},{E},{F}"
     first = invoke("run", str(sample_catalog), "--output", str(out), "--publish-api", api, "--ids", ids)
@@ -378,11 +430,18 @@ def test_api_collection_items_idempotent_and_searchable(clean_stac_api, sample_c
     assert by_time == [f"{D}_cloudmask"]
     f_cloud = clean_stac_api.get_item(L2A, f"{F}_cloudmask")["properties"]["clouds2mask:cloud_percentage"]
     assert f_cloud > 10
-    by_query = [i.id for i in client.search(collections=[L1C, L2A], query={"clouds2mask:cloud_percentage": {"gt": 10}}).items()]
+    by_query = [
+        i.id for i in client.search(collections=[L1C, L2A], query={"clouds2mask:cloud_percentage": {"gt": 10}}).items()
+    ]
     assert by_query == [f"{F}_cloudmask"]
-    by_filter = [i.id for i in client.search(
-        collections=[L1C, L2A], filter_lang="cql2-json",
-        filter={"op": "<", "args": [{"property": "clouds2mask:cloud_percentage"}, 10]}).items()]
+    by_filter = [
+        i.id
+        for i in client.search(
+            collections=[L1C, L2A],
+            filter_lang="cql2-json",
+            filter={"op": "<", "args": [{"property": "clouds2mask:cloud_percentage"}, 10]},
+        ).items()
+    ]
     assert sorted(by_filter) == sorted([f"{D}_cloudmask", f"{E}_cloudmask"])
     for d in client.search(collections=[L1C, L2A]).item_collection_as_dict()["features"]:  # raw JSON, not migrated
         assert d["assets"]["cloudmask"]["href"].startswith(str(out))
@@ -423,7 +482,9 @@ class FaultProxy:
                     self.wfile.write(payload)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                r = requests.request(self.command, proxy.upstream + self.path, data=body or None, headers=headers, timeout=60)
+                r = requests.request(
+                    self.command, proxy.upstream + self.path, data=body or None, headers=headers, timeout=60
+                )
                 content = r.content
                 if proxy.drop_transactions and self.path.rstrip("/") in ("", "/conformance") and self.command == "GET":
                     d = r.json()
@@ -535,9 +596,17 @@ def test_parallel_writers_lose_no_link(tmp_path):
     errors = []
 
     def write(i: int) -> None:
-        d = {"type": "Feature", "stac_version": "1.1.0", "id": f"item-{i}", "collection": f"c{i % 2}",
-             "bbox": [i, 0, i + 1, 1], "geometry": None, "links": [], "assets": {},
-             "properties": {"datetime": f"2024-01-0{i + 1}T00:00:00Z"}}
+        d = {
+            "type": "Feature",
+            "stac_version": "1.1.0",
+            "id": f"item-{i}",
+            "collection": f"c{i % 2}",
+            "bbox": [i, 0, i + 1, 1],
+            "geometry": None,
+            "links": [],
+            "assets": {},
+            "properties": {"datetime": f"2024-01-0{i + 1}T00:00:00Z"},
+        }
         start.wait()
         try:
             catalog.link_item(d)
@@ -552,7 +621,9 @@ def test_parallel_writers_lose_no_link(tmp_path):
     assert not errors
     root = json.loads((tmp_path / "out" / "catalog.json").read_text())
     assert sorted(link["href"] for link in root["links"] if link["rel"] == "child") == [
-        "./c0/collection.json", "./c1/collection.json"]
+        "./c0/collection.json",
+        "./c1/collection.json",
+    ]
     for c in (0, 1):
         coll = json.loads((tmp_path / "out" / f"c{c}" / "collection.json").read_text())
         items = [link["href"] for link in coll["links"] if link["rel"] == "item"]

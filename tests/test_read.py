@@ -56,7 +56,14 @@ def test_scale_offset_from_asset_or_baseline(items):
 
 
 def test_earth_search_item_level_and_raster_bands(shared_dir):
-    [es] = search(str(shared_dir / "data" / "items-real" / "earth-search-v1_sentinel-2-l1c_S2B_27VWK_20240206_0_L1C_search-response.json"))
+    [es] = search(
+        str(
+            shared_dir
+            / "data"
+            / "items-real"
+            / "earth-search-v1_sentinel-2-l1c_S2B_27VWK_20240206_0_L1C_search-response.json"
+        )
+    )
     assert product_level(es) == "L1C"
     assert scale_offset(es, "blue", es.assets["blue"]) == (0.0001, -0.1)
 
@@ -98,12 +105,22 @@ def test_jp2_assets_read_like_cogs(items, tmp_path):
     for key in SIX:
         src = item.assets[key].get_absolute_href()
         with rasterio.open(src) as ds:
-            profile = {"driver": "JP2OpenJPEG", "width": ds.width, "height": ds.height, "count": 1,
-                       "dtype": "uint16", "crs": ds.crs, "transform": ds.transform, "QUALITY": 100, "REVERSIBLE": "YES"}
+            profile = {
+                "driver": "JP2OpenJPEG",
+                "width": ds.width,
+                "height": ds.height,
+                "count": 1,
+                "dtype": "uint16",
+                "crs": ds.crs,
+                "transform": ds.transform,
+                "QUALITY": 100,
+                "REVERSIBLE": "YES",
+            }
             with rasterio.open(tmp_path / f"{key}.jp2", "w", **profile) as out:
                 out.write(ds.read(1), 1)
-        item.assets[key] = pystac.Asset(href=str(tmp_path / f"{key}.jp2"), media_type="image/jp2",
-                                        extra_fields=item.assets[key].extra_fields)
+        item.assets[key] = pystac.Asset(
+            href=str(tmp_path / f"{key}.jp2"), media_type="image/jp2", extra_fields=item.assets[key].extra_fields
+        )
     cog = read_scene(items[E], SIX, resolution=60)
     jp2 = read_scene(item, SIX, resolution=60)
     np.testing.assert_array_equal(cog.reflectance, jp2.reflectance)

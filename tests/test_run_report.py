@@ -16,8 +16,6 @@ D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 
 
-
-
 def reports(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / RUNS_DIR).glob("run-*.json"))]
 
@@ -29,9 +27,15 @@ def test_runner_writes_a_report_per_run(sample_data_dir, tmp_path):
     fc = tmp_path / "items.json"
     fc.write_text(json.dumps({"type": "FeatureCollection", "features": [item_dict(sample_data_dir, E), no_nir]}))
     out = tmp_path / "out"
-    report = Runner(RunConfig(output=str(out), device="cpu", api_headers={"Authorization": "Bearer sekrit-token"})).run(search(str(fc)))
+    report = Runner(RunConfig(output=str(out), device="cpu", api_headers={"Authorization": "Bearer sekrit-token"})).run(
+        search(str(fc))
+    )
     [doc] = reports(out)
-    assert report.path and Path(report.path).name.startswith("run-") and Path(report.path) == next((out / RUNS_DIR).glob("*.json"))
+    assert (
+        report.path
+        and Path(report.path).name.startswith("run-")
+        and Path(report.path) == next((out / RUNS_DIR).glob("*.json"))
+    )
     assert doc["type"] == "clouds2mask-run-report" and doc["exit_code"] == 1 and doc["aborted"] is None
     assert doc["totals"] == {"items": 2, "published": 1, "skipped": 0, "failed": 1, "not_run": 0, "s3_retries": 0}
     good, bad = doc["items"]
@@ -40,7 +44,11 @@ def test_runner_writes_a_report_per_run(sample_data_dir, tmp_path):
     assert bad["status"] == "failed" and bad["stage"] == "model" and bad["error_class"] == "ModelError"
     assert "missing: nir" in bad["error"] and bad["mask_item_id"] is None
     settings = doc["settings"]
-    assert settings["api_header_names"] == ["Authorization"] and settings["device"] == "cpu" and settings["resolution"] == 20
+    assert (
+        settings["api_header_names"] == ["Authorization"]
+        and settings["device"] == "cpu"
+        and settings["resolution"] == 20
+    )
     assert settings["limits"]["max_pixels"] == 130_000_000 and settings["limits"]["item_seconds"] == 3600
     assert "sekrit-token" not in json.dumps(doc)
     # a second run (all skipped) adds a second report and leaves the first alone
@@ -60,24 +68,42 @@ def test_cli_prints_report_path_and_fail_fast_stops(sample_data_dir, tmp_path):
     bad["id"] = "e-bad-href"
     bad["assets"]["red"]["href"] = str(tmp_path / "missing" / "B04.tif")
     fc = tmp_path / "items.json"
-    fc.write_text(json.dumps({"type": "FeatureCollection",
-                              "features": [item_dict(sample_data_dir, E), bad, item_dict(sample_data_dir, D)]}))
+    fc.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [item_dict(sample_data_dir, E), bad, item_dict(sample_data_dir, D)],
+            }
+        )
+    )
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(fc), "--output", str(out), "--fail-fast", "--device", "cpu"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["run", str(fc), "--output", str(out), "--fail-fast", "--device", "cpu"], catch_exceptions=False
+    )
     text = " ".join(result.output.split())
     assert result.exit_code == 1, text
     assert "1 published, 0 skipped, 1 failed, 1 not run of 3 item(s)" in text
     [doc] = reports(out)
     assert f"run report: {out / RUNS_DIR}" in result.output.replace("\n", "")
-    assert [(i["source_id"], i["status"]) for i in doc["items"]] == [(E, "published"), ("e-bad-href", "failed"), (D, "not_run")]
-    assert doc["items"][1]["asset"] == "red" and doc["items"][1]["stage"] == "read" and "cannot open" in doc["items"][1]["error"]
+    assert [(i["source_id"], i["status"]) for i in doc["items"]] == [
+        (E, "published"),
+        ("e-bad-href", "failed"),
+        (D, "not_run"),
+    ]
+    assert (
+        doc["items"][1]["asset"] == "red"
+        and doc["items"][1]["stage"] == "read"
+        and "cannot open" in doc["items"][1]["error"]
+    )
     assert doc["settings"]["fail_fast"] is True and doc["totals"]["not_run"] == 1
     assert not list(out.glob(f"*/{D}_cloudmask"))
 
 
 def test_no_items_is_exit_0_with_a_report(sample_catalog, tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(sample_catalog), "--output", str(out), "--ids", "nothing-like-this"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["run", str(sample_catalog), "--output", str(out), "--ids", "nothing-like-this"], catch_exceptions=False
+    )
     assert result.exit_code == 0 and "0 published, 0 skipped, 0 failed of 0 item(s)" in " ".join(result.output.split())
     [doc] = reports(out)
     assert doc["items"] == [] and doc["exit_code"] == 0
@@ -91,7 +117,9 @@ def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path, monk
 
     monkeypatch.setattr(pipeline, "write_json_atomic", refuse)
     report = Runner(RunConfig(output=str(tmp_path / "out"), device="cpu")).run([])
-    assert report.path is None and "cannot write the run report" in report.report_error and "denied" in report.report_error
+    assert (
+        report.path is None and "cannot write the run report" in report.report_error and "denied" in report.report_error
+    )
     assert report.exit_code == 0
 
 
@@ -105,16 +133,30 @@ def test_rerun_only_the_failures_from_a_report(sample_catalog, tmp_path):
 
     edge = sample_catalog.parent / "edge-cases" / "catalog.json"
     out = tmp_path / "m"
-    first = CliRunner().invoke(app, ["run", str(sample_catalog), str(edge), "-o", str(out), "--ids",
-                                     "s2b-t32upc-20220615-l1c-n0400-offset-9x8,ukis-csmask-s2-l1c-512-labelled"],
-                               catch_exceptions=False)
+    first = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(sample_catalog),
+            str(edge),
+            "-o",
+            str(out),
+            "--ids",
+            "s2b-t32upc-20220615-l1c-n0400-offset-9x8,ukis-csmask-s2-l1c-512-labelled",
+        ],
+        catch_exceptions=False,
+    )
     assert first.exit_code == 1
     [report] = glob.glob(str(out / ".clouds2mask-runs" / "*.json"))
-    again = CliRunner().invoke(app, ["run", str(sample_catalog), str(edge), "-o", str(out), "--rerun-failed", report],
-                               catch_exceptions=False)
+    again = CliRunner().invoke(
+        app, ["run", str(sample_catalog), str(edge), "-o", str(out), "--rerun-failed", report], catch_exceptions=False
+    )
     text = " ".join(again.output.split())
     assert again.exit_code == 1 and "0 published, 0 skipped, 1 failed of 1 item(s)" in text
     assert "ukis-csmask-s2-l1c-512-labelled" in text
-    both = CliRunner().invoke(app, ["run", str(sample_catalog), "-o", str(out), "--rerun-failed", report, "--ids", "x"],
-                              catch_exceptions=False)
+    both = CliRunner().invoke(
+        app,
+        ["run", str(sample_catalog), "-o", str(out), "--rerun-failed", report, "--ids", "x"],
+        catch_exceptions=False,
+    )
     assert both.exit_code == 2

@@ -36,13 +36,28 @@ def test_static_filters(sample_catalog, tmp_path):
     assert len(search(cat, SearchFilters(limit=2))) == 2
     assert ids(search(cat, SearchFilters(collections=("sentinel-2-l2a-samples",), datetime="2020-04-03"))) == [G]
     aoi = tmp_path / "aoi.geojson"
-    aoi.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {
-        "type": "Polygon", "coordinates": [[[36.5, -1.8], [37.0, -1.8], [37.0, -1.5], [36.5, -1.5], [36.5, -1.8]]]}}))
+    aoi.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[36.5, -1.8], [37.0, -1.8], [37.0, -1.5], [36.5, -1.5], [36.5, -1.8]]],
+                },
+            }
+        )
+    )
     assert ids(search(cat, SearchFilters(intersects=json.loads(aoi.read_text())))) == [G]
 
 
 def test_item_collection_and_single_item_sources(shared_dir):
-    real = shared_dir / "data" / "items-real" / "earth-search-v1_sentinel-2-l1c_S2B_27VWK_20240206_0_L1C_search-response.json"
+    real = (
+        shared_dir
+        / "data"
+        / "items-real"
+        / "earth-search-v1_sentinel-2-l1c_S2B_27VWK_20240206_0_L1C_search-response.json"
+    )
     items = search(str(real))
     assert ids(items) == ["S2B_27VWK_20240206_0_L1C"]
     assert items[0].assets["blue"].href.startswith("s3://sentinel-s2-l1c/")

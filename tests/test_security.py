@@ -24,8 +24,6 @@ CANARIES = {
 TOKEN = "canary-token"
 
 
-
-
 def leaks(text: str) -> list[str]:
     return [c for c in (*CANARIES.values(), TOKEN) if c in text]
 
@@ -38,13 +36,22 @@ def test_no_credential_reaches_any_output(moto_s3, s3_bucket, clean_stac_api, sa
     for band in ("B02", "B03", "B04", "B08", "B11", "B12"):
         fs.put_file(str(sample_data_dir / E / f"{band}.tif"), f"{s3_bucket}/data/{E}/{band}.tif")
     on_s3 = item_dict(sample_data_dir, E)
-    for key, band in {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}.items():
+    for key, band in {
+        "blue": "B02",
+        "green": "B03",
+        "red": "B04",
+        "nir": "B08",
+        "swir16": "B11",
+        "swir22": "B12",
+    }.items():
         on_s3["assets"][key]["href"] = f"s3://{s3_bucket}/data/{E}/{band}.tif"
     missing = json.loads(json.dumps(on_s3))
     missing["id"] = "e-missing-on-s3"
     missing["assets"]["red"]["href"] = f"s3://{s3_bucket}/data/nowhere/B04.tif"
     fc = tmp_path / "items.json"
-    fc.write_text(json.dumps({"type": "FeatureCollection", "features": [on_s3, missing, item_dict(sample_data_dir, D)]}))
+    fc.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [on_s3, missing, item_dict(sample_data_dir, D)]})
+    )
 
     out = f"s3://{s3_bucket}/masks"
     records = io.StringIO()
@@ -54,9 +61,22 @@ def test_no_credential_reaches_any_output(moto_s3, s3_bucket, clean_stac_api, sa
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        result = CliRunner().invoke(app, ["run", str(fc), "--output", out, "--device", "cpu",
-                                          "--publish-api", clean_stac_api.url, "--api-header", f"Authorization: Bearer {TOKEN}"],
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            app,
+            [
+                "run",
+                str(fc),
+                "--output",
+                out,
+                "--device",
+                "cpu",
+                "--publish-api",
+                clean_stac_api.url,
+                "--api-header",
+                f"Authorization: Bearer {TOKEN}",
+            ],
+            catch_exceptions=False,
+        )
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -91,8 +111,26 @@ def test_redact_removes_user_info_queries_and_secrets():
 
 
 def test_unsafe_segments():
-    for bad in ("", ".", "..", "../../x", "/abs", "a\\b", "a\x00b", "x\n", " lead", "a?b", "a#b", "a*b", "x" * 201, 12,
-                "collection.json::x", "[s]2b-victim", "a{b}", "ü" * 101):
+    for bad in (
+        "",
+        ".",
+        "..",
+        "../../x",
+        "/abs",
+        "a\\b",
+        "a\x00b",
+        "x\n",
+        " lead",
+        "a?b",
+        "a#b",
+        "a*b",
+        "x" * 201,
+        12,
+        "collection.json::x",
+        "[s]2b-victim",
+        "a{b}",
+        "ü" * 101,
+    ):
         assert unsafe_segment(bad), bad
     for good in ("S2B_27VWK_20240206_0_L1C", "ccd-s2-l2a-20200908", "a.b", "a:b", "ünïcode", "x" * 200, "ü" * 100):
         assert unsafe_segment(good) is None, good

@@ -230,9 +230,7 @@ def test_no_network_guard_works(no_network) -> None:
 
 def test_unknown_schema_is_not_fetched(sample_data_dir: Path, no_network) -> None:
     d = _item_dict(sample_data_dir, CROP_E)
-    d["stac_extensions"] = d["stac_extensions"] + [
-        "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
-    ]
+    d["stac_extensions"] = d["stac_extensions"] + ["https://stac-extensions.github.io/sat/v1.0.0/schema.json"]
     with pytest.raises(SchemaNotAvailableOffline):
         validate_stac(d)
 
@@ -254,8 +252,7 @@ def test_cross_extension_refs_resolve_offline(no_network) -> None:
         "#/definitions/fields/properties/processing:expression",
         "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
         "#/definitions/fields/properties/classification:classes",
-        "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
-        "#/definitions/bands/items/properties/data_type",
+        "https://stac-extensions.github.io/raster/v1.1.0/schema.json#/definitions/bands/items/properties/data_type",
     ):
         assert resolver.lookup(ref).contents
 

@@ -73,7 +73,9 @@ def test_cloud_pixel_becomes_nan_clear_pixel_keeps_its_value(masks20, sample_cat
     assert np.array_equal(np.isnan(values), classes != 0)
     assert np.array_equal(values[classes == 0], red[classes == 0].astype("float64"))
     # keeping shadow too
-    both = stack_masked(sources(sample_catalog, F), str(masks20 / "catalog.json"), keep=(0, 2)).sel(band="red").values[0]
+    both = (
+        stack_masked(sources(sample_catalog, F), str(masks20 / "catalog.json"), keep=(0, 2)).sel(band="red").values[0]
+    )
     assert np.array_equal(np.isnan(both), ~np.isin(classes, [0, 2]))
 
 
@@ -86,7 +88,11 @@ def test_native_10m_masks_and_several_items_on_one_grid(sample_catalog, tmp_path
     later.id = f"{F}-later"
     later.datetime = later.datetime.replace(day=9)
     [mask] = find_masks([item], str(out / "catalog.json"))
-    mask_later = {**mask, "id": mask["id"] + "-later", "properties": {**mask["properties"], "clouds2mask:source_item": later.id}}
+    mask_later = {
+        **mask,
+        "id": mask["id"] + "-later",
+        "properties": {**mask["properties"], "clouds2mask:source_item": later.id},
+    }
     cube = stack_masked([later, item], [mask, mask_later])
     assert cube.sizes["time"] == 2 and list(cube["id"].values) == [F, f"{F}-later"]  # sorted by time
     mask10, _ = read_mask(out, F)
@@ -104,7 +110,18 @@ def test_stack_command_writes_the_masked_cube(masks20, sample_catalog, tmp_path)
     import xarray as xr
 
     nc = tmp_path / "g.nc"
-    result = invoke("stack", str(sample_catalog), "--masks", str(masks20 / "catalog.json"), "--ids", G, "--assets", "red,nir", "-o", str(nc))
+    result = invoke(
+        "stack",
+        str(sample_catalog),
+        "--masks",
+        str(masks20 / "catalog.json"),
+        "--ids",
+        G,
+        "--assets",
+        "red,nir",
+        "-o",
+        str(nc),
+    )
     assert result.exit_code == 0, result.output
     ds = xr.open_dataset(nc)
     assert ds["masked"].shape == (1, 2, 512, 512) and list(ds["band"].values) == ["red", "nir"]

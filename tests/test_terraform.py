@@ -48,7 +48,13 @@ def load(directory: Path) -> dict[str, list[Any]]:
 
 def blocks(parsed: dict[str, list[Any]], kind: str, type_: str) -> dict[str, dict[str, Any]]:
     """{name: body} of the resources (kind 'resource') or data sources (kind 'data') of one type."""
-    return {name: body for block in parsed.get(kind, []) for t, named in block.items() if t == type_ for name, body in named.items()}
+    return {
+        name: body
+        for block in parsed.get(kind, [])
+        for t, named in block.items()
+        if t == type_
+        for name, body in named.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +82,9 @@ def test_terraform_fmt_check_passes():
     terraform = shutil.which("terraform")
     if terraform is None:
         pytest.skip("terraform is not installed (not on PyPI; these machines have it at /usr/local/bin)")
-    result = subprocess.run([terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -85,13 +92,20 @@ def checkov_binary() -> str:
     for candidate in (os.environ.get("CHECKOV"), shutil.which("checkov"), "/opt/checkov/bin/checkov"):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail("checkov not found: install `checkov==3.3.30` in its own venv (it pins an old botocore) and put it "
-                "on PATH, at /opt/checkov/bin/checkov, or in $CHECKOV", pytrace=False)
+    pytest.fail(
+        "checkov not found: install `checkov==3.3.30` in its own venv (it pins an old botocore) and put it "
+        "on PATH, at /opt/checkov/bin/checkov, or in $CHECKOV",
+        pytrace=False,
+    )
 
 
 def test_checkov_passes_with_only_reasoned_skips():
-    result = subprocess.run([checkov_binary(), "-d", str(TERRAFORM), "--skip-download",
-                             "--output", "json"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [checkov_binary(), "-d", str(TERRAFORM), "--skip-download", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     [report] = [r for r in reports if r.get("check_type") == "terraform"]
@@ -101,9 +115,13 @@ def test_checkov_passes_with_only_reasoned_skips():
     assert summary["passed"] > 50 and result.returncode == 0
     for check in report["results"]["skipped_checks"]:
         reason = check.get("check_result", {}).get("suppress_comment", "")
-        assert len(reason) > 30, f"{check['check_id']} on {check['resource']} is skipped without a real reason: {reason!r}"
+        assert len(reason) > 30, (
+            f"{check['check_id']} on {check['resource']} is skipped without a real reason: {reason!r}"
+        )
     # the skips are written next to the resources they concern (no global --skip-check)
-    skipped_in_files = {m for p in MODULE.glob("*.tf") for m in re.findall(r"checkov:skip=(CKV2?_AWS_\d+):", p.read_text())}
+    skipped_in_files = {
+        m for p in MODULE.glob("*.tf") for m in re.findall(r"checkov:skip=(CKV2?_AWS_\d+):", p.read_text())
+    }
     assert {c["check_id"] for c in report["results"]["skipped_checks"]} <= skipped_in_files
 
 
@@ -120,9 +138,13 @@ def test_job_role_grants_no_wildcard_action_and_writes_only_the_output_prefix(mo
         assert "*" not in resources and not any(r.endswith(":*") or r == "arn:aws:s3:::*" for r in resources), st
         actions = set(as_list(st["actions"]))
         s3_actions = {a for a in actions if a.startswith("s3:")}
-        assert s3_actions <= S3_READ_ACTIONS | S3_WRITE_ACTIONS, f"unexpected S3 actions {s3_actions - S3_READ_ACTIONS - S3_WRITE_ACTIONS}"
+        assert s3_actions <= S3_READ_ACTIONS | S3_WRITE_ACTIONS, (
+            f"unexpected S3 actions {s3_actions - S3_READ_ACTIONS - S3_WRITE_ACTIONS}"
+        )
         if s3_actions & S3_WRITE_ACTIONS:
-            assert resources == ["${local.output_objects_arn}"], f"write outside the output prefix in {st.get('sid')}: {resources}"
+            assert resources == ["${local.output_objects_arn}"], (
+                f"write outside the output prefix in {st.get('sid')}: {resources}"
+            )
         if "s3:ListBucket" in actions and resources != ["${local.source_bucket_arns}"]:
             # listing of our own buckets is limited to the prefix
             [cond] = st["condition"]
@@ -142,7 +164,9 @@ def test_job_role_grants_no_wildcard_action_and_writes_only_the_output_prefix(mo
     # the job role has this one inline policy and no attached (managed) policies
     attachments = blocks(module, "resource", "aws_iam_role_policy_attachment")
     assert not [a for a in attachments.values() if "aws_iam_role.job." in a["role"]]
-    [job_policy] = [p for p in blocks(module, "resource", "aws_iam_role_policy").values() if p["role"] == "${aws_iam_role.job.id}"]
+    [job_policy] = [
+        p for p in blocks(module, "resource", "aws_iam_role_policy").values() if p["role"] == "${aws_iam_role.job.id}"
+    ]
     assert job_policy["policy"] == "${data.aws_iam_policy_document.job.json}"
     role = blocks(module, "resource", "aws_iam_role")["job"]
     assert role["assume_role_policy"] == "${data.aws_iam_policy_document.ecs_tasks_assume.json}"
@@ -173,7 +197,9 @@ def test_gpu_job_definition_retries_host_loss_and_times_out(module):
     assert "aws_ecr_repository.this.repository_url" in compact
     assert not re.search(r"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)", compact)
     # payloads may write only under the output prefix (trust.check_output_root)
-    assert 'name = "STAC_CLOUDS2MASK_OUTPUT_ROOTS", value = "s3://${local.output_bucket}/${var.output_prefix}"' in compact
+    assert (
+        'name = "STAC_CLOUDS2MASK_OUTPUT_ROOTS", value = "s3://${local.output_bucket}/${var.output_prefix}"' in compact
+    )
     assert "var.clouds2mask_environment" in compact
     [retry] = job["retry_strategy"]
     assert retry["attempts"] == "${var.job_attempts}"
@@ -204,11 +230,16 @@ def test_compute_environment_is_a_gpu_fleet_that_idles_at_zero(module):
 
 def test_output_bucket_or_existing_bucket_and_prefix(module):
     variables = {name: body for block in module["variable"] for name, body in block.items()}
-    assert {"create_output_bucket", "output_bucket_name", "output_prefix", "plan_prefix", "source_buckets"} <= set(variables)
+    assert {"create_output_bucket", "output_bucket_name", "output_prefix", "plan_prefix", "source_buckets"} <= set(
+        variables
+    )
     bucket = blocks(module, "resource", "aws_s3_bucket")["output"]
     assert bucket["count"] == "${var.create_output_bucket ? 1 : 0}"
     pab = blocks(module, "resource", "aws_s3_bucket_public_access_block")["output"]
-    assert all(pab[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    assert all(
+        pab[k] is True
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
     assert variables["source_buckets"]["default"] == ["sentinel-s2-l1c", "sentinel-cogs"]
 
 
@@ -222,8 +253,15 @@ def test_variables_are_documented_and_outputs_name_queue_and_job_definition(modu
             for name, body in block.items():
                 assert body.get("description"), f"{directory.name}: output {name} is undocumented"
     outputs = {name for block in module["output"] for name in block}
-    assert {"job_queue_arn", "job_queue_name", "job_definition_arn", "job_definition_name", "ecr_repository_url",
-            "output_url", "plan_url_prefix"} <= outputs
+    assert {
+        "job_queue_arn",
+        "job_queue_name",
+        "job_definition_arn",
+        "job_definition_name",
+        "ecr_repository_url",
+        "output_url",
+        "plan_url_prefix",
+    } <= outputs
     example = load(EXAMPLE)
     [call] = [body for block in example["module"] for body in block.values()]
     assert call["source"] == "../../modules/clouds2mask-batch"

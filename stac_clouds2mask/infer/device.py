@@ -59,8 +59,10 @@ def resolve_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (torch {torch.__version__}); "
-                         "use --device cpu or auto")
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available (torch {torch.__version__}); "
+            "use --device cpu or auto"
+        )
     return dev
 
 
@@ -118,22 +120,26 @@ def candidate_modes(allow_bf16: bool) -> list[ExecMode]:
     return modes
 
 
-def choose_cpu_mode(model: torch.nn.Module, name: str, channels: int, patch: int, precision: str,
-                    cache: Path) -> ExecMode:
+def choose_cpu_mode(
+    model: torch.nn.Module, name: str, channels: int, patch: int, precision: str, cache: Path
+) -> ExecMode:
     """The fastest of the candidate CPU modes for this model on this machine, measured once and cached.
 
     ``precision`` other than auto restricts the candidates to it. The cache key holds the CPU model,
     the core count, torch's version, the model ``name`` and the input shape, so another machine, build
     or model measures again.
     """
-    allowed = [m for m in candidate_modes(precision in ("auto", "bf16"))
-               if precision == "auto" or m.precision == precision]
+    allowed = [
+        m for m in candidate_modes(precision in ("auto", "bf16")) if precision == "auto" or m.precision == precision
+    ]
     if not allowed:
         raise ValueError(f"precision {precision!r} is not available on this CPU ({cpu_name()}): use auto or fp32")
     if len(allowed) == 1:
         return allowed[0]
-    key = (f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}|{name}|{channels}x{patch}"
-           f"|{precision}")
+    key = (
+        f"{cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}|{name}|{channels}x{patch}"
+        f"|{precision}"
+    )
     path = _calibration_file(cache)
     try:
         known = json.loads(path.read_text())
@@ -154,8 +160,12 @@ def choose_cpu_mode(model: torch.nn.Module, name: str, channels: int, patch: int
             with mode.autocast(torch.device("cpu")):
                 timings[mode] = _time(lambda: net(xin))
     best = min(timings, key=timings.__getitem__)
-    log.info("CPU mode by measurement on %s: %s (%s)", cpu_name(), best.describe(),
-             ", ".join(f"{m.describe()} {t:.2f} s" for m, t in timings.items()))
+    log.info(
+        "CPU mode by measurement on %s: %s (%s)",
+        cpu_name(),
+        best.describe(),
+        ", ".join(f"{m.describe()} {t:.2f} s" for m, t in timings.items()),
+    )
     known[key] = asdict(best)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -108,11 +108,19 @@ class _Stripes:
         return tensor
 
 
-def _check(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, patch_size: int, overlap: int,
-           scale: Sequence[float] | None, offset: Sequence[float] | None) -> None:
+def _check(
+    data: np.ndarray,
+    valid: np.ndarray,
+    spec: ModelSpec,
+    patch_size: int,
+    overlap: int,
+    scale: Sequence[float] | None,
+    offset: Sequence[float] | None,
+) -> None:
     if data.ndim != 3 or data.shape[0] != len(spec.bands):
-        raise ValueError(f"reflectance must be (C, H, W) with C={len(spec.bands)} bands {spec.bands}, "
-                         f"got shape {data.shape}")
+        raise ValueError(
+            f"reflectance must be (C, H, W) with C={len(spec.bands)} bands {spec.bands}, got shape {data.shape}"
+        )
     if valid.shape != data.shape[1:]:
         raise ValueError(f"valid mask shape {valid.shape} does not match reflectance {data.shape[1:]}")
     if patch_size <= 0 or patch_size % LATTICE:
@@ -128,8 +136,7 @@ def exec_mode(model: torch.nn.Module, spec: ModelSpec, device: torch.device, pat
     if device.type == "cuda":
         return cuda_mode(device, precision)
     base = getattr(model, "_orig_mod", model)  # calibrate the eager module, never a compiled wrapper
-    return choose_cpu_mode(base, f"{spec.name}:{type(base).__name__}", len(spec.bands), patch, precision,
-                           cache_dir())
+    return choose_cpu_mode(base, f"{spec.name}:{type(base).__name__}", len(spec.bands), patch, precision, cache_dir())
 
 
 def predict(
@@ -176,17 +183,48 @@ def predict(
     model = model.to(memory_format=layout)
     bs = batch_size or default_batch(dev, plan.patch_h, plan.patch_w)
     with torch.inference_mode():
-        classes, probabilities = _run(reflectance, valid, spec, model, dev, mode, layout, plan, bs,
-                                      with_probabilities, progress, scale, offset, nodata)
-    return Prediction(classes=classes, probabilities=probabilities, patches_run=plan.count,
-                      patches_skipped=plan.naive - plan.count if plan.naive > plan.count else 0,
-                      processed_pixels=plan.processed_pixels, mode=f"{dev.type}, {mode.describe()}")
+        classes, probabilities = _run(
+            reflectance,
+            valid,
+            spec,
+            model,
+            dev,
+            mode,
+            layout,
+            plan,
+            bs,
+            with_probabilities,
+            progress,
+            scale,
+            offset,
+            nodata,
+        )
+    return Prediction(
+        classes=classes,
+        probabilities=probabilities,
+        patches_run=plan.count,
+        patches_skipped=plan.naive - plan.count if plan.naive > plan.count else 0,
+        processed_pixels=plan.processed_pixels,
+        mode=f"{dev.type}, {mode.describe()}",
+    )
 
 
-def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.Module, dev: torch.device,
-         mode: ExecMode, layout: torch.memory_format, plan: PatchPlan, bs: int, with_probabilities: bool,
-         progress: Callable[[int, int], None] | None, scale: Sequence[float] | None,
-         offset: Sequence[float] | None, nodata: Sequence[float | None] | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _run(
+    data: np.ndarray,
+    valid: np.ndarray,
+    spec: ModelSpec,
+    model: torch.nn.Module,
+    dev: torch.device,
+    mode: ExecMode,
+    layout: torch.memory_format,
+    plan: PatchPlan,
+    bs: int,
+    with_probabilities: bool,
+    progress: Callable[[int, int], None] | None,
+    scale: Sequence[float] | None,
+    offset: Sequence[float] | None,
+    nodata: Sequence[float | None] | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     h, w = valid.shape
     ph, pw = plan.patch_h, plan.patch_w
     f32 = dict(dtype=torch.float32, device=dev)
@@ -214,14 +252,14 @@ def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.M
         n_acc = min(n, ph)
         s0, s1, s2 = acc[:, :n_acc]  # argmax by comparisons: ties go to the lower class, as argmax's do
         cls = torch.where(s2 > torch.maximum(s0, s1), 2, (s1 > s0).to(torch.uint8)).to(torch.uint8).cpu().numpy()
-        none = ~valid[top:top + n_acc] | (wsum[:n_acc] <= 0).cpu().numpy()
+        none = ~valid[top : top + n_acc] | (wsum[:n_acc] <= 0).cpu().numpy()
         cls[none] = NODATA
-        classes[top:top + n_acc] = cls
+        classes[top : top + n_acc] = cls
         if probabilities is not None:
             p = torch.round(acc[:, :n_acc] * (255.0 / wsum[:n_acc].clamp_min(1e-12))).clamp(0, 255)
             p = p.to(torch.uint8).cpu().numpy()
             p[:, none] = 0
-            probabilities[:, top:top + n_acc] = p
+            probabilities[:, top : top + n_acc] = p
         acc = torch.cat([acc[:, n_acc:], torch.zeros((3, n_acc, w), **f32)], 1)
         wsum = torch.cat([wsum[n_acc:], torch.zeros((n_acc, w), **f32)], 0)
         top += n  # rows past the stripe (n > ph) had no patch: they stay nodata
@@ -250,18 +288,18 @@ def _run(data: np.ndarray, valid: np.ndarray, spec: ModelSpec, model: torch.nn.M
         x = _mirrored(x, 2, left, xs[-1] + pw - left)
         ya, yb = max(y0, 0), min(y0 + ph, h)
         for i in range(0, len(xs), bs):
-            group = xs[i:i + bs]
-            cuts = [x[:, :, x0 - left:x0 - left + pw] for x0 in group]
+            group = xs[i : i + bs]
+            cuts = [x[:, :, x0 - left : x0 - left + pw] for x0 in group]
             if compiled:  # one input shape: another one would compile again (minutes on a CPU)
                 cuts += [torch.zeros_like(cuts[0])] * (bs - len(group))
             batch = torch.stack(cuts).contiguous(memory_format=layout)
             with mode.autocast(dev):
-                logits = model(batch)[:len(group)]
+                logits = model(batch)[: len(group)]
             probs = torch.softmax(logits.float(), dim=1) * weight
             for p, x0 in zip(probs, group):
                 xa, xb = max(x0, 0), min(x0 + pw, w)
-                acc[:, ya - top:yb - top, xa:xb] += p[:, ya - y0:yb - y0, xa - x0:xb - x0]
-                wsum[ya - top:yb - top, xa:xb] += weight[ya - y0:yb - y0, xa - x0:xb - x0]
+                acc[:, ya - top : yb - top, xa:xb] += p[:, ya - y0 : yb - y0, xa - x0 : xb - x0]
+                wsum[ya - top : yb - top, xa:xb] += weight[ya - y0 : yb - y0, xa - x0 : xb - x0]
             done += len(group)
             if progress is not None:
                 progress(done, total)

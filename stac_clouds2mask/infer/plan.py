@@ -64,11 +64,11 @@ class PatchPlan:
         for y0, xs in self.rows.items():
             for edge in (y0, y0 + self.patch_h):
                 if 0 < edge < self.height:
-                    rows[max(edge - half, 0):edge + half] = True
+                    rows[max(edge - half, 0) : edge + half] = True
             for x0 in xs:
                 for edge in (x0, x0 + self.patch_w):
                     if 0 < edge < self.width:
-                        cols[max(edge - half, 0):edge + half] = True
+                        cols[max(edge - half, 0) : edge + half] = True
         return rows[:, None] | cols[None, :]
 
 
@@ -135,7 +135,7 @@ def plan_patches(valid: np.ndarray, patch_size: int = DEFAULT_PATCH_SIZE, overla
     ph, pw = patch_length(h, patch_size), patch_length(w, patch_size)
     rows: dict[int, list[int]] = {}
     for y0 in axis_starts(valid.any(axis=1), ph, min(overlap, ph // 2)):
-        xs = axis_starts(valid[max(y0, 0):y0 + ph].any(axis=0), pw, min(overlap, pw // 2))
+        xs = axis_starts(valid[max(y0, 0) : y0 + ph].any(axis=0), pw, min(overlap, pw // 2))
         if xs:
             rows[y0] = xs
     return PatchPlan(h, w, ph, pw, overlap, rows, naive_count(h, ph, overlap) * naive_count(w, pw, overlap))

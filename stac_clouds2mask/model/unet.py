@@ -66,11 +66,18 @@ class BatchNorm(nn.Module):
 class PaddedConv2d(nn.Conv2d):
     """Conv2d with static explicit padding; symmetric pads go to the convolution itself (no copy)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
-                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        stride: int = 1,
+        groups: int = 1,
+        pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+        bias: bool = False,
+    ) -> None:
         symmetric = len(set(pads)) == 1
-        super().__init__(in_ch, out_ch, kernel, stride, padding=pads[0] if symmetric else 0,
-                         groups=groups, bias=bias)
+        super().__init__(in_ch, out_ch, kernel, stride, padding=pads[0] if symmetric else 0, groups=groups, bias=bias)
         self.static_pads = None if symmetric else pads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,8 +89,9 @@ class PaddedConv2d(nn.Conv2d):
 class MBConv(nn.Module):
     """EfficientNet inverted-residual block with squeeze-excitation."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int,
-                 pads: tuple[int, int, int, int]) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int, pads: tuple[int, int, int, int]
+    ) -> None:
         super().__init__()
         mid = in_ch * expand
         self.has_expand = expand != 1
@@ -121,8 +129,9 @@ class EfficientNetB4Encoder(nn.Module):
             for i in range(stage.repeats):
                 first = i == 0
                 pads = stage.first_pads if first else (stage.kernel // 2,) * 4
-                blocks.append(MBConv(ch, stage.out_channels, stage.kernel, stage.stride if first else 1,
-                                     stage.expand, pads))
+                blocks.append(
+                    MBConv(ch, stage.out_channels, stage.kernel, stage.stride if first else 1, stage.expand, pads)
+                )
                 ch = stage.out_channels
         self._blocks = nn.ModuleList(blocks)
 
@@ -138,8 +147,9 @@ class EfficientNetB4Encoder(nn.Module):
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), BatchNorm(out_ch, DECODER_BN_EPS),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), BatchNorm(out_ch, DECODER_BN_EPS), nn.ReLU(inplace=True)
+    )
 
 
 class DecoderBlock(nn.Module):

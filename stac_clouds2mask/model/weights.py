@@ -42,7 +42,7 @@ def state_dict_from_onnx(onnx_path: Path) -> dict[str, torch.Tensor]:
     graph = onnx.load(str(onnx_path)).graph
     state = {}
     for init in graph.initializer:
-        name = init.name[len(_PREFIX):] if init.name.startswith(_PREFIX) else init.name
+        name = init.name[len(_PREFIX) :] if init.name.startswith(_PREFIX) else init.name
         state[name] = torch.from_numpy(numpy_helper.to_array(init).copy())
     return state
 
@@ -68,8 +68,9 @@ def load_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file: rebuild it
             log.warning("ignoring unreadable weight cache %s: %s", path, exc)
-    state = {k: v.to(torch.float16) if v.is_floating_point() else v
-             for k, v in state_dict_from_onnx(spec.onnx_path).items()}
+    state = {
+        k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state_dict_from_onnx(spec.onnx_path).items()
+    }
     try:
         _write_atomic(state, path)
     except OSError as exc:
