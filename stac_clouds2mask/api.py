@@ -40,9 +40,10 @@ def mask_array(
     else:
         mask = valid.astype(bool)
     data = np.nan_to_num(data, nan=0.0)
-    if mask.any() and float(np.median(data[:, mask])) > 1.5:
+    median = float(np.median(data[:, mask])) if mask.any() else 0.0
+    if median > 1.5:
         raise ValueError(
-            f"reflectance has a median of {float(np.median(data[:, mask])):.0f}: these look like digital "
+            f"reflectance has a median of {median:.0f}: these look like digital "
             "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
             "remove the processing-baseline offset)"
         )
