@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import fsspec.implementations.local
 from fsspec.core import url_to_fs
 
 S3_SCHEMES = ("s3://", "s3a://")
@@ -166,7 +167,13 @@ def create_exclusive(url: str, data: bytes, options: StorageOptions | None = Non
     if parent:
         fs.makedirs(parent, exist_ok=True)
     try:
-        fs.pipe_file(path, data, mode="create")
+        if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+            # fsspec's local mode="create" checks, then writes: two writers can both "create"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        else:
+            fs.pipe_file(path, data, mode="create")
     except FileExistsError:
         return False
     return True
