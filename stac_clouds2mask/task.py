@@ -115,7 +115,7 @@ def path_template(root: str) -> str:
     return join(root, "${collection}", "${id}")
 
 
-def _check_limits(value: dict[str, Any]) -> dict[str, float]:
+def _check_limits(value: dict[str, Any]) -> dict[str, Any]:
     """Payload limits: Limits fields, positive numbers of the field's type, at most the operator's."""
     where = f"process.tasks.{TASK_NAME}.limits"
     operator = Limits.from_env()
@@ -159,13 +159,18 @@ def check_parameters(workflow: dict[str, Any], own: dict[str, Any]) -> dict[str,
         )
     if "limits" in params:
         _check_limits(params["limits"])
+    return params
+
+
+def _check_targets(params: dict[str, Any]) -> None:
+    """publish_api and endpoint_url: the worker's operator-configured ones only (checked where the payload
+    runs, not where a plan is written: the workers' environment decides)."""
     for name in TARGET_PARAMETERS:
         if params.get(name) is not None:
             try:
                 check_payload_target(name, params[name])
             except UntrustedReferenceError as exc:
                 raise InvalidInputError(f"process.tasks.{TASK_NAME}: {exc}") from None
-    return params
 
 
 @dataclass
@@ -229,15 +234,13 @@ def _stac_payload(data: Any, where: str) -> Payload:
     payload = data if isinstance(data, Payload) else Payload(data)
     try:
         payload.validate()
-        if not payload.process_definition:
-            raise InvalidInputError(
-                "payload needs 'process': a list whose first element is the process definition "
-                "(upload_options.path_template, tasks.clouds2mask)"
-            )
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"{where}: {exc}") from None
+    if not payload.process_definition:
+        raise InvalidInputError(
+            f"{where} needs 'process': a list whose first element is the process definition "
+            "(upload_options.path_template, tasks.clouds2mask)"
+        )
     return payload
 
 
@@ -299,6 +302,7 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
     try:
         default_root, collection_roots = _roots(payload, url)
         parameters = check_parameters(payload.workflow_options, payload.task_options_dict.get(TASK_NAME, {}))
+        _check_targets(parameters)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
     job = TaskPayload(payload, _items(payload.items_as_dicts, where, url), parameters, default_root, collection_roots)
@@ -399,7 +403,8 @@ class Clouds2MaskTask(Task):
         self.origin, self.device, self.progress = origin, device, progress
         self.job: TaskPayload | None = None
         self.report: RunReport | None = None
-        _check_shape(payload, f"payload {origin}" if origin else "payload")
+        # stactask's Payload.validate runs first in Task.__init__: here, so that its TypeErrors name the payload
+        _stac_payload(payload, f"payload {origin}" if origin else "payload")
         super().__init__(payload, **{**kwargs, "upload": False})
 
     def validate(self) -> bool:
@@ -411,7 +416,9 @@ class Clouds2MaskTask(Task):
         """Mask the items with these parameters (stactask passes workflow options merged with this task's);
         returns the published mask items and lists failed ones under ``clouds2mask:failures``."""
         job = self.job if self.job is not None else parse_payload(self.payload, self.origin)
-        job = dataclasses.replace(job, parameters=check_parameters(kwargs, {}))
+        parameters = check_parameters(kwargs, {})
+        _check_targets(parameters)  # also when process is called with parameters of its own
+        job = dataclasses.replace(job, parameters=parameters)
         features, failures, self.report = mask_items(job, self.device, self.progress)
         self.payload.pop(FAILURES, None)
         if failures:

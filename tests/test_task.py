@@ -144,6 +144,23 @@ def test_bad_parameters_exit_2_naming_them(sample_data_dir, tmp_path, monkeypatc
     assert not (tmp_path / "masks").exists()
 
 
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"features": {"a": 1}}, "unable to parse 'features': must be type list"),
+        ({"process": [{"tasks": "x"}]}, "unable to parse 'tasks'"),
+        ({"process": []}, "needs 'process'"),
+        ({"href": "s3://elsewhere/payload.json"}, "payload indirection ('href') is not supported"),
+    ],
+)
+def test_bad_payload_shapes_exit_2_naming_the_payload(sample_data_dir, tmp_path, change, message):
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({**payload([item_dict(sample_data_dir, E)], tmp_path / "masks"), **change}))
+    result = invoke("run-payload", str(path))
+    assert result.exit_code == 2, result.output
+    assert message in flat(result.output) and str(path) in flat(result.output)
+
+
 def test_new_parameters_take_effect_in_a_run(sample_data_dir, tmp_path, validate_stac):
     root = tmp_path / "masks"
     data = payload(
