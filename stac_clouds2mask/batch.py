@@ -1,46 +1,47 @@
-"""Scale-out: stac-task payloads, plans of N shard payloads, shard runs and their status.
-
-A *payload* follows the stac-task convention (stac-utils/stac-task): a GeoJSON FeatureCollection whose
-``features`` are the source items and whose ``process`` (a list; its first element is used; a bare
-dict is accepted as stac-task still does) holds ``upload_options.path_template``, optional
-``collection_options.<collection>.upload_options`` and ``tasks.clouds2mask`` parameters (merged over
-``workflow_options``). Running it masks every item with :class:`pipeline.Runner` and returns the same
-payload with ``features`` replaced by the published mask items.
+"""Scale-out: plans of N shard payloads, shard runs and their status.
 
 A *plan* is a folder (any fsspec URL) holding ``manifest.json`` and ``shards/shard-NNNNN.json``: one
-payload per shard, balanced by item count, deterministic for the same items and settings. An AWS Batch
-array job runs ``run-shard PLAN --index $AWS_BATCH_JOB_ARRAY_INDEX``; ``status PLAN`` tells per shard
-what is done, failed or missing from what is published, so rerunning the array (or some indices)
-finishes exactly the missing work: the Runner skips items already published with the same settings.
+stac-task payload (stac_clouds2mask.task) per shard, balanced by item count, deterministic for the same
+items and settings. An AWS Batch array job runs ``run-shard PLAN --index $AWS_BATCH_JOB_ARRAY_INDEX``;
+``status PLAN`` tells per shard what is done, failed or missing from what is published, so rerunning the
+array (or some indices) finishes exactly the missing work: the Runner skips items already published with
+the same settings.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
-import posixpath
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pystac
 
 from .errors import InvalidInputError, ItemError, UntrustedReferenceError
-from .pipeline import ItemOutcome, Progress, RunConfig, RunReport, Runner, select_model, settings_for
+from .pipeline import Progress, RunConfig, RunReport, select_model, settings_for
 from .publish import Publisher, StaticCatalog
 from .search import SearchFilters, search
-from .stac_item import mask_collection_id, mask_item_id, same_provenance
+from .stac_item import mask_item_id, same_provenance
 from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
-from .trust import check_output_root, check_payload_target, check_reference
+from .task import (
+    TASK_NAME,
+    TaskPayload,
+    check_parameters,
+    load_payload,
+    make_payload,
+    path_template,
+    read_payload,
+    resolve_href,
+    run_payload,
+)
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "clouds2mask"
 PLAN_TYPE = "stac-clouds2mask-plan"
 PLAN_VERSION = 1
 MANIFEST = "manifest.json"
@@ -48,250 +49,8 @@ ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
 JOB_ID_ENV = "AWS_BATCH_JOB_ID"  # "<parent id>:<index>" in an array child
 MAX_SHARDS = 10_000  # the largest AWS Batch array
 RUNS_DIR = ".clouds2mask-runs"  # shard run records, under the output root (outside the catalog's links)
-TEMPLATE_TAIL = "/${collection}/${id}"
-
-# tasks.clouds2mask parameters: name -> (accepted JSON types, may be null)
-TASK_PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "resolution": ((int, float), False),
-    "model": ((str,), False),
-    "device": ((str,), False),
-    "overwrite": ((bool,), False),
-    "batch_size": ((int,), True),
-    "requester_pays": ((bool,), False),
-    "anon": ((bool,), True),
-    "endpoint_url": ((str,), True),
-    "publish_api": ((str,), True),
-}
 
 ItemState = Literal["done", "failed", "missing"]
-
-
-def resolve_href(base: str, href: str) -> str:
-    """``href`` made absolute against the document at ``base`` (paths or URLs with any scheme)."""
-    if "://" in href or href.startswith("/"):
-        return href
-    scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
-    return f"{scheme}{sep}{joined}"
-
-
-def absolute_item_dict(item: pystac.Item) -> dict[str, Any]:
-    """The item as a self-contained dict: self link, asset and link hrefs all absolute."""
-    d = item.to_dict(include_self_link=True, transform_hrefs=False)
-    base = item.get_self_href()
-    if base:
-        for asset in d.get("assets", {}).values():
-            asset["href"] = resolve_href(base, asset["href"])
-        for link in d.get("links", []):
-            link["href"] = resolve_href(base, link["href"])
-    return d
-
-
-def output_root(template: Any, where: str, source: str | None = None) -> str:
-    """The static catalog root of a path_template, which must be ``<root>/${collection}/${id}``, and
-    which the payload at ``source`` may name (trust.check_output_root: the operator's output roots)."""
-    if not isinstance(template, str) or not template.strip():
-        raise InvalidInputError(f"{where}.path_template must be a non-empty string")
-    text = template.strip().rstrip("/")
-    root = text[: -len(TEMPLATE_TAIL)] if text.endswith(TEMPLATE_TAIL) else ""
-    if not root or "${" in root:
-        raise InvalidInputError(
-            f"{where}.path_template {template!r} is not supported: it must be '<root>/${{collection}}/${{id}}' with "
-            "a fixed "
-            "root such as 's3://bucket/masks/${collection}/${id}' (masks are published as a static catalog: "
-            "<root>/catalog.json, <root>/<collection>/<id>/<id>.json and .tif)"
-        )
-    try:
-        check_output_root(root, source)
-    except UntrustedReferenceError as exc:
-        raise InvalidInputError(f"{where}.path_template: {exc}") from None
-    return absolute(root)
-
-
-def path_template(root: str) -> str:
-    return join(root, "${collection}", "${id}")
-
-
-# ------------------------------------------------------------------------------------------
-# payloads
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TaskPayload:
-    """A validated stac-task payload for the clouds2mask task."""
-
-    data: dict[str, Any]
-    items: list[pystac.Item]
-    parameters: dict[str, Any]
-    default_root: str | None
-    collection_roots: dict[str, str] = field(default_factory=dict)
-
-    def root_for(self, item: pystac.Item) -> str:
-        root = self.collection_roots.get(mask_collection_id(item.collection_id), self.default_root)
-        assert root is not None  # checked by parse_payload
-        return root
-
-    def config(self, root: str, device: str | None = None) -> RunConfig:
-        p = self.parameters
-        options = StorageOptions(
-            anon=p.get("anon"), requester_pays=bool(p.get("requester_pays", False)), endpoint_url=p.get("endpoint_url")
-        )
-        return RunConfig(
-            output=root,
-            publish_api=p.get("publish_api"),
-            resolution=p.get("resolution", 20),
-            device=device or p.get("device", "auto"),
-            model=p.get("model", "auto"),
-            overwrite=bool(p.get("overwrite", False)),
-            batch_size=p.get("batch_size"),
-            options=options,
-        )
-
-
-def _process_definition(data: dict[str, Any]) -> dict[str, Any]:
-    process = data.get("process")
-    if isinstance(process, dict):  # stac-task still accepts a bare dict (deprecated)
-        return process
-    if not isinstance(process, list) or not process:
-        raise InvalidInputError(
-            "payload needs 'process': a list whose first element is the process definition "
-            "(upload_options.path_template, tasks.clouds2mask)"
-        )
-    if not isinstance(process[0], dict):
-        raise InvalidInputError("payload 'process' must be a list of objects; its first element is not an object")
-    return process[0]
-
-
-def _task_parameters(process: dict[str, Any]) -> dict[str, Any]:
-    workflow = process.get("workflow_options", {})
-    if not isinstance(workflow, dict):
-        raise InvalidInputError("process.workflow_options must be an object")
-    tasks = process.get("tasks", {})
-    if isinstance(tasks, list):  # deprecated stac-task form: [{"name": ..., "parameters": {...}}]
-        as_dict: dict[str, Any] = {}
-        for cfg in tasks:
-            if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
-                raise InvalidInputError("process.tasks as a list must hold objects with a 'name'")
-            as_dict[cfg["name"]] = cfg.get("parameters", {})
-        tasks = as_dict
-    if not isinstance(tasks, dict):
-        raise InvalidInputError("process.tasks must be an object mapping task names to their parameters")
-    own = tasks.get(TASK_NAME, {})
-    if not isinstance(own, dict):
-        raise InvalidInputError(f"process.tasks.{TASK_NAME} must be an object of parameters")
-    unknown = sorted(set(own) - set(TASK_PARAMETERS))
-    if unknown:
-        raise InvalidInputError(
-            f"process.tasks.{TASK_NAME} has unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(TASK_PARAMETERS)}"
-        )
-    # workflow options apply to every task of a workflow: take only those this task knows
-    params = {k: v for k, v in workflow.items() if k in TASK_PARAMETERS}
-    params.update(own)
-    for name, value in params.items():
-        types, nullable = TASK_PARAMETERS[name]
-        if value is None and nullable:
-            continue
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            want = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
-            raise InvalidInputError(f"process.tasks.{TASK_NAME}.{name} must be {want}, got {json.dumps(value)}")
-    return params
-
-
-def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
-    """Check a payload and turn it into items, parameters and output roots; InvalidInputError names what is wrong."""
-    where = f"payload {url}" if url else "payload"
-    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise InvalidInputError(
-            f"{where} must be a GeoJSON FeatureCollection (type 'FeatureCollection') in the stac-task convention"
-        )
-    features = data.get("features")
-    if not isinstance(features, list):
-        raise InvalidInputError(f"{where}: 'features' must be a list of STAC items")
-    try:
-        process = _process_definition(data)
-        upload = process.get("upload_options", {})
-        if not isinstance(upload, dict):
-            raise InvalidInputError("process.upload_options must be an object")
-        if process.get("collection_matchers") or upload.get("collections"):
-            raise InvalidInputError(
-                "collection_matchers / upload_options.collections are not supported: mask items go to "
-                "'<source collection>-cloudmask'; key collection_options by that id instead"
-            )
-        default_root = (
-            output_root(upload["path_template"], "process.upload_options", url) if "path_template" in upload else None
-        )
-        coll_options = process.get("collection_options", {})
-        if not isinstance(coll_options, dict):
-            raise InvalidInputError("process.collection_options must be an object")
-        collection_roots = {}
-        for name, opts in coll_options.items():
-            if not isinstance(opts, dict) or not isinstance(opts.get("upload_options", {}), dict):
-                raise InvalidInputError(
-                    f"process.collection_options.{name} must be an object with an upload_options object"
-                )
-            if "path_template" in opts.get("upload_options", {}):
-                collection_roots[name] = output_root(
-                    opts["upload_options"]["path_template"], f"process.collection_options.{name}.upload_options", url
-                )
-        parameters = _task_parameters(process)
-        for name in ("publish_api", "endpoint_url"):
-            if parameters.get(name) is not None:
-                check_payload_target(name, parameters[name])
-    except UntrustedReferenceError as exc:
-        raise InvalidInputError(f"{where}: process.tasks.{TASK_NAME}: {exc}") from None
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"{where}: {exc}") from None
-
-    items: list[pystac.Item] = []
-    seen: set[tuple[str | None, str]] = set()
-    for i, feature in enumerate(features):
-        label = f"features[{i}]" + (
-            f" ({feature.get('id')!r})" if isinstance(feature, dict) and feature.get("id") else ""
-        )
-        if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(feature.get("id"), str):
-            raise InvalidInputError(f"{where}: {label} is not a STAC item (needs type 'Feature' and a string id)")
-        try:
-            item = pystac.Item.from_dict(copy.deepcopy(feature), migrate=True)
-        except Exception as exc:  # pystac raises many kinds for malformed items
-            raise InvalidInputError(f"{where}: {label} is not a valid STAC item: {type(exc).__name__}: {exc}") from exc
-        key = (item.collection_id, item.id)
-        if key in seen:
-            raise InvalidInputError(f"{where}: {label} appears twice")
-        seen.add(key)
-        if item.get_self_href() is None and url:
-            item.set_self_href(absolute(url))
-        elif item.get_self_href() is not None and url:
-            try:  # the self href is the origin of the item's asset hrefs: the payload's origin bounds it
-                check_reference(item.get_self_href(), absolute(url), what=f"self link of {label}")
-            except UntrustedReferenceError as exc:
-                raise InvalidInputError(f"{where}: {exc}") from None
-        if mask_collection_id(item.collection_id) not in collection_roots and default_root is None:
-            raise InvalidInputError(
-                f"{where}: no upload_options.path_template for {label} (output collection "
-                f"{mask_collection_id(item.collection_id)!r}); set process.upload_options.path_template"
-            )
-        items.append(item)
-    payload = TaskPayload(
-        data=data, items=items, parameters=parameters, default_root=default_root, collection_roots=collection_roots
-    )
-    for root in sorted({default_root, *collection_roots.values()} - {None}):
-        try:
-            payload.config(root, device="cpu")  # RunConfig checks resolution and model
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{where}: process.tasks.{TASK_NAME}: {exc}") from None
-    return payload
-
-
-def read_payload(url: str, options: StorageOptions | None = None) -> TaskPayload:
-    try:
-        data = read_json(url, options)
-    except FileNotFoundError as exc:
-        raise InvalidInputError(f"payload not found: {url}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"payload {url} is not JSON: {exc}") from exc
-    return parse_payload(data, url)
 
 
 def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -322,74 +81,6 @@ def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str
 def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
     """The settings a run with ``config`` records for ``item``; ItemError when no model fits it."""
     return settings_for(select_model(item, config.model), config)
-
-
-def execute(
-    payload: TaskPayload, device: str | None = None, progress: Progress | None = None
-) -> tuple[dict[str, Any], RunReport]:
-    """Mask the payload's items (one Runner per output root, models shared) and build the output payload:
-    the input payload with ``features`` replaced by the mask items (published now or before)."""
-    groups: dict[str, list[pystac.Item]] = {}
-    for item in payload.items:
-        groups.setdefault(payload.root_for(item), []).append(item)
-    models: dict[str, Any] = {}
-    outcomes: dict[int, ItemOutcome] = {}
-    runners: dict[str, Runner] = {}
-    for root, items in groups.items():
-        runner = runners[root] = Runner(payload.config(root, device), progress)
-        runner.models = models  # one loaded model per name across output roots
-        for item, outcome in zip(items, runner.run(items).outcomes):
-            outcomes[id(item)] = outcome
-    report = RunReport([outcomes[id(item)] for item in payload.items])
-    features, failures = [], []
-    for item, outcome in zip(payload.items, report.outcomes):
-        d = None
-        if outcome.status != "failed":
-            runner = runners[payload.root_for(item)]
-            d = published_item(runner.publisher, item, expected_settings(item, runner.config))
-            if d is None:
-                outcome.status, outcome.stage = "failed", "publish"
-                outcome.error = (
-                    f"item {item.id!r}: its mask item is not in the static catalog at {runner.config.output}"
-                )
-        if d is None:
-            failures.append(
-                {
-                    "source_item": item.id,
-                    "collection": item.collection_id,
-                    "stage": outcome.stage,
-                    "error": outcome.error,
-                }
-            )
-        else:
-            features.append(d)
-    out = {k: (features if k == "features" else v) for k, v in payload.data.items()}  # same keys, same order
-    if failures:
-        out["clouds2mask:failures"] = failures
-    else:
-        out.pop("clouds2mask:failures", None)
-    return out, report
-
-
-def make_payload(
-    items: Sequence[pystac.Item],
-    root: str,
-    parameters: dict[str, Any] | None = None,
-    payload_id: str | None = None,
-    description: str | None = None,
-) -> dict[str, Any]:
-    """A stac-task payload that masks ``items`` into the static catalog at ``root``."""
-    process: dict[str, Any] = {
-        "description": description or "Cloud and cloud-shadow masks by stac-clouds2mask",
-        "upload_options": {"path_template": path_template(absolute(root))},
-        "tasks": {TASK_NAME: dict(parameters or {})},
-    }
-    payload: dict[str, Any] = {"type": "FeatureCollection"}
-    if payload_id:
-        payload["id"] = payload_id
-    payload["features"] = [absolute_item_dict(i) for i in items]
-    payload["process"] = [process]
-    return payload
 
 
 # ------------------------------------------------------------------------------------------
@@ -439,7 +130,7 @@ def write_plan(
     if not items:
         raise InvalidInputError("the search found no items: nothing to plan")
     parameters = dict(parameters or {})
-    _task_parameters({"tasks": {TASK_NAME: parameters}})  # same checks as a payload's
+    check_parameters({}, parameters)  # same checks as a payload's
     root = absolute(output).rstrip("/")
     groups = shard_items(items, shards)
     body = {"output": root, "parameters": parameters, "shards": [[item_key(i) for i in g] for g in groups]}
@@ -572,13 +263,12 @@ def run_shard(
     k = array_index(index, len(manifest["shards"]))
     shard = manifest["shards"][k]
     purl = resolve_href(murl, shard["href"])
-    payload = read_payload(purl, options)
-    out, report = execute(payload, device, progress)
+    out, report, payload = run_payload(load_payload(purl, options), purl, device, progress)
     record = {
         "plan": manifest["id"],
         "index": k,
         "payload": purl,
-        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "outcomes": [
             {"key": item_key(i), "status": o.status, "stage": o.stage, "error": o.error}
             for i, o in zip(payload.items, report.outcomes)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from . import batch
+from . import batch, task
 from .errors import InvalidInputError
 from .storage import StorageOptions, write_bytes_atomic, write_json_atomic
 
@@ -83,19 +83,22 @@ def run_payload(
     ] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Run a stac-task payload: mask its items into the static catalog of upload_options.path_template
-    ('<root>/${collection}/${id}') and emit the payload with 'features' replaced by the mask items.
+    """Run a stac-task payload (stactask's Task contract): mask its items into the static catalog of
+    upload_options.path_template ('<root>/${collection}/${id}') and emit the payload with 'features' replaced
+    by the mask items.
 
-    [bold]tasks.clouds2mask parameters[/] (all optional): resolution, model, device, overwrite, batch_size,
-    requester_pays, anon, endpoint_url, publish_api. Failed items are listed under 'clouds2mask:failures'.
+    [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
+    overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
+    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url.
+    Failed items are listed under 'clouds2mask:failures'.
 
     Exit status: 0 all items published or skipped, 1 some items failed, 2 bad invocation or bad payload.
     """
 
     def body() -> int:
-        payload = batch.read_payload(payload_url)
+        data = task.load_payload(payload_url)
         with _progress() as progress:
-            out, report = batch.execute(payload, device, progress)
+            out, report, _ = task.run_payload(data, payload_url, device, progress)
         text = json.dumps(out, indent=2)
         if output:
             write_bytes_atomic(output, text.encode("utf-8"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from stac_clouds2mask import batch
+from stac_clouds2mask import batch, task
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.errors import InvalidInputError
 from stac_clouds2mask.search import SearchFilters, search
@@ -189,7 +189,7 @@ def test_payload_round_trip_gives_the_same_items_as_run(tmp_path, sample_catalog
     assert len(expected) == 2
 
     by_payload = tmp_path / "by-payload"
-    payload = batch.make_payload([sample_items[D], sample_items[G]], str(by_payload), {"resolution": 20})
+    payload = task.make_payload([sample_items[D], sample_items[G]], str(by_payload), {"resolution": 20})
     payload["process"][0]["workflow_options"] = {"some_other_task_option": 1}
     payload_path = tmp_path / "payload.json"
     payload_path.write_text(json.dumps(payload))
@@ -222,22 +222,22 @@ def test_payload_with_a_failing_item_lists_it_and_exits_1(tmp_path, sample_items
     broken = sample_items[D].clone()
     broken.id = "broken-asset-d"
     broken.assets["red"].href = str(tmp_path / "nowhere" / "B04.tif")
-    payload = batch.make_payload([broken], str(tmp_path / "masks"))
-    out, report = batch.execute(batch.parse_payload(payload))
+    payload = task.make_payload([broken], str(tmp_path / "masks"))
+    out, report, _ = task.run_payload(payload)
     assert report.exit_code == 1 and out["features"] == []
     [failure] = out["clouds2mask:failures"]
     assert failure["source_item"] == "broken-asset-d" and failure["stage"] == "read"
 
 
 def _good_payload(items, root) -> dict:
-    return batch.make_payload(items, root, {"resolution": 20})
+    return task.make_payload(items, root, {"resolution": 20})
 
 
 BAD_PAYLOADS = [
     (lambda p: {"type": "Feature"}, "must be a GeoJSON FeatureCollection"),
     (lambda p: {k: v for k, v in p.items() if k != "process"}, "needs 'process'"),
-    (lambda p: {**p, "features": {"a": 1}}, "'features' must be a list"),
-    (lambda p: {**p, "process": ["x"]}, "first element is not an object"),
+    (lambda p: {**p, "features": {"a": 1}}, "unable to parse 'features': must be type list"),
+    (lambda p: {**p, "process": ["x"]}, "first element of the list must be type dict"),
     (lambda p: _set(p, ["upload_options"], {}), "no upload_options.path_template"),
     (lambda p: _set(p, ["upload_options", "path_template"], "s3://b/${year}/${collection}/${id}"), "fixed root"),
     (lambda p: _set(p, ["upload_options", "path_template"], "s3://b/masks/${id}"), "is not supported"),
@@ -246,7 +246,10 @@ BAD_PAYLOADS = [
     (lambda p: _set(p, ["tasks", "clouds2mask", "overwrite"], "yes"), "overwrite must be bool"),
     (lambda p: _set(p, ["tasks", "clouds2mask", "resolution"], 15), "--resolution must be one of"),
     (lambda p: _set(p, ["tasks", "clouds2mask", "model"], "no-such-model"), "no-such-model"),
-    (lambda p: _set(p, ["tasks", "clouds2mask"], [1]), "must be an object of parameters"),
+    (
+        lambda p: _set(p, ["tasks", "clouds2mask"], [1]),
+        "unable to parse options for task 'clouds2mask': must be type dict",
+    ),
     (
         lambda p: _set(p, ["collection_matchers"], [{"type": "catch_all", "collection_name": "x"}]),
         "collection_matchers",
@@ -271,7 +274,7 @@ def test_bad_payloads_are_rejected_clearly(tmp_path, sample_items, mutate, messa
     payload = mutate(_good_payload([sample_items[D], sample_items[F]], str(tmp_path / "masks")))
     url = str(tmp_path / "payload.json")  # local: a payload on S3 may not name these local files at all
     with pytest.raises(InvalidInputError) as err:
-        batch.parse_payload(payload, url)
+        task.parse_payload(payload, url)
     assert message in str(err.value) and url in str(err.value)
 
 
@@ -293,7 +296,8 @@ def test_run_payload_cli_exits_2_on_a_bad_payload(tmp_path, sample_items):
 def test_payload_accepts_stac_task_variants_and_collection_options(tmp_path, sample_items):
     p = _good_payload([sample_items[D], sample_items[F]], str(tmp_path / "masks"))
     legacy = {**p, "process": {**p["process"][0], "tasks": [{"name": "clouds2mask", "parameters": {"resolution": 30}}]}}
-    parsed = batch.parse_payload(legacy)
+    with pytest.warns(DeprecationWarning, match="will be unsupported in a future version"):  # stactask's
+        parsed = task.parse_payload(legacy)
     assert parsed.parameters == {"resolution": 30}
     p["process"][0]["workflow_options"] = {"resolution": 60, "unrelated": True}
     p["process"][0]["tasks"] = {"clouds2mask": {"model": "auto"}, "other-task": {"x": 1}}
@@ -302,7 +306,7 @@ def test_payload_accepts_stac_task_variants_and_collection_options(tmp_path, sam
             "upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}"}
         }
     }
-    parsed = batch.parse_payload(p)
+    parsed = task.parse_payload(p)
     assert parsed.parameters == {"resolution": 60, "model": "auto"}
     roots = {i.id: parsed.root_for(i) for i in parsed.items}
     assert roots == {D: str(tmp_path / "masks"), F: str(tmp_path / "l2a")}
@@ -310,13 +314,13 @@ def test_payload_accepts_stac_task_variants_and_collection_options(tmp_path, sam
 
 
 def test_payload_collection_options_send_a_collection_to_its_own_catalog(tmp_path, sample_items):
-    payload = batch.make_payload([sample_items[D], sample_items[G]], str(tmp_path / "main"))
+    payload = task.make_payload([sample_items[D], sample_items[G]], str(tmp_path / "main"))
     payload["process"][0]["collection_options"] = {
         "sentinel-2-l2a-samples-cloudmask": {
             "upload_options": {"path_template": f"{tmp_path}/l2a/${{collection}}/${{id}}/"}
         }
     }
-    out, report = batch.execute(batch.parse_payload(payload))
+    out, report, _ = task.run_payload(payload)
     assert report.exit_code == 0
     hrefs = {f["id"]: f["assets"]["cloudmask"]["href"] for f in out["features"]}
     assert hrefs[f"{D}_cloudmask"].startswith(str(tmp_path / "main" / "sentinel-2-l1c-samples-cloudmask"))

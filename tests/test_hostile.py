@@ -295,7 +295,7 @@ def test_payload_publish_api_gets_no_token(server, sample_data_dir, tmp_path, mo
 
 
 def test_payload_publish_api_the_operator_configured_is_accepted(server, monkeypatch):
-    from stac_clouds2mask.batch import parse_payload
+    from stac_clouds2mask.task import parse_payload
 
     monkeypatch.setenv("STAC_CLOUDS2MASK_PUBLISH_API", server.url + "/")
     data = {
