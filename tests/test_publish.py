@@ -29,7 +29,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
-from stac_clouds2mask.errors import InvalidInputError
+from stac_clouds2mask.errors import InvalidInputError, PublishError
 from stac_clouds2mask.model import get_model_spec
 from stac_clouds2mask.publish import Publisher, StacApi, StaticCatalog
 from stac_clouds2mask.read import read_scene
@@ -526,7 +526,7 @@ def test_api_retries_5xx_and_429_and_sends_the_token(proxy, clean_stac_api, resu
 
     proxy.faults = [503] * 10
     api2 = StacApi(proxy.url, retries=2, backoff=0.01)
-    with pytest.raises(RuntimeError, match="503"):
+    with pytest.raises(PublishError, match="503"):
         Publisher(StaticCatalog(str(tmp_path / "b")), api2).publish(results[G], spec())
 
 
