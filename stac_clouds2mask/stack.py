@@ -23,7 +23,7 @@ import pystac
 from .errors import InvalidInputError
 from .limits import Limits
 from .publish import versions
-from .stac_item import MASK_ASSET
+from .stac_item import MASK_ASSET, mask_collection_id
 from .storage import StorageOptions
 
 try:
@@ -84,24 +84,34 @@ def find_masks(
     sources: Sequence[pystac.Item | dict[str, Any]],
     masks: str | Iterable[pystac.Item | dict[str, Any]],
     options: StorageOptions | None = None,
+    collections: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The latest (not deprecated, highest version) published mask of each source, in source order.
 
     masks: the published items themselves, or where they are (a static catalog at any fsspec URL, or
     a STAC API root URL, asked for version 1, 2, ... of each source's mask as publish.versions walks
-    them, within STAC_CLOUDS2MASK_MAX_VERSIONS). ValueError names the sources that have no mask there.
+    them, within STAC_CLOUDS2MASK_MAX_VERSIONS, in `collections`: by default each source collection's
+    default mask collection). ValueError names the sources that have no mask there.
     """
     ids = [s.id if isinstance(s, pystac.Item) else s["id"] for s in sources]
+    if collections is None:
+        collections = sorted(
+            {
+                mask_collection_id(s.collection_id if isinstance(s, pystac.Item) else s.get("collection"))
+                for s in sources
+            }
+        )
     with warnings.catch_warnings():  # pystac warns on every deprecated (superseded) version it reads
         warnings.simplefilter("ignore", pystac.DeprecatedWarning)
         if isinstance(masks, str):
             from .search import SearchFilters, is_api, search
 
             if is_api(masks):
-                where = masks
+                where, in_collections = masks, tuple(collections)
 
                 def fetch(wanted: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
-                    found = (_absolute_dict(m) for m in search(where, SearchFilters(ids=tuple(wanted)), options))
+                    filters = SearchFilters(ids=tuple(wanted), collections=in_collections)
+                    found = (_absolute_dict(m) for m in search(where, filters, options))
                     return {d["id"]: (d, where) for d in found}
 
                 walked = versions.walk(ids, fetch, Limits.from_env().max_versions)
