@@ -7,8 +7,9 @@ change (storage.update_json: a folder lock locally, conditional writes with If-M
 S3, retried when another writer came first). Why conditional writes rather than one finaliser that
 rebuilds links from a listing: the catalog stays whole after every item (a reader, a rerun, a killed
 array never needs a separate step), each update reads and writes one document instead of listing and
-reading every item, and S3 (since 2024), MinIO and moto apply If-Match / If-None-Match atomically.
-Items themselves have one writer each: the item's claim (`<item>.lock`, created with If-None-Match).
+reading every item, and S3 (since 2024) and MinIO apply If-Match / If-None-Match atomically. A store
+that ignores them would lose links again: use one writer at a time there. Items themselves are written
+by one run at a time: the item's claim (`<item>.lock`, created with If-None-Match, see claim()).
 """
 
 from __future__ import annotations

@@ -88,8 +88,9 @@ def walk(
                 or (collection_id is not None and d.get("collection") != collection_id)
                 or not isinstance(d.get("properties"), dict)
             ):
+                of = f" of collection {collection_id!r}" if collection_id is not None else ""
                 raise UntrustedReferenceError(
-                    f"the published mask {iid!r} of collection {collection_id!r} ({where}) "
+                    f"the published mask {iid!r}{of} ({where}) "
                     "does not hold that id and collection: refused (a foreign or planted item)"
                 )
             found[wanted[iid]].append(Version(d, where))
