@@ -297,7 +297,7 @@ def read_payload(url: str, options: StorageOptions | None = None) -> TaskPayload
 def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The latest mask item published in the static catalog for ``source`` with these settings (the one a
     rerun skips to), with absolute hrefs and a self link; None when there is none. Reads only."""
-    version = versions.matching(publisher.versions(source, static_only=True), source, settings)
+    version = versions.matching(publisher.published_versions(source, static_only=True), source, settings)
     if version is None:
         return None
     found = version.item

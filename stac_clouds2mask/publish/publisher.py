@@ -87,7 +87,7 @@ class Publisher:
     def target_collection(self, source: pystac.Item) -> str:
         return self.collection_id or mask_collection_id(source.collection_id)
 
-    def versions(self, source: pystac.Item, *, static_only: bool = False) -> list[Version]:
+    def published_versions(self, source: pystac.Item, *, static_only: bool = False) -> list[Version]:
         """The published versions of the source's mask, oldest first: from the static catalog, else from
         the STAC API (unless `static_only`)."""
         collection_id = self.target_collection(source)
@@ -107,7 +107,7 @@ class Publisher:
         """Decide what publishing `source`'s mask will do. On the skip path, repair what an interrupted
         run may have left undone (the collection link, the STAC API copy, the older versions' marks)."""
         collection_id = self.target_collection(source)
-        found = self.versions(source)
+        found = self.published_versions(source)
         dicts = [v.item for v in found]
         if not found:
             return PublishPlan("new", collection_id, mask_item_id(source.id), 1)
@@ -145,13 +145,11 @@ class Publisher:
         self.catalog.link_item(d)
         if self.api is None or self.api.existing(d["collection"], d["id"]) is not None:
             return ""
-        self.api.write_item(self._for_api(d))
+        self.api.write_item(self._for_api(d, self.api))
         return "; added to the STAC API"
 
-    def _for_api(self, d: dict[str, Any]) -> dict[str, Any]:
+    def _for_api(self, d: dict[str, Any], api: StacApi) -> dict[str, Any]:
         """A static-catalog item as the STAC API gets it: absolute asset hrefs, version links to API items."""
-        assert self.api is not None
-        api = self.api
         out = with_absolute_assets(d, join(self.catalog.url, d["collection"], d["id"]))
         versions.retarget(out, lambda iid: api.item_href(d["collection"], iid))
         return out
@@ -238,7 +236,7 @@ class Publisher:
             )
         self.catalog.write_item(d)
         if self.api is not None:
-            self.api.write_item(self._for_api(d), src.collection_id)
+            self.api.write_item(self._for_api(d, self.api), src.collection_id)
         if plan.action == "new_version":
             self._deprecate(previous, d)
         return item
@@ -270,4 +268,4 @@ class Publisher:
             if self.catalog.existing(cid, old["id"]) is not None:
                 self.catalog.rewrite_item(old)
             if self.api is not None and self.api.existing(cid, old["id"]) is not None:
-                self.api.rewrite_item(self._for_api(old))
+                self.api.rewrite_item(self._for_api(old, self.api))
