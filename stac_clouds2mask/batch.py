@@ -22,11 +22,10 @@ from typing import Any, Literal
 
 import pystac
 
-from .errors import InvalidInputError, ItemError, UntrustedReferenceError
+from .errors import InvalidInputError, ItemError, LimitExceededError, UntrustedReferenceError
 from .pipeline import Progress, RunConfig, RunReport, select_model, settings_for
-from .publish import Publisher, StaticCatalog
+from .publish import Publisher, StaticCatalog, versions
 from .search import SearchFilters, search
-from .stac_item import mask_item_id, same_provenance
 from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
 from .task import (
     TASK_NAME,
@@ -56,17 +55,11 @@ ItemState = Literal["done", "failed", "missing"]
 def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
     """The latest mask item published in the static catalog for ``source`` with these settings (the one a
     rerun skips to), with absolute hrefs and a self link; None when there is none. Reads only."""
-    catalog = publisher.catalog
-    collection_id = publisher.target_collection(source)
-    found = None
-    for version in range(1, publisher.max_versions + 1):  # the same bound as Publisher's version walk
-        if (d := catalog.existing(collection_id, mask_item_id(source.id, version))) is None:
-            break
-        if same_provenance(d, source, settings):
-            found = d
-    if found is None:
+    version = versions.matching(publisher.published_versions(source, static_only=True), source, settings)
+    if version is None:
         return None
-    base = catalog.item_url(collection_id, found["id"])
+    found = version.item
+    base = publisher.catalog.item_url(found["collection"], found["id"])
     for asset in found.get("assets", {}).values():
         asset["href"] = resolve_href(base, asset["href"])
     links = [
@@ -358,11 +351,18 @@ def _item_status(
         settings = expected_settings(item, config)
     except ItemError as exc:  # no model fits: this item can never succeed
         return ItemStatus(key, "failed", str(exc))
-    publisher = publishers.setdefault(root, Publisher(StaticCatalog(root, config.options)))
+    publisher = publishers.setdefault(
+        root,
+        Publisher(
+            StaticCatalog(root, config.options),
+            collection_id=config.collection_id,
+            max_versions=config.limits.max_versions,
+        ),
+    )
     try:
         if published_item(publisher, item, settings) is not None:
             return ItemStatus(key, "done")
-    except UntrustedReferenceError as exc:  # an id that is not one path segment: it can never be published
+    except (UntrustedReferenceError, LimitExceededError) as exc:  # a refused id or version chain: never published
         return ItemStatus(key, "failed", str(exc))
     if key in failures:
         return ItemStatus(key, "failed", failures[key])

@@ -68,7 +68,3 @@ def multihash_sha256(path: str | Path) -> str:
             digest.update(chunk)
     return "1220" + digest.hexdigest()
 
-
-def multihash_sha256_bytes(data: bytes) -> str:
-    """multihash_sha256 of bytes in memory."""
-    return "1220" + hashlib.sha256(data).hexdigest()

@@ -360,12 +360,6 @@ class Runner:
         self._stage(work, "publish", step)
         return work.outcome or _not_run(work.item)
 
-    def run_item(self, item: pystac.Item) -> ItemOutcome:
-        """One item through every stage, in this thread."""
-        work = self.prepare(item)
-        self.infer(work)
-        return self.publish(work)
-
     def run(self, items: Iterable[pystac.Item]) -> RunReport:
         """All items, with item N+1 read while item N is inferred and item N-1 written.
 

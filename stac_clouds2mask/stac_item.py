@@ -17,7 +17,6 @@ then marked `deprecated: true` and get `latest-version` (and the direct predeces
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 import numpy as np
@@ -88,7 +87,6 @@ LICENSE_LINKS = [
         "title": "ukis-csmask model weights (DLR): Apache-2.0",
     },
 ]
-_VERSION_SUFFIX = re.compile(r"_cloudmask_v(\d+)$")
 
 
 def mask_item_id(source_id: str, version: int = 1) -> str:
@@ -273,12 +271,11 @@ def build_mask_item(
     thumbnail: tuple[str, int, str] | None = None,
     probabilities: tuple[str, int, str] | None = None,
     version: int = 1,
-    predecessor_href: str | None = None,
 ) -> pystac.Item:
     """The published item: same footprint and time as the source, derived_from it, fully described.
 
     thumbnail: (href, size, multihash) of the palette PNG, when one was written.
-    version / predecessor_href: the version extension fields (see the module docstring).
+    version: the version extension's version (see the module docstring).
     """
     src = result.scene.item
     stats = percentages(result.classes)
@@ -387,15 +384,6 @@ def build_mask_item(
     if href:
         item.add_link(
             pystac.Link("derived_from", href, media_type=pystac.MediaType.GEOJSON, title=f"Source item {src.id}")
-        )
-    if predecessor_href:
-        item.add_link(
-            pystac.Link(
-                "predecessor-version",
-                predecessor_href,
-                media_type=pystac.MediaType.GEOJSON,
-                title="The mask of the same source item made with other settings",
-            )
         )
     for link in LICENSE_LINKS:
         item.add_link(pystac.Link(link["rel"], link["href"], media_type=link["type"], title=link["title"]))
@@ -572,7 +560,3 @@ def new_collection(collection_id: str, item: pystac.Item | dict[str, Any]) -> di
     )
     return update_collection(coll, d)
 
-
-def version_of(item_id: str) -> int:
-    m = _VERSION_SUFFIX.search(item_id)
-    return int(m.group(1)) if m else 1

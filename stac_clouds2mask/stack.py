@@ -21,7 +21,9 @@ import numpy as np
 import pystac
 
 from .errors import InvalidInputError
-from .stac_item import MASK_ASSET, mask_item_id
+from .limits import Limits
+from .publish import versions
+from .stac_item import MASK_ASSET, mask_collection_id
 from .storage import StorageOptions
 
 try:
@@ -82,39 +84,43 @@ def find_masks(
     sources: Sequence[pystac.Item | dict[str, Any]],
     masks: str | Iterable[pystac.Item | dict[str, Any]],
     options: StorageOptions | None = None,
+    collections: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The latest (not deprecated, highest version) published mask of each source, in source order.
 
     masks: the published items themselves, or where they are (a static catalog at any fsspec URL, or
-    a STAC API root URL). ValueError names the sources that have no mask there.
+    a STAC API root URL, asked for version 1, 2, ... of each source's mask as publish.versions walks
+    them, within STAC_CLOUDS2MASK_MAX_VERSIONS, in `collections`: by default each source collection's
+    default mask collection). ValueError names the sources that have no mask there.
     """
     ids = [s.id if isinstance(s, pystac.Item) else s["id"] for s in sources]
-    if isinstance(masks, str):
-        from .search import SearchFilters, is_api, search
-
-        filters = (
-            SearchFilters(ids=tuple(mask_item_id(i, v) for i in ids for v in range(1, 10))) if is_api(masks) else None
+    if collections is None:
+        collections = sorted(
+            {
+                mask_collection_id(s.collection_id if isinstance(s, pystac.Item) else s.get("collection"))
+                for s in sources
+            }
         )
-        with warnings.catch_warnings():  # pystac warns on every deprecated (superseded) version it reads
-            warnings.simplefilter("ignore", pystac.DeprecatedWarning)
-            candidates = [_absolute_dict(m) for m in search(masks, filters, options)]
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pystac.DeprecatedWarning)
+    with warnings.catch_warnings():  # pystac warns on every deprecated (superseded) version it reads
+        warnings.simplefilter("ignore", pystac.DeprecatedWarning)
+        if isinstance(masks, str):
+            from .search import SearchFilters, is_api, search
+
+            if is_api(masks):
+                where, in_collections = masks, tuple(collections)
+
+                def fetch(wanted: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
+                    filters = SearchFilters(ids=tuple(wanted), collections=in_collections)
+                    found = (_absolute_dict(m) for m in search(where, filters, options))
+                    return {d["id"]: (d, where) for d in found}
+
+                walked = versions.walk(ids, fetch, Limits.from_env().max_versions)
+                candidates = [v.item for found in walked.values() for v in found]
+            else:
+                candidates = [_absolute_dict(m) for m in search(masks, None, options)]
+        else:
             candidates = [_absolute_dict(m) for m in masks]
-    best: dict[str, dict[str, Any]] = {}
-    for m in candidates:
-        props = m.get("properties", {})
-        sid = props.get("clouds2mask:source_item")
-        if sid not in ids or MASK_ASSET not in m.get("assets", {}):
-            continue
-        rank = (not props.get("deprecated", False), int(props.get("version", 1)))
-        old = best.get(sid)
-        if old is None or rank > (
-            not old["properties"].get("deprecated", False),
-            int(old["properties"].get("version", 1)),
-        ):
-            best[sid] = m
+    best = versions.latest_per_source((m for m in candidates if MASK_ASSET in m.get("assets", {})), ids)
     missing = [i for i in ids if i not in best]
     if missing:
         where = masks if isinstance(masks, str) else "the given mask items"
@@ -170,15 +176,15 @@ def stack_sources_and_masks(
             max(b[2] for b in boxes),
             max(b[3] for b in boxes),
         )
-    grid = dict(
-        epsg=int(epsg),
-        resolution=float(resolution),
-        bounds=tuple(bounds),
-        snap_bounds=False,
-        sortby_date=False,
-        chunksize=chunksize,
-        xy_coords="topleft",
-    )
+    grid = {
+        "epsg": int(epsg),
+        "resolution": float(resolution),
+        "bounds": tuple(bounds),
+        "snap_bounds": False,
+        "sortby_date": False,
+        "chunksize": chunksize,
+        "xy_coords": "topleft",
+    }
     # one asset key per band across items (stackstac stacks by key); rename to the band names asked for
     for d, ks in zip(src, keys):
         for band, key in zip(assets, ks):

@@ -6,11 +6,15 @@ all go through fsspec so that every stage reads and writes the same way.
 
 from __future__ import annotations
 
+import copy
+import fcntl
 import functools
 import json
 import os
+import random
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ from fsspec.core import url_to_fs
 
 S3_SCHEMES = ("s3://", "s3a://")
 S3_ATTEMPTS = 6
+UPDATE_ATTEMPTS = 100  # conditional writes of one shared document lost in a row before giving up
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def absolute(url: str) -> str:
     """Absolute form of a local path (URLs pass through), for hrefs that outlive the working directory."""
     if is_remote(url):
         return url
-    return os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
+    return os.path.abspath(url.removeprefix("file://"))
 
 
 def get_fs(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -182,3 +187,97 @@ def create_exclusive(url: str, data: bytes, options: StorageOptions | None = Non
 def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = None) -> None:
     """Upload (or copy) a local file to a URL atomically (see _atomic)."""
     _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))
+
+
+def update_json(
+    url: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any]],
+    options: StorageOptions | None = None,
+    attempts: int = UPDATE_ATTEMPTS,
+) -> dict[str, Any]:
+    """Read, change and write one JSON document that parallel writers share (a collection, the root
+    catalog) so that no writer's change is lost; returns the document as it now stands.
+
+    `change` gets a copy of the current document (None when there is none) and returns the new one; it
+    may run more than once, so it must only add what its writer needs. Nothing is written when the
+    document already holds the change.
+    - local files: the document's folder is locked (flock; released when the process dies, so a killed
+      writer leaves no lock behind) around the read and the atomic write;
+    - S3: the write is conditional on the object read (If-Match on its ETag, If-None-Match: * when it
+      did not exist) and done again from a fresh read when another writer came first (412, 409);
+    - other stores have no such primitive: one writer at a time there (the last one wins).
+    """
+    fs, path = get_fs(url, options)
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        return _update_local(url, path, change, options)
+    if not url.startswith(S3_SCHEMES):
+        current = _read_or_none(fs, path)
+        new = change(copy.deepcopy(current))
+        if new != current:
+            write_json_atomic(url, new, options)
+        return new
+    delay = 0.02
+    for _ in range(attempts):
+        fs.invalidate_cache(path)
+        try:
+            etag = fs.info(path)["ETag"]
+            current = json.loads(fs.cat_file(path))
+        except FileNotFoundError:
+            etag, current = None, None
+        new = change(copy.deepcopy(current))
+        if new == current:
+            return new
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            fs.pipe_file(path, json.dumps(new, indent=2).encode("utf-8"), **condition)
+        except (FileExistsError, FileNotFoundError):  # created or deleted by another writer since the read
+            pass
+        except OSError as exc:
+            if not _lost_race(exc):
+                raise
+        else:
+            fs.invalidate_cache(path)
+            return new
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 1.0)
+    raise OSError(f"{url}: other writers changed it first {attempts} times in a row; not updated")
+
+
+def _update_local(
+    url: str, path: str, change: Callable[[dict[str, Any] | None], dict[str, Any]], options: StorageOptions | None
+) -> dict[str, Any]:
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with open(path, "rb") as f:
+                current = json.loads(f.read())
+        except FileNotFoundError:
+            current = None
+        new = change(copy.deepcopy(current))
+        if new != current:
+            write_json_atomic(url, new, options)
+        return new
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_or_none(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        return None
+
+
+def _lost_race(exc: OSError) -> bool:
+    """Whether a conditional S3 write failed because another writer changed the object first
+    (412 PreconditionFailed, or 409 ConditionalRequestConflict while another conditional write was under way)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status in (409, 412) or response.get("Error", {}).get("Code") in (
+        "PreconditionFailed",
+        "ConditionalRequestConflict",
+    )

@@ -162,6 +162,20 @@ def test_status_reports_failed_items_from_the_run_record_and_the_model_check(tmp
     assert f"rerun indices: {','.join(map(str, sorted(index.values())))}" in text
 
 
+def test_status_judges_mask_versions_by_the_publish_rule(tmp_path, sample_catalog, sample_items):
+    """status decides through publish.versions: a mask published as version 2 (version 1 was made with
+    other settings) is done; a version chain beyond STAC_CLOUDS2MASK_MAX_VERSIONS is failed, not a crash."""
+    masks, plan_url = tmp_path / "masks", str(tmp_path / "plan")
+    batch.write_plan(plan_url, [sample_items[E]], str(masks), shards=1)
+    assert invoke("run", str(sample_catalog), "--output", str(masks), "--ids", E, "--resolution", "10").exit_code == 0
+    assert batch.status(plan_url).shards[0].state == "missing"  # version 1 has other settings
+    assert invoke("run-shard", plan_url, "--index", "0").exit_code == 0
+    assert (masks / f"{COLLECTION[E]}-cloudmask" / f"{E}_cloudmask_v2").is_dir()
+    assert batch.status(plan_url).shards[0].state == "done"
+    st = invoke("status", plan_url, env={"STAC_CLOUDS2MASK_MAX_VERSIONS": "1"})
+    assert st.exit_code == 1 and "more than 1 published versions" in " ".join(st.output.split())
+
+
 # ------------------------------------------------------------------------------------------
 # stac-task payload round trip
 # ------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
-from stac_clouds2mask.errors import InvalidInputError
+from stac_clouds2mask.errors import InvalidInputError, PublishError
 from stac_clouds2mask.model import get_model_spec
 from stac_clouds2mask.publish import Publisher, StacApi, StaticCatalog
 from stac_clouds2mask.read import read_scene
@@ -263,6 +263,27 @@ def test_cli_rerun_says_skipped_and_changed_setting_publishes_a_version(sample_c
     assert other.exit_code == 0 and "1 published" in other.output
     assert read_item(out, L1C, f"{D}_cloudmask_v2")["properties"]["clouds2mask:settings"]["resolution"] == 20
     assert read_item(out, L1C, f"{D}_cloudmask")["properties"]["deprecated"] is True
+
+
+def test_outputs_of_the_previous_version_are_recognised(results, tmp_path):
+    """A catalog written before links had titles (root, parent, collection, item and version links) and
+    before the lock-free link updates: a rerun skips every mask, adds no link twice and changes no byte."""
+    pub = Publisher(StaticCatalog(str(tmp_path)))
+    pub.publish(results[F], spec())
+    pub.publish(with_settings(results[F], resolution=20), spec())
+    pub.publish(results[G], spec())
+    added = {"root", "parent", "collection", "item", "predecessor-version", "successor-version", "latest-version"}
+    for path in tmp_path.rglob("*.json"):
+        d = json.loads(path.read_text())
+        for link in d["links"]:
+            if link["rel"] in added and not (d["type"] == "Catalog" and link["rel"] == "root"):
+                link.pop("title", None)
+        path.write_text(json.dumps(d, indent=2))
+    (tmp_path / ".clouds2mask-links.lock").write_text("{}")  # the old link lock, as a killed run left it
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for r in (results[F], with_settings(results[F], resolution=20), results[G]):
+        assert pub.plan(r.scene.item, r.settings).skip
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 # ------------------------------------------------------------------------------------------
@@ -526,7 +547,7 @@ def test_api_retries_5xx_and_429_and_sends_the_token(proxy, clean_stac_api, resu
 
     proxy.faults = [503] * 10
     api2 = StacApi(proxy.url, retries=2, backoff=0.01)
-    with pytest.raises(RuntimeError, match="503"):
+    with pytest.raises(PublishError, match=f"item '{G}_cloudmask': .*HTTP 503"):
         Publisher(StaticCatalog(str(tmp_path / "b")), api2).publish(results[G], spec())
 
 
@@ -628,4 +649,4 @@ def test_parallel_writers_lose_no_link(tmp_path):
         coll = json.loads((tmp_path / "out" / f"c{c}" / "collection.json").read_text())
         items = [link["href"] for link in coll["links"] if link["rel"] == "item"]
         assert sorted(items) == sorted(f"./item-{i}/item-{i}.json" for i in range(c, 8, 2))
-    assert not list((tmp_path / "out").glob(".clouds2mask-links.lock"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0", "c1", "catalog.json"]  # no lock, no temporary

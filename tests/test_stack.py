@@ -5,6 +5,8 @@ The masks are made by the real pipeline (`run`) on crops F and G of the sample c
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -141,3 +143,23 @@ def test_masks_read_from_s3(masks20, sample_catalog, moto_s3, s3_bucket, s3fs_fs
     assert str(remote["mask_id"].values[0]) == f"{F}_cloudmask"
     assert np.array_equal(remote["cloudmask"].values, local["cloudmask"].values)
     assert np.array_equal(np.isnan(remote.values), np.isnan(local.values))
+
+
+def test_latest_of_many_versions_found_in_a_stac_api(masks20, sample_catalog, clean_stac_api):
+    """A STAC API is asked for version 1, 2, ... of each source's mask until one is missing (the rule of
+    publish.versions), so an 11th version is found: no fixed number of versions is assumed."""
+    from stac_clouds2mask.stac_item import mask_item_id, new_collection
+
+    [item] = sources(sample_catalog, F)
+    [v1] = find_masks([item], str(masks20 / "catalog.json"))
+    v1["links"] = []
+    copies = []
+    for n in range(1, 12):
+        d = json.loads(json.dumps(v1))
+        d["id"] = mask_item_id(F, n)
+        d["properties"].update({"version": str(n), "deprecated": n < 11})
+        copies.append(d)
+    clean_stac_api.create_collection({**new_collection(L2A, v1), "links": []})
+    clean_stac_api.add_items(L2A, copies)
+    [latest] = find_masks([item], clean_stac_api.url)
+    assert latest["id"] == f"{F}_cloudmask_v11" and latest["properties"]["version"] == "11"

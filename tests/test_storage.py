@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from stac_clouds2mask.storage import StorageOptions, join, write_json_atomic
+from stac_clouds2mask.storage import StorageOptions, join, update_json, write_json_atomic
 
 
 def test_requester_pays_and_endpoint_reach_s3fs(monkeypatch):
@@ -71,3 +71,54 @@ def test_concurrent_atomic_writes_of_one_document_do_not_collide(tmp_path):
     assert not errors, errors[0]
     assert json.loads((tmp_path / "collection.json").read_text())["writer"] in range(8)
     assert [p.name for p in tmp_path.iterdir()] == ["collection.json"]  # no temporary left behind
+
+
+def test_update_json_loses_no_increment_of_parallel_local_writers(tmp_path):
+    """Eight threads (each its own lock holder, as processes are) add 1 to one document 20 times each."""
+    url = str(tmp_path / "counter.json")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def add(current: dict | None) -> dict:
+        return {"n": (current or {"n": 0})["n"] + 1}
+
+    def write() -> None:
+        barrier.wait()
+        try:
+            for _ in range(20):
+                update_json(url, add)
+        except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert json.loads((tmp_path / "counter.json").read_text()) == {"n": 160}
+    assert [p.name for p in tmp_path.iterdir()] == ["counter.json"]  # no lock file, no temporary
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["if-match", "if-none-match"])
+def test_update_json_on_s3_redoes_a_change_another_writer_beat(moto_s3, s3_bucket, exists):
+    """Another writer changes (or creates) the document between this writer's read and its write: the
+    conditional write fails (412), the change is made again on the fresh document, and both survive."""
+    url = f"s3://{s3_bucket}/c/collection.json"
+    fs = moto_s3.filesystem()
+    if exists:
+        fs.pipe_file(f"{s3_bucket}/c/collection.json", json.dumps({"links": ["first"]}).encode())
+    seen: list[dict | None] = []
+
+    def add_mine(current: dict | None) -> dict:
+        seen.append(current)
+        if len(seen) == 1:  # the other writer comes first
+            other = {"links": [*(current or {"links": []})["links"], "other"]}
+            fs.pipe_file(f"{s3_bucket}/c/collection.json", json.dumps(other).encode())
+        return {"links": [*(current or {"links": []})["links"], "mine"]}
+
+    result = update_json(url, add_mine)
+    want = {"links": [*(["first"] if exists else []), "other", "mine"]}
+    assert result == want
+    assert json.loads(fs.cat_file(f"{s3_bucket}/c/collection.json")) == want
+    assert len(seen) == 2

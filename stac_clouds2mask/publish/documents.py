@@ -1,0 +1,27 @@
+"""Item JSON as the targets store it: a plain copy of an item, and its asset hrefs made absolute."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pystac
+
+from ..storage import join
+
+
+def item_json(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
+    """A JSON copy of the item that the caller may change (hrefs as they are, no self link added)."""
+    if isinstance(item, pystac.Item):
+        return item.to_dict(include_self_link=False, transform_hrefs=False)
+    return copy.deepcopy(item)
+
+
+def with_absolute_assets(d: dict[str, Any], item_dir: str) -> dict[str, Any]:
+    """A copy of a static-catalog item whose `./` asset hrefs point into `item_dir` (for a STAC API or a
+    reader that does not know where the item JSON lies)."""
+    d = copy.deepcopy(d)
+    for asset in d.get("assets", {}).values():
+        if asset["href"].startswith("./"):
+            asset["href"] = join(item_dir, asset["href"][2:])
+    return d

@@ -1,0 +1,271 @@
+"""The publisher: decides what publishing a source item's mask does (skip, new, new version, overwrite)
+and writes it, the static catalog first (the home of the COGs), then the STAC API when there is one.
+
+Order of writes, so that a reader never sees an item whose assets are missing or partial and an
+interrupted run leaves no item pointing at nothing:
+
+1. the COG and the thumbnail are written locally, hashed, uploaded under a temporary name and moved
+   into place (their size is checked after the move);
+2. the item JSON is written (temporary name, then moved);
+3. the collection (metadata, extent, summaries, item link) and the root catalog's child link;
+4. the STAC API copy (collection, then item), when there is one;
+5. older versions are marked deprecated and linked to the new one (versions.py has the rule).
+
+A rerun repairs what an interruption left undone: an item that is already published with the same
+provenance is skipped, and on that path its collection link, its STAC API copy and the deprecation of
+older versions are added when missing. Stale temporary objects of the item (from a killed run) are
+removed when it is published.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pystac
+
+from ..cog import multihash_sha256, write_cog
+from ..errors import InvalidInputError, PublishError
+from ..model.registry import ModelSpec
+from ..scene import MaskResult
+from ..stac_item import build_mask_item, mask_collection_id, mask_item_id, same_provenance
+from ..storage import join
+from ..thumbnail import write_thumbnail
+from . import versions
+from .api import StacApi
+from .documents import item_json, with_absolute_assets
+from .static import StaticCatalog
+from .versions import Version
+
+Action = Literal["new", "new_version", "overwrite", "skip"]
+
+
+@dataclass
+class PublishPlan:
+    """What publishing one source item will do, decided from what is already published.
+
+    versions: the published versions of the source's mask (oldest first, as dicts).
+    """
+
+    action: Action
+    collection_id: str
+    item_id: str
+    version: int
+    reason: str = ""
+    versions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def skip(self) -> bool:
+        return self.action == "skip"
+
+    @property
+    def predecessor(self) -> dict[str, Any] | None:
+        """The version the new one follows (for new_version)."""
+        return self.versions[-1] if self.action == "new_version" and self.versions else None
+
+
+@dataclass
+class Publisher:
+    """Writes each mask to the static catalog (the home of the COGs) and optionally to a STAC API.
+
+    collection_id: the target collection for every mask; default `<source-collection>-cloudmask`.
+    thumbnails: also write a palette PNG thumbnail per item.
+    claim_busy_for: how long a run waits for another live run publishing the very same mask (same
+    settings) before it takes the item over (see StaticCatalog.claim).
+    """
+
+    catalog: StaticCatalog
+    api: StacApi | None = None
+    collection_id: str | None = None
+    thumbnails: bool = True
+    max_versions: int = 100
+    claim_stale_after: float = 3900.0  # the per-item limit and a margin: a lock this old has no live run
+    claim_busy_for: float = 10.0
+
+    def target_collection(self, source: pystac.Item) -> str:
+        return self.collection_id or mask_collection_id(source.collection_id)
+
+    def published_versions(self, source: pystac.Item, *, static_only: bool = False) -> list[Version]:
+        """The published versions of the source's mask, oldest first: from the static catalog, else from
+        the STAC API (unless `static_only`)."""
+        collection_id = self.target_collection(source)
+
+        def fetch(ids: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
+            out = {}
+            for iid in ids:
+                if (d := self.catalog.existing(collection_id, iid)) is not None:
+                    out[iid] = (d, "static")
+                elif not static_only and self.api is not None and (d := self.api.existing(collection_id, iid)):
+                    out[iid] = (d, "api")
+            return out
+
+        return versions.walk([source.id], fetch, self.max_versions, collection_id)[source.id]
+
+    def plan(self, source: pystac.Item, settings: dict[str, Any], overwrite: bool = False) -> PublishPlan:
+        """Decide what publishing `source`'s mask will do. On the skip path, repair what an interrupted
+        run may have left undone (the collection link, the STAC API copy, the older versions' marks)."""
+        collection_id = self.target_collection(source)
+        found = self.published_versions(source)
+        dicts = [v.item for v in found]
+        if not found:
+            return PublishPlan("new", collection_id, mask_item_id(source.id), 1)
+        same = versions.matching(found, source, settings)
+        if same is not None and not overwrite:
+            note = self._repair(same)
+            if same is found[-1] and versions.unfinished(found):
+                self._deprecate(dicts[:-1], same.item)
+            return PublishPlan(
+                "skip",
+                collection_id,
+                same.id,
+                same.number,
+                f"already published as {same.id} with the same source item, model and settings{note}",
+                dicts,
+            )
+        if overwrite:
+            target = same or found[-1]
+            return PublishPlan("overwrite", collection_id, target.id, target.number, f"replacing {target.id}", dicts)
+        item_id, number = versions.next_version(source.id, found)
+        return PublishPlan(
+            "new_version",
+            collection_id,
+            item_id,
+            number,
+            f"settings differ from {found[-1].id}: publishing version {number}",
+            dicts,
+        )
+
+    def _repair(self, version: Version) -> str:
+        """Link a statically published item and add it to the STAC API where a run stopped before."""
+        if version.where != "static":
+            return ""
+        d = version.item
+        self.catalog.link_item(d)
+        if self.api is None or self.api.existing(d["collection"], d["id"]) is not None:
+            return ""
+        self.api.write_item(self._for_api(d, self.api))
+        return "; added to the STAC API"
+
+    def _for_api(self, d: dict[str, Any], api: StacApi) -> dict[str, Any]:
+        """A static-catalog item as the STAC API gets it: absolute asset hrefs, version links to API items."""
+        out = with_absolute_assets(d, join(self.catalog.url, d["collection"], d["id"]))
+        versions.retarget(out, lambda iid: api.item_href(d["collection"], iid))
+        return out
+
+    def publish(
+        self, result: MaskResult, spec: ModelSpec, plan: PublishPlan | None = None, *, overwrite: bool = False
+    ) -> pystac.Item:
+        """Write the assets, then the item, then the links, and return the published item (absolute hrefs).
+        Without a plan, one is made (a skip plan then means: publish nothing, return the published item)."""
+        src = result.scene.item
+        plan = plan or self.plan(src, result.settings, overwrite)
+        if plan.skip:
+            d = self.catalog.existing(plan.collection_id, plan.item_id) or (
+                self.api.existing(plan.collection_id, plan.item_id) if self.api else None
+            )
+            return pystac.Item.from_dict(d) if d else pystac.Item.from_dict(plan.versions[-1])
+        with self.catalog.claim(
+            plan.collection_id, plan.item_id, result.settings, self.claim_stale_after, src.id, self.claim_busy_for
+        ):
+            current = self.catalog.existing(plan.collection_id, plan.item_id) if plan.action != "overwrite" else None
+            if current is not None and same_provenance(current, src, result.settings):
+                return pystac.Item.from_dict(current)  # another run published this very mask meanwhile
+            if current is not None:  # another run published this id otherwise after we planned: never overwrite it
+                raise PublishError(
+                    src.id,
+                    f"{plan.item_id!r} was published by another run after this one planned it: "
+                    "not overwritten; rerun to skip it or publish a new version",
+                )
+            return self._write(result, spec, plan)
+
+    def _write(self, result: MaskResult, spec: ModelSpec, plan: PublishPlan) -> pystac.Item:
+        """Assets, then the item, then the links (see the module docstring), under the plan's claim."""
+        src = result.scene.item
+        collection_id, item_id = plan.collection_id, plan.item_id
+        self.catalog.remove_stale_temporaries(collection_id, item_id)
+        with tempfile.TemporaryDirectory(prefix="clouds2mask-") as tmp:
+            local = os.path.join(tmp, f"{item_id}.tif")
+            write_cog(result.classes, result.scene.crs, result.scene.transform, local)
+            size, checksum = os.path.getsize(local), multihash_sha256(local)
+            thumb = probs = None
+            try:
+                href = self.catalog.put_asset(local, collection_id, item_id)
+                if self.thumbnails:
+                    png = os.path.join(tmp, f"{item_id}.png")
+                    write_thumbnail(result.classes, png)
+                    t_href = self.catalog.put_asset(png, collection_id, item_id, ".png")
+                    thumb = (t_href, os.path.getsize(png), multihash_sha256(png))
+                if result.probabilities is not None:
+                    prob = os.path.join(tmp, f"{item_id}_probabilities.tif")
+                    write_cog(
+                        result.probabilities,
+                        result.scene.crs,
+                        result.scene.transform,
+                        prob,
+                        nodata=None,
+                        resampling="average",
+                        descriptions=("clear", "cloud", "cloud shadow"),
+                    )
+                    p_href = self.catalog.put_asset(prob, collection_id, item_id, "_probabilities.tif")
+                    probs = (p_href, os.path.getsize(prob), multihash_sha256(prob))
+            except OSError as exc:
+                raise PublishError(
+                    src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish"
+                ) from exc
+        item = build_mask_item(
+            result,
+            spec,
+            href,
+            size,
+            checksum,
+            collection_id,
+            thumbnail=thumb,
+            probabilities=probs,
+            version=plan.version,
+        )
+        d = item_json(item)
+        previous = [v for v in plan.versions if v["id"] != item_id]
+        if plan.action == "overwrite":
+            versions.carried_over(next((v for v in plan.versions if v["id"] == item_id), None), d)
+            previous = []
+        elif plan.predecessor is not None:
+            versions.set_links(
+                d, {"predecessor-version": self.catalog.version_href(collection_id, plan.predecessor["id"])}
+            )
+        self.catalog.write_item(d)
+        if self.api is not None:
+            self.api.write_item(self._for_api(d, self.api), src.collection_id)
+        if plan.action == "new_version":
+            self._deprecate(previous, d)
+        return item
+
+    def sync_api(self, batch_size: int = 200) -> int:
+        """Push every item of the static catalog to the STAC API in bulk (upsert; see StacApi.write_items),
+        e.g. once after many workers wrote their masks to the static catalog only. Returns the item count."""
+        if self.api is None:
+            raise InvalidInputError("no STAC API to publish to")
+        api = self.api
+        batch: list[dict[str, Any]] = []
+        count = 0
+        for d in self.catalog.iter_items():
+            versions.retarget(d, lambda iid, cid=d["collection"]: api.item_href(cid, iid))
+            batch.append(d)
+            if len(batch) >= batch_size:
+                count += len(batch)
+                api.write_items(batch)
+                batch = []
+        if batch:
+            count += len(batch)
+            api.write_items(batch)
+        return count
+
+    def _deprecate(self, previous: list[dict[str, Any]], latest: dict[str, Any]) -> None:
+        """Rewrite the older versions as versions.deprecated_copies says, where each of them is stored."""
+        cid = latest["collection"]
+        for old in versions.deprecated_copies(previous, self.catalog.version_href(cid, latest["id"])):
+            if self.catalog.existing(cid, old["id"]) is not None:
+                self.catalog.rewrite_item(old)
+            if self.api is not None and self.api.existing(cid, old["id"]) is not None:
+                self.api.rewrite_item(self._for_api(old, self.api))

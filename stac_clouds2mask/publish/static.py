@@ -1,0 +1,260 @@
+"""The static catalog: catalog.json -> <collection>/collection.json -> <item>/<item>.json and its assets,
+at any fsspec URL (a local folder, s3://, ...).
+
+Parallel writers (array-job children, several runs) share the collection and root documents: each
+writer adds its item link and grows the extent with a read-change-write that loses no other writer's
+change (storage.update_json: a folder lock locally, conditional writes with If-Match / If-None-Match on
+S3, retried when another writer came first). Why conditional writes rather than one finaliser that
+rebuilds links from a listing: the catalog stays whole after every item (a reader, a rerun, a killed
+array never needs a separate step), each update reads and writes one document instead of listing and
+reading every item, and S3 (since 2024) and MinIO apply If-Match / If-None-Match atomically. A store
+that ignores them would lose links again: use one writer at a time there. Items themselves are written
+by one run at a time: the item's claim (`<item>.lock`, created with If-None-Match, see claim()).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import posixpath
+import random
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pystac
+
+from ..errors import PublishError, UntrustedReferenceError
+from ..stac_item import STAC_VERSION, new_collection, update_collection
+from ..storage import (
+    StorageOptions,
+    absolute,
+    create_exclusive,
+    get_fs,
+    join,
+    put_file_atomic,
+    read_json,
+    update_json,
+    write_json_atomic,
+)
+from ..trust import resolve, under_root, unsafe_segment
+from .documents import item_json, with_absolute_assets
+
+
+@dataclass
+class StaticCatalog:
+    """A static STAC catalog at any fsspec URL: catalog.json -> <collection>/collection.json -> items."""
+
+    url: str
+    options: StorageOptions = field(default_factory=StorageOptions)
+    title: str = "Cloud and cloud-shadow masks"
+
+    def __post_init__(self) -> None:
+        self.url = absolute(self.url).rstrip("/")
+
+    def _url(self, *segments: str, name: str | None = None) -> str:
+        """A URL under the root from id segments: each must be one path segment (trust.unsafe_segment)
+        and the result must stay under the root; `name` is a file name the code chose."""
+        for segment in segments:
+            if why := unsafe_segment(segment):
+                raise UntrustedReferenceError(
+                    f"id {segment!r} {why}: refused, it would not be a single path segment under the output"
+                )
+        return under_root(join(self.url, *segments, *([name] if name else [])), self.url)
+
+    def item_url(self, collection_id: str, item_id: str) -> str:
+        return self._url(collection_id, item_id, name=f"{item_id}.json")
+
+    def asset_url(self, collection_id: str, item_id: str, suffix: str = ".tif") -> str:
+        return self._url(collection_id, item_id, name=f"{item_id}{suffix}")
+
+    def version_href(self, collection_id: str, item_id: str) -> str:
+        """How a sibling item links to this one (relative, so the catalog can be moved)."""
+        return f"../{item_id}/{item_id}.json"
+
+    def put_source(self, item: pystac.Item) -> str:
+        """A source item that lives nowhere else (one built from a product folder), written under
+        ``sources/`` so the mask's derived_from link resolves; its self link is set to it."""
+        if why := unsafe_segment(item.id):
+            raise UntrustedReferenceError(f"id {item.id!r} {why}: refused, it would not be a single path segment")
+        url = self._url("sources", name=f"{item.id}.json")
+        item.set_self_href(url)
+        write_json_atomic(url, item.to_dict(include_self_link=True, transform_hrefs=False), self.options)
+        return url
+
+    def existing(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        """The published item JSON, or None when there is none."""
+        try:
+            return read_json(self.item_url(collection_id, item_id), self.options)
+        except FileNotFoundError:
+            return None
+
+    def put_asset(self, local_path: str, collection_id: str, item_id: str, suffix: str = ".tif") -> str:
+        """Upload under a temporary name, move into place, check the size that arrived; return the URL."""
+        url = self.asset_url(collection_id, item_id, suffix)
+        put_file_atomic(local_path, url, self.options)
+        fs, path = get_fs(url, self.options)
+        size = fs.size(path)
+        if size != os.path.getsize(local_path):
+            raise OSError(f"{url} has {size} bytes after upload, expected {os.path.getsize(local_path)}")
+        return url
+
+    def remove_stale_temporaries(self, collection_id: str, item_id: str) -> None:
+        """Temporary objects of this item left by an interrupted run (`<item id>...tmp-<pid>-<token>`):
+        listed and deleted by literal name, never by a glob (ids may hold characters globs read)."""
+        fs, path = get_fs(self._url(collection_id, item_id), self.options)
+        try:
+            names = fs.ls(path, detail=False)
+        except (FileNotFoundError, OSError):
+            return
+        for p in names:
+            name = posixpath.basename(p.rstrip("/"))
+            if name.startswith(item_id) and ".tmp-" in name[len(item_id) :]:
+                try:
+                    fs.rm_file(p)
+                except (FileNotFoundError, OSError):
+                    pass
+
+    def write_item(self, item: pystac.Item | dict[str, Any], source_collection: str | None = None) -> dict[str, Any]:
+        """Write the item (relative links and asset hrefs), then link it from its collection and the root.
+        Returns the JSON as written."""
+        d = item_json(item)
+        collection_id = d.get("collection") or "cloudmask"
+        item_dir = join(self.url, collection_id, d["id"]) + "/"
+        for asset in d["assets"].values():
+            if asset["href"].startswith(item_dir):
+                asset["href"] = "./" + asset["href"][len(item_dir) :]
+        d["links"] = [l for l in d["links"] if l["rel"] not in ("root", "parent", "collection", "self")] + [
+            {"rel": "root", "href": "../../catalog.json", "type": "application/json", "title": "The catalog"},
+            {"rel": "parent", "href": "../collection.json", "type": "application/json", "title": "The collection"},
+            {"rel": "collection", "href": "../collection.json", "type": "application/json", "title": "The collection"},
+        ]
+        write_json_atomic(self.item_url(collection_id, d["id"]), d, self.options)
+        self.link_item(d)
+        return d
+
+    def iter_items(self) -> Iterator[dict[str, Any]]:
+        """Every published item as raw JSON (as written: no pystac migration), asset hrefs made absolute."""
+        try:
+            root = read_json(join(self.url, "catalog.json"), self.options)
+        except FileNotFoundError:
+            return
+        for child in (l for l in root.get("links", []) if l.get("rel") == "child"):
+            coll_url = under_root(resolve(join(self.url, "catalog.json"), child["href"]), self.url)
+            coll = read_json(coll_url, self.options)
+            for link in (l for l in coll.get("links", []) if l.get("rel") == "item"):
+                item_url = under_root(resolve(coll_url, link["href"]), self.url)
+                yield with_absolute_assets(read_json(item_url, self.options), item_url.rsplit("/", 1)[0])
+
+    @contextmanager
+    def claim(
+        self,
+        collection_id: str,
+        item_id: str,
+        settings: dict[str, Any],
+        stale_after: float,
+        source_id: str,
+        busy_for: float = 10.0,
+    ) -> Iterator[None]:
+        """Hold `<item>/<item>.lock` while the item is published, so two runs never write one mask id.
+
+        Created exclusively. A lock made for other settings and younger than `stale_after` seconds (its
+        run may be alive: runs stop items at the per-item limit) is PublishError: another run is at it.
+        A lock made for the same settings is waited for while it is younger than `busy_for` seconds (a
+        live run publishing this very mask: the caller then finds it published) and taken over after
+        that (its run was killed: a rerun must not wait for the per-item limit)."""
+        url = self._url(collection_id, item_id, name=f"{item_id}.lock")
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        mine = {
+            "run": secrets.token_hex(8),
+            "settings": digest,
+            "created": time.time(),
+            "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        delay = 0.05
+        while not create_exclusive(url, json.dumps(mine).encode(), self.options):
+            try:
+                held = read_json(url, self.options)
+            except FileNotFoundError:
+                continue  # released since: try again
+            except ValueError:
+                held = {}
+            age = time.time() - float(held.get("created", 0)) if isinstance(held, dict) else stale_after + 1
+            same = isinstance(held, dict) and held.get("settings") == digest
+            if not same and age <= stale_after:
+                raise PublishError(
+                    source_id,
+                    f"another run is publishing {item_id!r} with other settings now "
+                    f"(lock {url}, {age:.0f} s old): not overwritten; rerun later to publish it "
+                    "as a new version",
+                )
+            if same and age < busy_for:
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            write_json_atomic(url, mine, self.options)
+            break
+        try:
+            yield
+        finally:
+            fs, path = get_fs(url, self.options)
+            try:
+                if read_json(url, self.options).get("run") == mine["run"]:
+                    fs.rm_file(path)
+            except (FileNotFoundError, OSError, ValueError):
+                pass
+
+    def rewrite_item(self, d: dict[str, Any]) -> None:
+        """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
+        write_json_atomic(self.item_url(d["collection"], d["id"]), d, self.options)
+
+    def link_item(self, d: dict[str, Any]) -> None:
+        """Make sure the collection (metadata, extent) covers and links the item and the root links the
+        collection; safe with parallel writers (see the module docstring)."""
+        collection_id = d.get("collection") or "cloudmask"
+        coll_url = self._url(collection_id, name="collection.json")
+        self._url(collection_id, d["id"])  # the item's id: one segment
+        coll = update_json(coll_url, lambda current: _with_item(current, collection_id, d), self.options)
+        update_json(
+            join(self.url, "catalog.json"),
+            lambda current: self._with_child(current, collection_id, coll.get("title")),
+            self.options,
+        )
+
+    def _with_child(self, root: dict[str, Any] | None, collection_id: str, title: str | None) -> dict[str, Any]:
+        """The root catalog (a new one when there is none) with a child link to the collection."""
+        if root is None:
+            root = {
+                "type": "Catalog",
+                "stac_version": STAC_VERSION,
+                "id": "cloudmasks",
+                "title": self.title,
+                "description": "Cloud and cloud-shadow masks of Sentinel-2 items, made by stac-clouds2mask.",
+                "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json", "title": self.title}],
+            }
+        href = f"./{collection_id}/collection.json"
+        if not any(link["rel"] == "child" and link["href"] == href for link in root["links"]):
+            root["links"].append({"rel": "child", "href": href, "type": "application/json", "title": title})
+        return root
+
+
+def _with_item(coll: dict[str, Any] | None, collection_id: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The collection (a new one when there is none) grown to cover the item and linking it once."""
+    if coll is None:
+        coll = new_collection(collection_id, d)
+        coll["links"] = [
+            {"rel": "root", "href": "../catalog.json", "type": "application/json", "title": "The catalog"},
+            {"rel": "parent", "href": "../catalog.json", "type": "application/json", "title": "The catalog"},
+            *coll["links"],
+        ]
+    else:
+        coll = update_collection(coll, d)
+    href = f"./{d['id']}/{d['id']}.json"
+    if not any(link["rel"] == "item" and link["href"] == href for link in coll["links"]):
+        coll["links"].append({"rel": "item", "href": href, "type": "application/geo+json", "title": d["id"]})
+    return coll
