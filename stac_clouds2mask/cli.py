@@ -14,17 +14,20 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress as RichProgress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+)
+from rich.progress import (
+    Progress as RichProgress,
 )
 from rich.table import Table
 
 from . import __version__
 from .errors import InvalidInputError
 from .model import list_models
-from .pipeline import Interrupted, ItemOutcome, Progress, RunConfig, RunReport, interruptible, run as run_pipeline
+from .pipeline import Interrupted, ItemOutcome, Progress, RunConfig, RunReport, interruptible
+from .pipeline import run as run_pipeline
 from .search import EARTH_SEARCH, SearchFilters, load_geojson
 from .storage import StorageOptions, read_json
 
@@ -128,7 +131,7 @@ def run(
         typer.Argument(
             metavar="SOURCE...",
             help="STAC API root URL(s), or static catalog.json / collection.json / item / ItemCollection files at "
-                 "any path or fsspec URL (s3://, https://). Default: Earth Search v1.",
+            "any path or fsspec URL (s3://, https://). Default: Earth Search v1.",
             show_default=False,
         ),
     ] = None,
@@ -213,7 +216,7 @@ def run(
         typer.Option(
             metavar="METRES",
             help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own "
-                 "resolution.",
+            "resolution.",
         ),
     ] = 20,
     device: Annotated[
@@ -224,7 +227,7 @@ def run(
         typer.Option(
             metavar="NAME",
             help="auto (6-band when SWIR is present, L1C or L2A by the item's level) or a name from "
-                 "`stac-clouds2mask models`.",
+            "`stac-clouds2mask models`.",
         ),
     ] = "auto",
     batch_size: Annotated[
@@ -242,7 +245,7 @@ def run(
         typer.Option(
             metavar="PRECISION",
             help="auto (CUDA: fp16; CPU: the fastest of fp32 and, where the CPU has native bfloat16, bf16, measured "
-                 "once per machine), fp32, bf16 or fp16.",
+            "once per machine), fp32, bf16 or fp16.",
         ),
     ] = "auto",
     compile_model: Annotated[
@@ -250,7 +253,7 @@ def run(
         typer.Option(
             "--compile",
             help="torch.compile the model: minutes of warm-up once per machine (cached), then ~1.3x faster patches "
-                 "on CPU; pays off for many full scenes.",
+            "on CPU; pays off for many full scenes.",
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace masks that are already published.")] = False,
@@ -259,7 +262,7 @@ def run(
         typer.Option(
             metavar="REPORT",
             help="Rerun only the items that failed or did not run in this run report (a .clouds2mask-runs/run-*.json "
-                 "of an earlier run).",
+            "of an earlier run).",
         ),
     ] = None,
     fail_fast: Annotated[

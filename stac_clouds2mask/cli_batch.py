@@ -43,7 +43,8 @@ def _guard(fn: Callable[[], int]) -> None:
 
 @contextmanager
 def _progress() -> Iterator[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     from .cli import RichProgressDisplay
 
@@ -69,7 +70,7 @@ def run_payload(
         typer.Argument(
             metavar="PAYLOAD_URL",
             help="stac-task payload: a FeatureCollection with 'features' (source items) and 'process' "
-                 "(upload_options.path_template, tasks.clouds2mask), at a path or fsspec URL.",
+            "(upload_options.path_template, tasks.clouds2mask), at a path or fsspec URL.",
         ),
     ],
     output: Annotated[
@@ -116,7 +117,7 @@ def plan(
         typer.Argument(
             metavar="SOURCE...",
             help="STAC API root URL(s) or static catalog / collection / item / ItemCollection files at any path or "
-                 "fsspec URL.",
+            "fsspec URL.",
         ),
     ],
     output: Annotated[

@@ -22,7 +22,7 @@ def stack(
         typer.Argument(
             metavar="SOURCE...",
             help="Where the source items are: STAC API root URL(s) or static catalog / collection / item / "
-                 "ItemCollection files at any path or fsspec URL.",
+            "ItemCollection files at any path or fsspec URL.",
         ),
     ],
     masks: Annotated[
@@ -32,7 +32,7 @@ def stack(
             "-m",
             metavar="MASKS",
             help="Where their masks were published: the output catalog.json of `run` (any fsspec URL) or a STAC API "
-                 "root URL.",
+            "root URL.",
         ),
     ],
     assets: Annotated[

@@ -67,4 +67,3 @@ def multihash_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return "1220" + digest.hexdigest()
-

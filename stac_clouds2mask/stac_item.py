@@ -559,4 +559,3 @@ def new_collection(collection_id: str, item: pystac.Item | dict[str, Any]) -> di
         [min(times), max(times)] if times else [None, None],
     )
     return update_collection(coll, d)
-

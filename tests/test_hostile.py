@@ -16,14 +16,14 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from conftest import item_dict
+from hostile_server import HostileServer
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.errors import UntrustedReferenceError
 from stac_clouds2mask.pipeline import RUNS_DIR
 from stac_clouds2mask.publish import StaticCatalog
-from conftest import item_dict
-from hostile_server import HostileServer
 
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
