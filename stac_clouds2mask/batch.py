@@ -23,10 +23,10 @@ from typing import Any, Literal
 import pystac
 
 from .errors import InvalidInputError, ItemError, LimitExceededError, UntrustedReferenceError
-from .pipeline import Progress, RunConfig, RunReport, select_model, settings_for
-from .publish import Publisher, StaticCatalog, versions
+from .pipeline import Progress, RunReport, expected_settings
+from .publish import Publisher, StaticCatalog
 from .search import SearchFilters, search
-from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
+from .storage import StorageOptions, absolute, get_fs, join, read_json, resolve_href, write_json_atomic
 from .task import (
     TASK_NAME,
     TaskPayload,
@@ -35,7 +35,6 @@ from .task import (
     make_payload,
     path_template,
     read_payload,
-    resolve_href,
     run_payload,
 )
 
@@ -50,30 +49,6 @@ MAX_SHARDS = 10_000  # the largest AWS Batch array
 RUNS_DIR = ".clouds2mask-runs"  # shard run records, under the output root (outside the catalog's links)
 
 ItemState = Literal["done", "failed", "missing"]
-
-
-def published_item(publisher: Publisher, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The latest mask item published in the static catalog for ``source`` with these settings (the one a
-    rerun skips to), with absolute hrefs and a self link; None when there is none. Reads only."""
-    version = versions.matching(publisher.published_versions(source, static_only=True), source, settings)
-    if version is None:
-        return None
-    found = version.item
-    base = publisher.catalog.item_url(found["collection"], found["id"])
-    for asset in found.get("assets", {}).values():
-        asset["href"] = resolve_href(base, asset["href"])
-    links = [
-        dict(link, href=resolve_href(base, link["href"]))
-        for link in found.get("links", [])
-        if link.get("rel") != "self"
-    ]
-    found["links"] = [*links, {"rel": "self", "href": base, "type": "application/geo+json"}]
-    return found
-
-
-def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
-    """The settings a run with ``config`` records for ``item``; ItemError when no model fits it."""
-    return settings_for(select_model(item, config.model), config)
 
 
 # ------------------------------------------------------------------------------------------
@@ -360,7 +335,7 @@ def _item_status(
         ),
     )
     try:
-        if published_item(publisher, item, settings) is not None:
+        if publisher.published_item(item, settings) is not None:
             return ItemStatus(key, "done")
     except (UntrustedReferenceError, LimitExceededError) as exc:  # a refused id or version chain: never published
         return ItemStatus(key, "failed", str(exc))

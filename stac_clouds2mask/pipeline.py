@@ -194,6 +194,11 @@ def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
     }
 
 
+def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
+    """The settings a run with ``config`` records for ``item``; ItemError when no model fits it."""
+    return settings_for(select_model(item, config.model), config)
+
+
 class Runner:
     """Runs items through the stages with one loaded model per model name."""
 

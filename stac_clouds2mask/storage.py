@@ -11,6 +11,7 @@ import fcntl
 import functools
 import json
 import os
+import posixpath
 import random
 import secrets
 import threading
@@ -281,3 +282,12 @@ def _lost_race(exc: OSError) -> bool:
         "PreconditionFailed",
         "ConditionalRequestConflict",
     )
+
+
+def resolve_href(base: str, href: str) -> str:
+    """``href`` made absolute against the document at ``base`` (paths or URLs with any scheme)."""
+    if "://" in href or href.startswith("/"):
+        return href
+    scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
+    return f"{scheme}{sep}{joined}"

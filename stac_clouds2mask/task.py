@@ -22,7 +22,6 @@ import copy
 import dataclasses
 import json
 import os
-import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,8 @@ from stactask.payload import Payload
 from . import __version__
 from .errors import InvalidInputError, UntrustedReferenceError
 from .limits import ENV_PREFIX, Limits
-from .pipeline import ItemOutcome, Progress, RunConfig, Runner, RunReport
+from .pipeline import ItemOutcome, Progress, RunConfig, Runner, RunReport, expected_settings
+from .publish.documents import absolute_hrefs
 from .stac_item import mask_collection_id
 from .storage import StorageOptions, absolute, join, read_json
 from .trust import check_output_root, check_payload_target, check_reference
@@ -69,25 +69,11 @@ STORAGE_PARAMETERS = ("requester_pays", "anon", "endpoint_url")
 TARGET_PARAMETERS = ("publish_api", "endpoint_url")  # credentials go there: the operator's endpoints only
 
 
-def resolve_href(base: str, href: str) -> str:
-    """``href`` made absolute against the document at ``base`` (paths or URLs with any scheme)."""
-    if "://" in href or href.startswith("/"):
-        return href
-    scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
-    return f"{scheme}{sep}{joined}"
-
-
 def absolute_item_dict(item: pystac.Item) -> dict[str, Any]:
     """The item as a self-contained dict: self link, asset and link hrefs all absolute."""
     d = item.to_dict(include_self_link=True, transform_hrefs=False)
     base = item.get_self_href()
-    if base:
-        for asset in d.get("assets", {}).values():
-            asset["href"] = resolve_href(base, asset["href"])
-        for link in d.get("links", []):
-            link["href"] = resolve_href(base, link["href"])
-    return d
+    return absolute_hrefs(d, base) if base else d
 
 
 def output_root(template: Any, where: str, source: str | None = None) -> str:
@@ -339,8 +325,6 @@ def mask_items(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], RunReport]:
     """Mask the payload's items (one Runner per output root, models shared): the published mask items
     (published now or before, in input order), the failures and the run report."""
-    from .batch import expected_settings, published_item  # batch (plans, status) imports this module
-
     groups: dict[str, list[pystac.Item]] = {}
     for item in job.items:
         groups.setdefault(job.root_for(item), []).append(item)
@@ -358,7 +342,7 @@ def mask_items(
         d = None
         if outcome.status in ("published", "skipped"):
             runner = runners[job.root_for(item)]
-            d = published_item(runner.publisher, item, expected_settings(item, runner.config))
+            d = runner.publisher.published_item(item, expected_settings(item, runner.config))
             if d is None:
                 outcome.status, outcome.stage = "failed", "publish"
                 outcome.error = (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pystac
 
-from ..storage import join
+from ..storage import join, resolve_href
 
 
 def item_json(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -24,4 +24,14 @@ def with_absolute_assets(d: dict[str, Any], item_dir: str) -> dict[str, Any]:
     for asset in d.get("assets", {}).values():
         if asset["href"].startswith("./"):
             asset["href"] = join(item_dir, asset["href"][2:])
+    return d
+
+
+def absolute_hrefs(d: dict[str, Any], base: str) -> dict[str, Any]:
+    """`d` with every asset and link href resolved against `base`, the item JSON's own URL (in place), so
+    the item can be passed on without the document it came from."""
+    for asset in d.get("assets", {}).values():
+        asset["href"] = resolve_href(base, asset["href"])
+    for link in d.get("links", []):
+        link["href"] = resolve_href(base, link["href"])
     return d

@@ -35,7 +35,7 @@ from ..storage import join
 from ..thumbnail import write_thumbnail
 from . import versions
 from .api import StacApi
-from .documents import item_json, with_absolute_assets
+from .documents import absolute_hrefs, item_json, with_absolute_assets
 from .static import StaticCatalog
 from .versions import Version
 
@@ -86,6 +86,19 @@ class Publisher:
 
     def target_collection(self, source: pystac.Item) -> str:
         return self.collection_id or mask_collection_id(source.collection_id)
+
+    def published_item(self, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """The latest mask item in the static catalog for `source` with these settings (the one a rerun
+        skips to), with absolute hrefs and a self link; None when there is none. Reads only."""
+        version = versions.matching(self.published_versions(source, static_only=True), source, settings)
+        if version is None:
+            return None
+        found = version.item
+        base = self.catalog.item_url(found["collection"], found["id"])
+        found["links"] = [link for link in found.get("links", []) if link.get("rel") != "self"]
+        absolute_hrefs(found, base)
+        found["links"].append({"rel": "self", "href": base, "type": "application/geo+json"})
+        return found
 
     def published_versions(self, source: pystac.Item, *, static_only: bool = False) -> list[Version]:
         """The published versions of the source's mask, oldest first: from the static catalog, else from
