@@ -2,49 +2,119 @@
 
 Python API: `run` (search, read, infer, publish a batch), the stages `search`, `read_scene`,
 `predict` and `Publisher`, and `mask_array` for reflectance already in memory.
+
+Names are imported on first use (PEP 562), so that `import stac_clouds2mask` and the command line's
+`--help` do not load torch and rasterio.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .api import mask_array  # noqa: E402
-from .errors import (  # noqa: E402
-    Clouds2MaskError,
-    ConfigurationError,
-    InvalidInputError,
-    ItemError,
-    ModelError,
-    PublishError,
-    SourceDataError,
-)
-from .infer import Prediction, predict  # noqa: E402
-from .pipeline import RunConfig, RunReport, Runner, run  # noqa: E402
-from .publish import Publisher, StacApi, StaticCatalog  # noqa: E402
-from .read import read_scene  # noqa: E402
-from .scene import MaskResult, Scene  # noqa: E402
-from .search import SearchFilters, search  # noqa: E402
+_NAMES = {
+    "api": ("mask_array",),
+    "config": ("RunConfig",),
+    "errors": (
+        "Clouds2MaskError",
+        "ConfigurationError",
+        "EmptySearchError",
+        "InvalidInputError",
+        "ItemError",
+        "ModelError",
+        "PublishError",
+        "SourceDataError",
+    ),
+    "infer": ("Prediction", "predict"),
+    "model": ("list_models",),
+    "publish": ("Publisher", "StacApi", "StaticCatalog"),
+    "read": ("read_scene",),
+    "report": ("ItemOutcome", "Progress", "RunReport", "unfinished_ids"),
+    "runner": ("Interrupted", "Runner", "interruptible", "run"),
+    "scene": ("MaskResult", "Scene"),
+    "search": ("EARTH_SEARCH", "SearchFilters", "load_geojson", "search", "search_all"),
+    "stack": ("stack_masked",),
+    "storage": ("StorageOptions", "write_bytes_atomic", "write_json_atomic"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
 __all__ = [
+    "__version__",
     "Clouds2MaskError",
     "ConfigurationError",
+    "EARTH_SEARCH",
+    "EmptySearchError",
+    "Interrupted",
     "InvalidInputError",
     "ItemError",
-    "ModelError",
-    "PublishError",
-    "SourceDataError",
+    "ItemOutcome",
     "MaskResult",
+    "ModelError",
     "Prediction",
+    "Progress",
+    "PublishError",
     "Publisher",
     "RunConfig",
     "RunReport",
     "Runner",
     "Scene",
     "SearchFilters",
+    "SourceDataError",
     "StacApi",
     "StaticCatalog",
-    "__version__",
+    "StorageOptions",
+    "interruptible",
+    "list_models",
+    "load_geojson",
     "mask_array",
     "predict",
     "read_scene",
     "run",
     "search",
+    "search_all",
+    "stack_masked",
+    "unfinished_ids",
+    "write_bytes_atomic",
+    "write_json_atomic",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines `name` the first time it is asked for."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
+
+if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from .api import mask_array
+    from .config import RunConfig
+    from .errors import (
+        Clouds2MaskError,
+        ConfigurationError,
+        EmptySearchError,
+        InvalidInputError,
+        ItemError,
+        ModelError,
+        PublishError,
+        SourceDataError,
+    )
+    from .infer import Prediction, predict
+    from .model import list_models
+    from .publish import Publisher, StacApi, StaticCatalog
+    from .read import read_scene
+    from .report import ItemOutcome, Progress, RunReport, unfinished_ids
+    from .runner import Interrupted, Runner, interruptible, run
+    from .scene import MaskResult, Scene
+    from .search import EARTH_SEARCH, SearchFilters, load_geojson, search, search_all
+    from .stack import stack_masked
+    from .storage import StorageOptions, write_bytes_atomic, write_json_atomic

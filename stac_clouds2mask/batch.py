@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 import pystac
 
+from .config import expected_settings
 from .errors import InvalidInputError, ItemError, LimitExceededError, UntrustedReferenceError
-from .pipeline import Progress, RunReport, expected_settings
 from .publish import Publisher, StaticCatalog
-from .search import SearchFilters, search
+from .report import Progress, RunReport
+from .search import SearchFilters, search_all
 from .storage import StorageOptions, absolute, get_fs, join, read_json, resolve_href, write_json_atomic
 from .task import (
     TASK_NAME,
@@ -157,7 +158,7 @@ def plan(
 ) -> dict[str, Any]:
     """Search the sources (read with ``source_options``) and write a plan of ``shards`` payloads (with
     ``plan_options``); returns the manifest (plus its ``url``)."""
-    items = [item for source in sources for item in search(source, filters, source_options)]
+    items = search_all(sources, filters, source_options)
     return write_plan(plan_url, items, output, shards, parameters, sources, filters, overwrite, plan_options)
 
 

@@ -15,6 +15,10 @@ class ConfigurationError(InvalidInputError):
     """The environment cannot run what was asked (no CUDA, a publish target without Transactions)."""
 
 
+class EmptySearchError(InvalidInputError):
+    """The sources and filters match no item (exit status 3): a typo in an id or collection, or no data yet."""
+
+
 class UntrustedReferenceError(Clouds2MaskError):
     """A reference (href, link, output root, id) that its source may not make the tool open or write."""
 

@@ -26,8 +26,8 @@ import pystac
 
 from .errors import InvalidInputError
 from .model import cache_dir
-from .scene import BAND_SUBSTITUTES
 from .model.registry import SIX_BANDS
+from .scene import BAND_SUBSTITUTES
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ import pystac
 from affine import Affine
 from rasterio.crs import CRS
 
-
 BAND_SUBSTITUTES = "clouds2mask:band_substitutes"  # source item property: model band -> the band standing in
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +16,9 @@ import shapely.geometry
 import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
-from .products import is_product, product_item
-from .errors import InvalidInputError, UntrustedReferenceError
+from .errors import EmptySearchError, InvalidInputError, UntrustedReferenceError
 from .limits import BoundedSession, Limits
+from .products import is_product, product_item
 from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
 from .trust import check_reference, resolve
 
@@ -159,6 +159,36 @@ def search(
         raise
     except (OSError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidInputError(f"cannot read the STAC source {source}: {type(exc).__name__}: {exc}") from exc
+
+
+def search_all(
+    sources: Sequence[str], filters: SearchFilters | None = None, options: StorageOptions | None = None
+) -> list[pystac.Item]:
+    """Items of every source, in order; EmptySearchError naming the sources and filters when there is none,
+    so that a mistyped id or collection is never a silent success."""
+    filters = filters or SearchFilters()
+    items = [item for source in sources for item in search(source, filters, options)]
+    if not items:
+        raise EmptySearchError(f"no item found in {', '.join(sources)} for {describe(filters, sources)}")
+    return items
+
+
+def describe(filters: SearchFilters, sources: Sequence[str] = ()) -> str:
+    """The filters as the command-line options that set them (the default API collection included)."""
+    parts = [f"--ids {','.join(filters.ids)}"] if filters.ids else []
+    if filters.collections:
+        parts.append(f"--collection {','.join(filters.collections)}")
+    elif any(is_api(s) for s in sources):
+        parts.append(f"--collection {DEFAULT_API_COLLECTION} (the default for a STAC API)")
+    if filters.bbox is not None:
+        parts.append("--bbox " + " ".join(f"{v:g}" for v in filters.bbox))
+    if filters.intersects is not None:
+        parts.append("--intersects (the given area)")
+    if filters.datetime:
+        parts.append(f"--datetime {filters.datetime}")
+    if filters.max_cloud is not None:
+        parts.append(f"--max-cloud {filters.max_cloud:g}")
+    return " ".join(parts) or "no filter"
 
 
 def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:

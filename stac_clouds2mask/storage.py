@@ -291,3 +291,35 @@ def resolve_href(base: str, href: str) -> str:
     scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
     return f"{scheme}{sep}{joined}"
+
+
+def check_writable(url: str, options: StorageOptions | None = None) -> None:
+    """Raise OSError naming the reason when `url` cannot take output, before any item is worked on: a
+    regular file, a folder that cannot be created or written, an S3 endpoint or bucket that does not
+    answer (one attempt, seconds, not the minutes of a run's retries). Writes nothing."""
+    if not is_remote(url):
+        path = absolute(url)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(f"{url} is a file, not a folder")
+        existing = path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(f"{existing} is a file: the folder {url} cannot be made under it")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(f"{existing} is not writable: {url} cannot be written")
+        return
+    if url.startswith(S3_SCHEMES):
+        kwargs = (options or StorageOptions()).fsspec_kwargs(url)
+        kwargs["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 10}
+        fs, path = url_to_fs(url, skip_instance_cache=True, **kwargs)
+        bucket, _, prefix = path.partition("/")
+        try:
+            fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except PermissionError:
+            pass  # listing may be denied where writing is allowed: the run itself will tell
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{url}: no bucket {bucket!r} ({exc})") from exc
+        except Exception as exc:  # botocore's connection errors are no OSError
+            endpoint = kwargs.get("client_kwargs", {}).get("endpoint_url", "AWS S3 (no --endpoint-url)")
+            raise ConnectionError(f"{url} cannot be reached at {endpoint}: {type(exc).__name__}: {exc}") from exc

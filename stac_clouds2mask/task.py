@@ -9,7 +9,7 @@ items) in ``validate`` and masks the items in ``process``. The output payload is
 payload with ``features`` replaced by the published mask items, plus ``clouds2mask:failures`` when some
 items failed.
 
-Parameters are the fields of :class:`pipeline.RunConfig` (see :data:`PARAMETERS`), except ``output``
+Parameters are the fields of :class:`config.RunConfig` (see :data:`PARAMETERS`), except ``output``
 (from the path template), ``options`` (the ``anon``, ``requester_pays`` and ``endpoint_url`` parameters)
 and ``api_headers``: credentials are the operator's (``STAC_CLOUDS2MASK_API_TOKEN``), never a payload's,
 because payloads are stored in plans and echoed into output payloads. ``limits`` may only lower the
@@ -31,10 +31,12 @@ from stactask import Task
 from stactask.payload import Payload
 
 from . import __version__
+from .config import RunConfig, expected_settings
 from .errors import InvalidInputError, UntrustedReferenceError
 from .limits import ENV_PREFIX, Limits
-from .pipeline import ItemOutcome, Progress, RunConfig, Runner, RunReport, expected_settings
 from .publish.documents import absolute_hrefs
+from .report import ItemOutcome, Progress, RunReport
+from .runner import Runner
 from .stac_item import mask_collection_id
 from .storage import StorageOptions, absolute, join, read_json
 from .trust import check_output_root, check_payload_target, check_reference

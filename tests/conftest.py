@@ -23,7 +23,6 @@ import servers  # noqa: E402
 import stac_schemas  # noqa: E402
 from servers import MotoS3, StacApi, upload_tree  # noqa: E402,F401  (re-exported for tests)
 
-
 # ------------------------------------------------------------------------------------------
 # shared data
 # ------------------------------------------------------------------------------------------

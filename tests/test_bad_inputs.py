@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import item_dict
 from rasterio.warp import calculate_default_transform, reproject
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
-from stac_clouds2mask.pipeline import RUNS_DIR
-from conftest import item_dict
+from stac_clouds2mask.report import RUNS_DIR
 
 B = "ukis-csmask-s2-l1c-512-labelled"
 C = "s2a-t31tdh-20180101-l1c-b01-only"
@@ -57,7 +57,7 @@ def files_under(root: Path) -> set[Path]:
 
 
 # ------------------------------------------------------------------------------------------
-# bad invocations: exit 2, one clear line, nothing written
+# bad invocations: exit 2 (3 for a search that finds nothing), one clear line, nothing written
 # ------------------------------------------------------------------------------------------
 
 
@@ -158,6 +158,34 @@ INVOCATIONS = [
     ("source-directory", "dir", [], 2, "cannot read the STAC source"),
     ("source-bad-feature", "bad_feature", [], 2, "feature 0 of"),
     ("source-features-not-list", "no_features", [], 2, "without a 'features' list"),
+    ("flag-given-a-value", "catalog", ["--overwrite", "true"], 2, "boolean options are flags and take no value"),
+    # checked once before any item: the output and the STAC API
+    ("output-is-a-file", "catalog", ["--output", "{not_json}"], 2, "not_json.json is a file, not a folder"),
+    ("output-under-a-file", "catalog", ["--output", "{not_json}/masks"], 2, "is a file: the folder"),
+    (
+        "output-s3-unreachable",
+        "catalog",
+        ["--output", "s3://nope/masks", "--endpoint-url", "http://127.0.0.1:9"],
+        2,
+        "--output s3://nope/masks: s3://nope/masks cannot be reached at http://127.0.0.1:9",
+    ),
+    (
+        "publish-api-unreachable",
+        "catalog",
+        ["--publish-api", "http://127.0.0.1:9"],
+        2,
+        "--publish-api: STAC API http://127.0.0.1:9 unreachable",
+    ),
+    # searches that find nothing: exit 3, the sources and filters named
+    ("unknown-id", "catalog", ["--ids", "no-such-item"], 3, "no item found in {catalog} for --ids no-such-item"),
+    ("unknown-collection", "catalog", ["-c", "nope"], 3, "no item found in {catalog} for --collection nope"),
+    (
+        "dates-without-data",
+        "catalog",
+        ["--datetime", "1990-01-01/1990-12-31"],
+        3,
+        "no item found in {catalog} for --datetime 1990-01-01/1990-12-31",
+    ),
 ]
 
 
@@ -169,16 +197,16 @@ def test_bad_invocation(inputs, tmp_path, row, source, args, code, fragment):
     result = invoke("run", inputs[source], "--output", str(out), *[a.format(**inputs) for a in args])
     text = flat(result.output)
     assert result.exit_code == code, text
-    assert fragment in text, text
+    assert fragment.format(**inputs) in text, text
     assert "Traceback" not in result.output
     assert not out.exists()  # nothing written, not even a run report
 
 
 def test_antimeridian_bbox_is_accepted(sample_catalog, tmp_path):
-    """W > E is a bbox across the antimeridian, not an error (none of the samples lies there)."""
+    """W > E is a bbox across the antimeridian, not an error (none of the samples lies there: exit 3, no item)."""
     result = invoke("run", str(sample_catalog), "--output", str(tmp_path / "o"), "--bbox", "170", "-10", "-170", "10")
-    assert result.exit_code == 0, result.output
-    assert "0 published, 0 skipped, 0 failed of 0 item(s)" in flat(result.output)
+    assert result.exit_code == 3, result.output
+    assert "no item found" in flat(result.output) and "--bbox 170 -10 -170 10" in flat(result.output)
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from typing import Any
 import boto3
 import hcl2
 import pytest
+from servers import upload_tree
 from test_terraform import MODULE, blocks, clean, load
 from typer.testing import CliRunner
 
-from servers import upload_tree
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.search import search
 

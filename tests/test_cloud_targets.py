@@ -7,11 +7,11 @@ import json
 
 import pystac_client
 import rasterio
+from conftest import upload_tree
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_validate
 from typer.testing import CliRunner
 
-from conftest import upload_tree
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.read import read_scene
 from stac_clouds2mask.search import search

@@ -14,12 +14,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+import containers
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-import containers
 import stac_clouds2mask
 from stac_clouds2mask.search import search
 

@@ -8,10 +8,10 @@ import hashlib
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import upload_tree
 from fault_proxy import FaultProxy
+from typer.testing import CliRunner
+
 from stac_clouds2mask.cli import app
 
 ITEMS = (

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.errors import UntrustedReferenceError
-from stac_clouds2mask.pipeline import RUNS_DIR
 from stac_clouds2mask.publish import StaticCatalog
+from stac_clouds2mask.report import RUNS_DIR
 
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
@@ -594,7 +594,8 @@ def test_interrupted_run_reports_every_item_and_rerun_finishes(server, sample_da
 def test_concurrent_runs_with_other_settings_never_overwrite_silently(sample_data_dir, tmp_path):
     """Run B plans (nothing published yet: a new mask), run A then publishes with other settings,
     B publishes: B's item fails with a clear error, A's mask stays as A wrote it."""
-    from stac_clouds2mask.pipeline import RunConfig, Runner
+    from stac_clouds2mask.config import RunConfig
+    from stac_clouds2mask.runner import Runner
 
     item = pystac.Item.from_dict(item_dict(sample_data_dir, E))
     item.set_self_href(str(sample_data_dir / E / f"{E}.json"))

@@ -169,7 +169,9 @@ def test_batch_overlaps_read_infer_write_in_three_threads(sample_catalog, tmp_pa
     outcomes come back in input order."""
     import threading
 
-    from stac_clouds2mask.pipeline import Progress, RunConfig, Runner
+    from stac_clouds2mask.config import RunConfig
+    from stac_clouds2mask.report import Progress
+    from stac_clouds2mask.runner import Runner
     from stac_clouds2mask.search import SearchFilters, search
 
     class Record(Progress):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from conftest import item_dict
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
-from stac_clouds2mask.pipeline import RUNS_DIR, RunConfig, Runner
-from stac_clouds2mask.search import search
-from conftest import item_dict
+from stac_clouds2mask.config import RunConfig
+from stac_clouds2mask.report import RUNS_DIR
+from stac_clouds2mask.runner import Runner
+from stac_clouds2mask.search import SearchFilters, search
 
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
@@ -99,23 +101,24 @@ def test_cli_prints_report_path_and_fail_fast_stops(sample_data_dir, tmp_path):
     assert not list(out.glob(f"*/{D}_cloudmask"))
 
 
-def test_no_items_is_exit_0_with_a_report(sample_catalog, tmp_path):
+def test_no_items_is_exit_3_naming_sources_and_filters_and_nothing_is_written(sample_catalog, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app, ["run", str(sample_catalog), "--output", str(out), "--ids", "nothing-like-this"], catch_exceptions=False
     )
-    assert result.exit_code == 0 and "0 published, 0 skipped, 0 failed of 0 item(s)" in " ".join(result.output.split())
-    [doc] = reports(out)
-    assert doc["items"] == [] and doc["exit_code"] == 0
+    text = " ".join(result.output.split())
+    assert result.exit_code == 3, text
+    assert f"no item found in {sample_catalog} for --ids nothing-like-this" in text
+    assert not out.exists()
 
 
 def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path, monkeypatch):
-    import stac_clouds2mask.pipeline as pipeline
+    import stac_clouds2mask.runner as runner
 
     def refuse(url, data, options=None):
         raise PermissionError(f"denied: {url}")
 
-    monkeypatch.setattr(pipeline, "write_json_atomic", refuse)
+    monkeypatch.setattr(runner, "write_json_atomic", refuse)
     report = Runner(RunConfig(output=str(tmp_path / "out"), device="cpu")).run([])
     assert (
         report.path is None and "cannot write the run report" in report.report_error and "denied" in report.report_error
@@ -160,3 +163,14 @@ def test_rerun_only_the_failures_from_a_report(sample_catalog, tmp_path):
         catch_exceptions=False,
     )
     assert both.exit_code == 2
+
+
+def test_an_output_error_is_reported_in_the_stage_that_met_it(sample_data_dir, tmp_path):
+    """Reading what is already published is the publish plan, not the model choice: its error says "plan"."""
+    out = tmp_path / "out"
+    [item] = search(str(sample_data_dir / "catalog.json"), SearchFilters(ids=(E,)))
+    out.mkdir()
+    (out / f"{item.collection_id}-cloudmask").write_text("a file where the collection folder goes")
+    report = Runner(RunConfig(output=str(out), device="cpu")).run([item])
+    [outcome] = report.outcomes
+    assert (outcome.status, outcome.stage, outcome.error_class) == ("failed", "plan", "NotADirectoryError")

@@ -8,11 +8,12 @@ import io
 import json
 import logging
 
+from conftest import item_dict
 from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
-from stac_clouds2mask.pipeline import RUNS_DIR, redact, unsafe_segment
-from conftest import item_dict
+from stac_clouds2mask.report import RUNS_DIR, redact
+from stac_clouds2mask.trust import unsafe_segment
 
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"

@@ -14,9 +14,8 @@ import pystac
 import pytest
 import rasterio
 from pystac_client import Client
-from stac_schemas import SchemaNotAvailableOffline, offline_validator, validate_stac
-
 from servers import upload_tree
+from stac_schemas import SchemaNotAvailableOffline, offline_validator, validate_stac
 
 L1C_COLLECTION = "sentinel-2-l1c-samples"
 CROP_E = "s2b-t32upc-20200406-l1c-n0209-10x10"  # 10x10 px, 2020-04-06, Germany

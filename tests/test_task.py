@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from stac_clouds2mask import task
 from stac_clouds2mask.cli import app
+from stac_clouds2mask.config import RunConfig
 from stac_clouds2mask.errors import InvalidInputError
 from stac_clouds2mask.limits import Limits
-from stac_clouds2mask.pipeline import RUNS_DIR, RunConfig
+from stac_clouds2mask.report import RUNS_DIR
 from stac_clouds2mask.storage import StorageOptions
 
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"

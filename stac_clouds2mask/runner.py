@@ -1,11 +1,9 @@
-"""The batch: search -> read -> infer -> publish, one source item at a time, failures isolated per item."""
+"""The runner: search -> read -> infer -> publish, one source item at a time, failures isolated per item."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import re
 import secrets
 import signal
 import threading
@@ -14,184 +12,25 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pystac
 import torch
-from fsspec.core import split_protocol
-from fsspec.registry import get_filesystem_class
 
 from . import __version__
-from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, ModelError
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PRECISIONS, compile_model, predict, resolve_device
-from .limits import Limits
-from .model import ModelSpec, choose_model, get_model_spec, load_model
+from .config import RunConfig, select_model, settings_for
+from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, PublishError
+from .infer import compile_model, predict, resolve_device
+from .model import ModelSpec, load_model
 from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
-from .read import available_bands, product_level, read_scene
+from .read import read_scene
+from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
-from .search import SearchFilters, search
-from .storage import StorageOptions, join, write_json_atomic
+from .search import SearchFilters, search_all
+from .storage import check_writable, join, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
-
-RESOLUTIONS = (10, 20, 30, 60)
-Status = Literal["published", "skipped", "failed", "not_run"]
-RUNS_DIR = ".clouds2mask-runs"
-REPORT_TYPE = "clouds2mask-run-report"
-_URL = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?"
-)
-
-
-def redact(text: str | None, secrets_: Iterable[str] = ()) -> str | None:
-    """`text` without URL user info, URL queries (signed URLs) and any of the given secret values."""
-    if text is None:
-        return None
-    out = _URL.sub(
-        lambda m: m["scheme"] + ("***@" if m["userinfo"] else "") + m["rest"] + ("?***" if m["query"] else ""), text
-    )
-    for secret in secrets_:
-        if secret and len(secret) >= 4:
-            out = out.replace(secret, "***")
-    return out
-
-
-def _environment_secrets() -> list[str]:
-    """Credential values from the environment, to keep them out of messages and reports."""
-    names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "STAC_CLOUDS2MASK_API_TOKEN")
-    return [v for v in (os.environ.get(n) for n in names) if v]
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides what gets written, and where."""
-
-    output: str
-    publish_api: str | None = None
-    api_headers: dict[str, str] = field(default_factory=dict)
-    resolution: float = 20
-    device: str = "auto"
-    model: str = "auto"
-    overwrite: bool = False
-    batch_size: int | None = None
-    options: StorageOptions = field(default_factory=StorageOptions)
-    collection_id: str | None = None
-    api_retries: int = 5
-    compile: bool = False
-    precision: str = "auto"
-    probabilities: bool = False
-    fail_fast: bool = False
-    write_report: bool = True
-    limits: Limits = field(default_factory=Limits.from_env)
-
-    def __post_init__(self) -> None:
-        if not self.output or not self.output.strip():
-            raise InvalidInputError("--output must not be empty")
-        protocols = (split_protocol(self.output)[0] or "file").split("::")  # chained URLs: simplecache::s3://...
-        try:
-            for protocol in protocols:
-                get_filesystem_class(protocol)
-        except (ValueError, ImportError) as exc:
-            raise InvalidInputError(f"--output {self.output!r}: {exc}") from exc
-        if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
-            raise InvalidInputError(
-                f"--target-collection {self.collection_id!r} {why}; it must be a single path segment"
-            )
-        if self.resolution not in RESOLUTIONS:
-            raise InvalidInputError(
-                f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {self.resolution:g}"
-            )
-        if self.model != "auto":
-            try:
-                get_model_spec(self.model)
-            except ValueError as exc:
-                raise InvalidInputError(str(exc)) from exc
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidInputError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise InvalidInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        try:
-            resolve_device(self.device)
-        except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
-            raise ConfigurationError(str(exc)) from exc
-
-
-@dataclass
-class ItemOutcome:
-    """What happened to one source item."""
-
-    source_id: str
-    status: Status
-    item: pystac.Item | None = None
-    error: str | None = None
-    stage: str | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-    error_class: str | None = None
-    asset: str | None = None
-    retries: int = 0  # not tracked per item yet: always 0
-    collection: str | None = None
-    href: str | None = None  # the file of the failed asset, where one applies
-
-
-@dataclass
-class RunReport:
-    outcomes: list[ItemOutcome] = field(default_factory=list)
-    path: str | None = None  # where the JSON run report was written
-    report_error: str | None = None  # why it could not be written
-
-    def by_status(self, status: Status) -> list[ItemOutcome]:
-        return [o for o in self.outcomes if o.status == status]
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every item was published or skipped, 1 when any failed."""
-        return 1 if self.by_status("failed") else 0
-
-
-class Progress:
-    """Hooks for progress displays; the default does nothing."""
-
-    def start(self, total: int) -> None: ...
-    def stage(self, item_id: str, stage: str) -> None: ...
-    def patches(self, done: int, total: int) -> None: ...
-    def item_done(self, outcome: ItemOutcome) -> None: ...
-
-
-def select_model(item: pystac.Item, requested: str) -> ModelSpec:
-    """The requested model, or the best one for the item's level and bands; ItemError if none fits."""
-    level = product_level(item)
-    if requested != "auto":
-        spec = get_model_spec(requested)
-        if spec.level != level:
-            raise ModelError(item.id, f"model {spec.name} is for {spec.level} but the item is {level}", stage="model")
-        missing = [b for b in spec.bands if b not in available_bands(item)]
-        if missing:
-            raise ModelError(
-                item.id,
-                f"no asset for band(s) {', '.join(missing)} needed by {spec.name}",
-                asset=missing[0],
-                stage="model",
-            )
-        return spec
-    try:
-        return choose_model(level, available_bands(item))
-    except ValueError as exc:
-        raise ModelError(item.id, str(exc), stage="model") from exc
-
-
-def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
-    """What decides the mask's content; recorded in the item so reruns can tell same from different."""
-    return {
-        "model": spec.name,
-        "model_version": spec.version,
-        "resolution": config.resolution,
-        "patch_size": DEFAULT_PATCH_SIZE,
-        "overlap": DEFAULT_OVERLAP,
-        "precision": config.precision,
-        "probabilities": config.probabilities,
-        "software": __version__,
-    }
 
 
 def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
@@ -228,9 +67,10 @@ class Runner:
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
         self._retries_at_start = storage_retries()
+        self._checked = False  # preflight() passed
 
     def _secrets(self) -> list[str]:
-        return [*self.config.api_headers.values(), *_environment_secrets()]
+        return [*self.config.api_headers.values(), *environment_secrets()]
 
     def _failed(
         self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None, href: str | None = None
@@ -285,7 +125,7 @@ class Runner:
                 type(exc).__name__,
             )
         finally:
-            if stage not in ("model", "validate"):
+            if stage not in ("model", "validate", "plan"):
                 work.seconds[stage] = time.perf_counter() - t0
 
     def prepare(self, item: pystac.Item, index: int = 0) -> _Work:
@@ -306,6 +146,8 @@ class Runner:
         def choose() -> None:
             work.spec = select_model(item, self.config.model)
             work.settings = settings_for(work.spec, self.config)
+
+        def plan() -> None:
             work.plan = self.publisher.plan(item, work.settings, overwrite=self.config.overwrite)
             if work.plan.skip:
                 work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason, collection=item.collection_id)
@@ -317,6 +159,7 @@ class Runner:
 
         self._stage(work, "validate", validate)
         self._stage(work, "model", choose)
+        self._stage(work, "plan", plan)
         self._stage(work, "read", read)
         return work
 
@@ -365,6 +208,31 @@ class Runner:
         self._stage(work, "publish", step)
         return work.outcome or _not_run(work.item)
 
+    def preflight(self) -> None:
+        """Check once, before any item, that the output and the STAC API can take what the run makes:
+        InvalidInputError with the reason in seconds, rather than the same failure for every item."""
+        if self._checked:
+            return
+        try:
+            check_writable(self.config.output, self.config.options)
+        except OSError as exc:
+            raise InvalidInputError(f"--output {redact(self.config.output)}: {exc}") from exc
+        if self.config.publish_api:
+            probe = StacApi(
+                self.config.publish_api,
+                headers=self.config.api_headers,
+                timeout=10,
+                retries=1,
+                deadline=30,
+                max_body_bytes=self.config.limits.max_body_bytes,
+            )
+            try:
+                probe.check_transactions(item_id="")
+            except (PublishError, ConfigurationError) as exc:
+                reason = exc.reason if isinstance(exc, PublishError) else str(exc)
+                raise InvalidInputError(f"--publish-api: {redact(reason, self._secrets())}") from exc
+        self._checked = True
+
     def run(self, items: Iterable[pystac.Item]) -> RunReport:
         """All items, with item N+1 read while item N is inferred and item N-1 written.
 
@@ -373,6 +241,7 @@ class Runner:
         the run: items after it are reported as "not_run". Unless `write_report` is off, the run
         ends by writing a JSON run report under `<output>/.clouds2mask-runs/` (also when it aborts).
         """
+        self.preflight()
         items = list(items)
         report = RunReport()
         started = dt.datetime.now(dt.timezone.utc)
@@ -598,10 +467,9 @@ def run(
     filters: SearchFilters | None = None,
     progress: Progress | None = None,
 ) -> RunReport:
-    """Search the source(s), then mask and publish every item found: the Python form of `stac-clouds2mask run`."""
-    items = [
-        item
-        for source in ([sources] if isinstance(sources, str) else sources)
-        for item in search(source, filters, config.options)
-    ]
-    return Runner(config, progress).run(items)
+    """Check the output and STAC API, search the source(s), then mask and publish every item found: the Python
+    form of `stac-clouds2mask run`. InvalidInputError for what cannot be used, EmptySearchError when nothing
+    matches: in both cases nothing is written."""
+    runner = Runner(config, progress)
+    runner.preflight()
+    return runner.run(search_all([sources] if isinstance(sources, str) else sources, filters, config.options))

@@ -1,67 +1,33 @@
-"""Scale-out commands: `run-payload` (stac-task payloads), `plan`, `run-shard` and `status` (AWS Batch arrays).
-
-`register(app)` adds them to the main typer app (stac_clouds2mask.cli). The cli module is imported
-lazily inside the commands, so either module may be imported first.
-"""
+"""Scale-out commands: `run-payload` (stac-task payloads), `plan`, `run-shard` and `status` (AWS Batch arrays)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
-from . import batch, task
-from .errors import InvalidInputError
-from .storage import StorageOptions, write_bytes_atomic, write_json_atomic
-
-
-def _console():
-    from .cli import console
-
-    return console
-
-
-def _guard(fn: Callable[[], int]) -> None:
-    """Run a command body; InvalidInputError -> exit 2 with the message, else exit with its code."""
-    from .cli import exit_interrupted
-    from .pipeline import Interrupted, interruptible
-
-    try:
-        with interruptible():
-            code = fn()
-    except InvalidInputError as exc:
-        _console().print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    except Interrupted as exc:
-        exit_interrupted(exc)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _progress() -> Iterator[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as RichProgress
-
-    from .cli import RichProgressDisplay
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with RichProgress(*columns, console=_console(), transient=False) as bar:
-        yield RichProgressDisplay(bar)
-
-
-def _summary(report) -> None:
-    from .cli import _summary as summary
-
-    summary(report)
-
-
-DeviceOpt = Annotated[
-    Optional[str], typer.Option(metavar="DEVICE", help="Override the payload's device: auto, cpu or cuda.")
-]
+from .display import console, guarded, progress, summary
+from .options import (
+    Anon,
+    BatchSize,
+    Bbox,
+    Collection,
+    Datetime,
+    DeviceOverride,
+    EndpointUrl,
+    Ids,
+    Intersects,
+    Limit,
+    MaxCloud,
+    Model,
+    Resolution,
+    Sources,
+    flag,
+    id_list,
+    search_filters,
+    storage_options,
+)
 
 
 def run_payload(
@@ -82,7 +48,7 @@ def run_payload(
             help="Write the output payload here (path or fsspec URL); default: standard output.",
         ),
     ] = None,
-    device: DeviceOpt = None,
+    device: DeviceOverride = None,
 ) -> None:
     """Run a stac-task payload (stactask's Task contract): mask its items into the static catalog of
     upload_options.path_template ('<root>/${collection}/${id}') and emit the payload with 'features' replaced
@@ -97,29 +63,24 @@ def run_payload(
     """
 
     def body() -> int:
+        from stac_clouds2mask import task, write_bytes_atomic
+
         data = task.load_payload(payload_url)
-        with _progress() as progress:
-            out, report, _ = task.run_payload(data, payload_url, device, progress)
+        with progress(eta=False) as display:
+            out, report, _ = task.run_payload(data, payload_url, device, display)
         text = json.dumps(out, indent=2)
         if output:
             write_bytes_atomic(output, text.encode("utf-8"))
         else:
             typer.echo(text)
-        _summary(report)
+        summary(report)
         return report.exit_code
 
-    _guard(body)
+    guarded(body)
 
 
 def plan(
-    sources: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="SOURCE...",
-            help="STAC API root URL(s) or static catalog / collection / item / ItemCollection files at any path or "
-            "fsspec URL.",
-        ),
-    ],
+    sources: Sources,
     output: Annotated[
         str,
         typer.Option(
@@ -146,55 +107,25 @@ def plan(
             help="Number of shards (array size); at most the number of items, at most 10000.",
         ),
     ] = 1,
-    bbox: Annotated[
-        Optional[tuple[float, float, float, float]],
-        typer.Option(help="Area of interest W S E N in degrees (WGS84).", metavar="W S E N"),
-    ] = None,
-    intersects: Annotated[
-        Optional[str], typer.Option(metavar="FILE", help="Area of interest as a GeoJSON file.")
-    ] = None,
-    datetime: Annotated[
-        Optional[str],
-        typer.Option(metavar="DATETIME", help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-08-31."),
-    ] = None,
-    max_cloud: Annotated[
-        Optional[float], typer.Option(metavar="PERCENT", help="Keep items whose eo:cloud_cover is at most this (%).")
-    ] = None,
-    ids: Annotated[
-        Optional[list[str]],
-        typer.Option("--ids", metavar="ID", help="Only these item ids (repeat or separate with commas)."),
-    ] = None,
-    limit: Annotated[Optional[int], typer.Option(metavar="N", help="At most this many items per source.")] = None,
-    collection: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--collection",
-            "-c",
-            metavar="ID",
-            help="Source collection(s); for a STAC API the default is sentinel-2-l1c.",
-        ),
-    ] = None,
-    resolution: Annotated[int, typer.Option(metavar="METRES", help="Processing grid: 10, 20, 30 or 60 m.")] = 20,
-    model: Annotated[str, typer.Option(metavar="NAME", help="auto or a name from `stac-clouds2mask models`.")] = "auto",
-    batch_size: Annotated[
-        Optional[int], typer.Option(metavar="N", help="Patches per batch (default: sized for the device).")
-    ] = None,
+    bbox: Bbox = None,
+    intersects: Intersects = None,
+    datetime: Datetime = None,
+    max_cloud: MaxCloud = None,
+    ids: Ids = None,
+    limit: Limit = None,
+    collection: Collection = None,
+    resolution: Resolution = 20,
+    model: Model = "auto",
+    batch_size: BatchSize = None,
     publish_api: Annotated[
         Optional[str], typer.Option(metavar="URL", help="Shards also publish to this STAC API (Transactions).")
     ] = None,
     requester_pays: Annotated[
-        bool,
-        typer.Option("--requester-pays", help="Sources are in requester-pays buckets (e.g. s3://sentinel-s2-l1c)."),
+        bool, flag("--requester-pays", "Sources are in requester-pays buckets (e.g. s3://sentinel-s2-l1c).")
     ] = False,
-    anon: Annotated[
-        Optional[bool], typer.Option("--anon/--no-anon", help="Force anonymous or signed S3 requests.")
-    ] = None,
-    endpoint_url: Annotated[
-        Optional[str], typer.Option(metavar="URL", help="Custom S3 endpoint for sources and outputs.")
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a different plan already at PLAN_URL.")
-    ] = False,
+    anon: Anon = None,
+    endpoint_url: EndpointUrl = None,
+    overwrite: Annotated[bool, flag("--overwrite", "Replace a different plan already at PLAN_URL.")] = False,
 ) -> None:
     """Search the SOURCES and write N shard payloads (balanced by item count, deterministic) plus a manifest.
 
@@ -204,18 +135,18 @@ def plan(
     """
 
     def body() -> int:
-        from .search import SearchFilters, load_geojson
+        from stac_clouds2mask import RunConfig, batch
 
-        options = StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
-        id_list = tuple(i.strip() for v in ids or [] for i in v.split(",") if i.strip()) or None
-        filters = SearchFilters(
+        options = storage_options(anon, requester_pays, endpoint_url)
+        filters = search_filters(
+            options,
             bbox=bbox,
-            intersects=load_geojson(intersects, options) if intersects else None,
+            intersects=intersects,
             datetime=datetime,
             max_cloud=max_cloud,
-            ids=id_list,
+            ids=id_list(ids),
             limit=limit,
-            collections=tuple(collection) if collection else None,
+            collection=collection,
         )
         params: dict[str, Any] = {"resolution": resolution, "model": model}
         for name, value in (
@@ -228,8 +159,6 @@ def plan(
                 params[name] = value
         if requester_pays:
             params["requester_pays"] = True
-        from .pipeline import RunConfig
-
         RunConfig(output=masks, resolution=resolution, model=model, device="cpu")  # checks resolution and model early
         manifest = batch.plan(
             sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite
@@ -245,12 +174,12 @@ def plan(
         note = (
             f" (fewer than --shards {shards}: one item per shard at most)" if manifest["shard_count"] < shards else ""
         )
-        _console().print(
+        console.print(
             f"planned {manifest['item_count']} item(s) in {manifest['shard_count']} shard(s){note} -> {manifest['url']}"
         )
         return 0
 
-    _guard(body)
+    guarded(body)
 
 
 def run_shard(
@@ -270,7 +199,7 @@ def run_shard(
     output_payload: Annotated[
         Optional[str], typer.Option(metavar="URL", help="Also write the shard's output payload (mask items) here.")
     ] = None,
-    device: DeviceOpt = None,
+    device: DeviceOverride = None,
 ) -> None:
     """Run one shard of a plan: mask its items (skipping those already published with the same settings)
     and record the outcome under <masks>/.clouds2mask-runs/ for `status`.
@@ -279,20 +208,22 @@ def run_shard(
     """
 
     def body() -> int:
-        with _progress() as progress:
-            result = batch.run_shard(plan_url, index, device, progress)
+        from stac_clouds2mask import batch, write_json_atomic
+
+        with progress(eta=False) as display:
+            result = batch.run_shard(plan_url, index, device, display)
         if output_payload:
             write_json_atomic(output_payload, result.output_payload)
-        _console().print(f"shard {result.index}: {result.payload_url}")
-        _summary(result.report)
+        console.print(f"shard {result.index}: {result.payload_url}")
+        summary(result.report)
         return result.report.exit_code
 
-    _guard(body)
+    guarded(body)
 
 
 def status(
     plan_url: Annotated[str, typer.Argument(metavar="PLAN_URL", help="The plan folder (or its manifest.json).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, flag("--json", "Print JSON instead of a table.")] = False,
 ) -> None:
     """Per shard: done, failed or missing, judged from what is published (and the shards' run records).
 
@@ -301,6 +232,8 @@ def status(
     """
 
     def body() -> int:
+        from stac_clouds2mask import batch
+
         st = batch.status(plan_url)
         if as_json:
             typer.echo(json.dumps(st.to_dict(), indent=2))
@@ -332,12 +265,4 @@ def status(
             typer.echo(summary + (f"; rerun indices: {','.join(map(str, sorted(todo)))}" if todo else ""))
         return 0 if st.complete else 1
 
-    _guard(body)
-
-
-def register(app: typer.Typer) -> None:
-    """Add run-payload, plan, run-shard and status to the app."""
-    app.command("run-payload")(run_payload)
-    app.command("plan")(plan)
-    app.command("run-shard")(run_shard)
-    app.command("status")(status)
+    guarded(body)
