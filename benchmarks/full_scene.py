@@ -201,7 +201,7 @@ def run_ours(
     import pystac
     import torch
 
-    from stac_clouds2mask.cog import write_cog
+    from stac_clouds2mask.publish.cog import write_mask_cog
     from stac_clouds2mask.infer import DEFAULT_PATCH_SIZE, fitted_plan, predict, resolve_device
     from stac_clouds2mask.infer import compile_model as compile_model_
     from stac_clouds2mask.infer.engine import exec_mode
@@ -252,7 +252,7 @@ def run_ours(
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t2 = time.perf_counter()
-    write_cog(pred.classes, scene.crs, scene.transform, out.with_suffix(".tif"))
+    write_mask_cog(pred.classes, scene.crs, scene.transform, out.with_suffix(".tif"))
     t3 = time.perf_counter()
     np.save(out, pred.classes)
     np.save(out.with_name("seams.npy"), fitted_plan(scene.valid).seam_band())

@@ -15,7 +15,7 @@ import rasterio
 from PIL import Image, ImageDraw
 
 from stac_clouds2mask import RunConfig, SearchFilters, run
-from stac_clouds2mask.stac_item import CLASSES
+from stac_clouds2mask.publish.legend import CLASSES
 
 CROPS = ("s2a-t19udp-20170729-l1c-160m", "ccd-s2-l2a-20200403-epsg32737-512-labelled")
 SIZE = 384

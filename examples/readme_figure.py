@@ -17,7 +17,7 @@ import rasterio
 from PIL import Image, ImageDraw
 
 from stac_clouds2mask import RunConfig, run
-from stac_clouds2mask.stac_item import CLASSES
+from stac_clouds2mask.publish.legend import CLASSES
 
 SIZE = 610  # pixels per panel: the 1830 px 60 m grid shown at 180 m
 PAD, CAPTION, LEGEND = 10, 22, 28

@@ -61,7 +61,7 @@ class MaskResult:
     """The class map of one scene, on the scene's grid, ready to publish.
 
     classes: uint8 (H, W): 0 clear, 1 cloud, 2 cloud shadow, 255 nodata.
-    probabilities: optional uint8 (3, H, W), softmax x 255 per class.
+    probabilities: optional uint8 (3, H, W), softmax x 254 per class, 255 nodata.
     """
 
     scene: Scene

@@ -23,7 +23,7 @@ import pystac
 from .errors import InvalidInputError
 from .limits import Limits
 from .publish import versions
-from .stac_item import MASK_ASSET, mask_collection_id
+from .publish.items import MASK_ASSET, mask_collection_id
 from .storage import StorageOptions
 
 try:

@@ -37,7 +37,7 @@ from .limits import ENV_PREFIX, Limits
 from .publish.documents import absolute_hrefs
 from .report import ItemOutcome, Progress, RunReport
 from .runner import Runner
-from .stac_item import mask_collection_id
+from .publish.items import mask_collection_id
 from .storage import StorageOptions, absolute, join, read_json
 from .trust import check_output_root, check_payload_target, check_reference
 

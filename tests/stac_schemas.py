@@ -124,3 +124,24 @@ def validate_stac(d: dict[str, Any]) -> None:
         raise TypeError(f"expected a dict, got {type(d).__name__}")
     install_into_pystac()
     pystac.validation.validate_dict(copy.deepcopy(d), validator=offline_validator())
+
+
+def write_schema_config(path: Path) -> Path:
+    """A stac-validator `--schema-config` file mapping every schema URL the outputs need to a local copy
+    (pystac's bundled STAC 1.1.0 core and GeoJSON schemas, and the extension schemas), so stac-validator
+    validates offline."""
+    bundled = Path(pystac.__file__).parent / "validation" / "jsonschemas"
+    spec_of = {"catalog.json": "catalog-spec", "collection.json": "collection-spec"}
+    urls = {
+        f"https://schemas.stacspec.org/v1.1.0/{spec_of.get(f.name, 'item-spec')}/json-schema/{f.name}": str(f)
+        for f in (bundled / "stac-spec" / "v1.1.0").glob("*.json")
+    }
+    urls.update({f"https://geojson.org/schema/{f.name}": str(f) for f in (bundled / "geojson").glob("*.json")})
+    urls.update(
+        {
+            f"{EXTENSIONS_BASE_URL}/{f.parent.parent.name}/{f.parent.name}/schema.json": str(f)
+            for f in schemas_dir().glob("*/*/schema.json")
+        }
+    )
+    path.write_text(json.dumps({"schemas": urls}, indent=1))
+    return path

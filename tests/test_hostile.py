@@ -473,7 +473,8 @@ def test_api_answering_200_to_everything_ends_the_version_walk(server, sample_da
 def test_version_walk_is_bounded(sample_data_dir, tmp_path):
     from stac_clouds2mask.errors import LimitExceededError
     from stac_clouds2mask.publish import Publisher
-    from stac_clouds2mask.stac_item import mask_collection_id, mask_item_id
+    from stac_clouds2mask.publish.items import mask_collection_id
+    from stac_clouds2mask.publish.versions import mask_item_id
 
     item = pystac.Item.from_dict(item_dict(sample_data_dir, E))
     coll = mask_collection_id(item.collection_id)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import label_iou  # noqa: E402
 
-from stac_clouds2mask.infer import NODATA, Prediction, predict, resolve_device
+from stac_clouds2mask.infer import NODATA, PROBABILITY_SCALE, Prediction, predict, resolve_device
 from stac_clouds2mask.model import choose_model, get_model_spec
 
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
@@ -41,7 +41,7 @@ def test_crop_b_probabilities_through_the_production_path():
     pred = predict(x, np.ones(x.shape[1:], bool), spec, device="cpu", with_probabilities=True)
     assert pred.classes.dtype == np.uint8 and set(np.unique(pred.classes)) <= {0, 1, 2}
     assert pred.probabilities is not None and pred.probabilities.shape == (3, 512, 512)
-    assert np.abs(pred.probabilities.astype(int).sum(0) - 255).max() <= 2
+    assert np.abs(pred.probabilities.astype(int).sum(0) - PROBABILITY_SCALE).max() <= 2
     assert (pred.probabilities.argmax(0) == pred.classes).mean() > 0.999
     assert pred.patches_skipped == 0
 
@@ -84,7 +84,7 @@ def test_all_invalid_patches_skipped_and_marked_nodata(spec6):
     assert pred.patches_skipped > 0 and pred.patches_run > 0
     assert (pred.classes[~valid] == NODATA).all()
     assert (pred.classes[valid] != NODATA).all()
-    assert (pred.probabilities[:, ~valid] == 0).all()
+    assert (pred.probabilities[:, ~valid] == NODATA).all()
     full = predict(x, np.ones_like(valid), spec6, TinyConv(6), device="cpu", patch_size=256)
     assert full.patches_skipped == 0 and full.patches_run > pred.patches_run
 
@@ -115,7 +115,7 @@ def test_constant_model_gives_seamless_constant_output(spec6):
         with_probabilities=True,
         progress=lambda done, total: calls.append((done, total)),
     )
-    expected = np.rint(torch.softmax(torch.tensor([0.0, 1.0, -1.0]), 0).numpy() * 255).astype(np.uint8)
+    expected = np.rint(torch.softmax(torch.tensor([0.0, 1.0, -1.0]), 0).numpy() * PROBABILITY_SCALE).astype(np.uint8)
     assert (pred.classes == 1).all()
     for c in range(3):
         assert (pred.probabilities[c] == expected[c]).all()

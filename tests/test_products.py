@@ -68,7 +68,8 @@ def test_folder_and_zip_publish_the_same_valid_mask(safe, tmp_path, extract_here
     assert item["properties"]["mlm:name"] == "model_6b_l2a"
     assert "Band nir read from B8A" in item["properties"]["processing:lineage"]
     [derived] = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
-    source = json.loads(Path(derived).read_text())
+    assert derived.startswith("../../sources/")  # inside the catalog, relative: no machine-local path
+    source = json.loads((cog.parent / derived).read_text())
     assert source["id"] == SOURCE_ID and Path(source["assets"]["nir"]["href"]).is_file()
     with rasterio.open(cog) as ds:
         assert (ds.width, ds.height) == (1830, 1830) and ds.res == (60.0, 60.0)

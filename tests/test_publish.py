@@ -35,7 +35,8 @@ from stac_clouds2mask.publish import Publisher, StacApi, StaticCatalog
 from stac_clouds2mask.read import read_scene
 from stac_clouds2mask.scene import MaskResult
 from stac_clouds2mask.search import SearchFilters, search
-from stac_clouds2mask.stac_item import CLASSES, source_href
+from stac_clouds2mask.publish.items import source_href
+from stac_clouds2mask.publish.legend import CLASSES
 
 F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 G = "ccd-s2-l2a-20200403-epsg32737-512-labelled"
@@ -137,12 +138,16 @@ def test_item_and_collection_are_complete_and_valid(results, sources, tmp_path, 
     # classification, bands, proj
     assert mask["classification:classes"] == CLASSES
     assert mask["bands"][0]["nodata"] == 255 and mask["bands"][0]["data_type"] == "uint8"
-    assert props["proj:code"] == "EPSG:32636" and props["proj:shape"] == [512, 512]
+    assert props["proj:code"] == "EPSG:32636" and props["proj:epsg"] == 32636 and props["proj:shape"] == [512, 512]
     assert props["proj:transform"] == [10.0, 0.0, 741105.0, 0.0, -10.0, 305510.0]
     assert props["proj:bbox"] == [741105.0, 300390.0, 746225.0, 305510.0]
     # mlm and statistics
     assert props["mlm:name"] == "model_4b_l2a" and props["mlm:framework"] == "pytorch"
-    assert d["assets"]["model"]["roles"] == ["mlm:model"]
+    model = d["assets"]["model"]
+    assert model["roles"] == ["mlm:model"] and model["mlm:artifact_type"] == "onnx"
+    weights = (tmp_path / L2A / d["id"] / model["href"]).resolve()
+    assert weights.read_bytes() == get_model_spec("model_4b_l2a").onnx_path.read_bytes()  # the weights used
+    assert model["file:checksum"] == multihash(weights.read_bytes())
     classes = results[F].classes
     valid = classes != 255
     assert props["clouds2mask:cloud_percentage"] == pytest.approx(100 * (classes[valid] == 1).mean(), abs=1e-3)
@@ -171,7 +176,9 @@ def test_item_and_collection_are_complete_and_valid(results, sources, tmp_path, 
     assert coll["item_assets"]["cloudmask"]["classification:classes"] == CLASSES
     assert coll["summaries"]["mlm:name"]["enum"] == ["model_4b_l2a"]
     assert coll["summaries"]["gsd"] == {"minimum": 10.0, "maximum": 10.0}
-    assert [c["const"] for c in coll["summaries"]["clouds2mask:class"]["oneOf"]] == [0, 1, 2, 255]
+    summarised = {k for k in coll["summaries"]}
+    carried = set(props) | {k for a in d["assets"].values() for k in a}
+    assert summarised <= carried  # summaries only of fields that items carry
     assert {l["title"] for l in coll["links"] if l["rel"] == "license"} == {
         "Copernicus Sentinel data terms (source data)",
         "ukis-csmask model weights (DLR): Apache-2.0",

@@ -148,7 +148,8 @@ def test_masks_read_from_s3(masks20, sample_catalog, moto_s3, s3_bucket, s3fs_fs
 def test_latest_of_many_versions_found_in_a_stac_api(masks20, sample_catalog, clean_stac_api):
     """A STAC API is asked for version 1, 2, ... of each source's mask until one is missing (the rule of
     publish.versions), so an 11th version is found: no fixed number of versions is assumed."""
-    from stac_clouds2mask.stac_item import mask_item_id, new_collection
+    from stac_clouds2mask.publish.collections import new_collection
+    from stac_clouds2mask.publish.versions import mask_item_id
 
     [item] = sources(sample_catalog, F)
     [v1] = find_masks([item], str(masks20 / "catalog.json"))

@@ -1,7 +1,7 @@
 """Stage 3: the network over a scene in patches fitted to its data, on CUDA when present, else on the CPU."""
 
 from .device import PRECISIONS, ExecMode, compile_model, resolve_device
-from .engine import NODATA, Prediction, blend_window, predict
+from .engine import NODATA, PROBABILITY_SCALE, Prediction, blend_window, predict
 from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PATCH_SIZES, PatchPlan, fitted_plan, plan_patches
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "NODATA",
     "PATCH_SIZES",
     "PRECISIONS",
+    "PROBABILITY_SCALE",
     "ExecMode",
     "PatchPlan",
     "Prediction",

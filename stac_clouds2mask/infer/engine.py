@@ -25,12 +25,13 @@ from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, LATTICE, PatchPlan, fitte
 log = logging.getLogger(__name__)
 
 NODATA = 255
+PROBABILITY_SCALE = 254  # probabilities as uint8 softmax x 254, so that 255 is free for nodata
 
 
 @dataclass
 class Prediction:
     classes: np.ndarray  # uint8 (H, W): 0 clear, 1 cloud, 2 cloud shadow, 255 nodata
-    probabilities: np.ndarray | None  # uint8 (3, H, W), softmax * 255, 0 where nodata
+    probabilities: np.ndarray | None  # uint8 (3, H, W), softmax * PROBABILITY_SCALE, NODATA where nodata
     patches_run: int
     patches_skipped: int
     processed_pixels: int = 0
@@ -256,9 +257,9 @@ def _run(
         cls[none] = NODATA
         classes[top : top + n_acc] = cls
         if probabilities is not None:
-            p = torch.round(acc[:, :n_acc] * (255.0 / wsum[:n_acc].clamp_min(1e-12))).clamp(0, 255)
-            p = p.to(torch.uint8).cpu().numpy()
-            p[:, none] = 0
+            scale = PROBABILITY_SCALE / wsum[:n_acc].clamp_min(1e-12)
+            p = torch.round(acc[:, :n_acc] * scale).clamp(0, PROBABILITY_SCALE).to(torch.uint8).cpu().numpy()
+            p[:, none] = NODATA
             probabilities[:, top : top + n_acc] = p
         acc = torch.cat([acc[:, n_acc:], torch.zeros((3, n_acc, w), **f32)], 1)
         wsum = torch.cat([wsum[n_acc:], torch.zeros((n_acc, w), **f32)], 0)

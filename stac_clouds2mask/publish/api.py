@@ -20,7 +20,7 @@ from urllib3.util.retry import Retry
 
 from ..errors import ConfigurationError, PublishError
 from ..limits import BoundedSession
-from ..stac_item import new_collection, update_collection
+from .collections import new_collection, update_collection
 from ..trust import origin
 from .documents import item_json
 

@@ -18,12 +18,15 @@ def item_json(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
 
 
 def with_absolute_assets(d: dict[str, Any], item_dir: str) -> dict[str, Any]:
-    """A copy of a static-catalog item whose `./` asset hrefs point into `item_dir` (for a STAC API or a
-    reader that does not know where the item JSON lies)."""
+    """A copy of a static-catalog item whose relative asset hrefs and `derived_from` links point into the
+    catalog at `item_dir` (for a STAC API or a reader that does not know where the item JSON lies)."""
     d = copy.deepcopy(d)
+    base = join(item_dir, f"{d['id']}.json")
     for asset in d.get("assets", {}).values():
-        if asset["href"].startswith("./"):
-            asset["href"] = join(item_dir, asset["href"][2:])
+        asset["href"] = resolve_href(base, asset["href"])
+    for link in d.get("links", []):
+        if link.get("rel") == "derived_from":
+            link["href"] = resolve_href(base, link["href"])
     return d
 
 

@@ -26,18 +26,18 @@ from typing import Any, Literal
 
 import pystac
 
-from ..cog import multihash_sha256, write_cog
 from ..errors import InvalidInputError, PublishError
 from ..model.registry import ModelSpec
 from ..scene import MaskResult
-from ..stac_item import build_mask_item, mask_collection_id, mask_item_id, same_provenance
 from ..storage import join
-from ..thumbnail import write_thumbnail
 from . import versions
 from .api import StacApi
+from .cog import category_sidecar, multihash_sha256, write_mask_cog, write_probabilities_cog
 from .documents import absolute_hrefs, item_json, with_absolute_assets
+from .items import WrittenFile, build_mask_item, mask_collection_id
 from .static import StaticCatalog
-from .versions import Version
+from .thumbnail import write_thumbnail
+from .versions import Version, mask_item_id, same_provenance
 
 Action = Literal["new", "new_version", "overwrite", "skip"]
 
@@ -199,30 +199,26 @@ class Publisher:
         collection_id, item_id = plan.collection_id, plan.item_id
         self.catalog.remove_stale_temporaries(collection_id, item_id)
         with tempfile.TemporaryDirectory(prefix="clouds2mask-") as tmp:
-            local = os.path.join(tmp, f"{item_id}.tif")
-            write_cog(result.classes, result.scene.crs, result.scene.transform, local)
-            size, checksum = os.path.getsize(local), multihash_sha256(local)
-            thumb = probs = None
+
+            def put(name: str, suffix: str) -> WrittenFile:
+                local = os.path.join(tmp, name)
+                href = self.catalog.put_asset(local, collection_id, item_id, suffix)
+                return WrittenFile(href, os.path.getsize(local), multihash_sha256(local))
+
             try:
-                href = self.catalog.put_asset(local, collection_id, item_id)
+                model = self.catalog.put_model(spec)
+                write_mask_cog(result.classes, result.scene.crs, result.scene.transform, os.path.join(tmp, "m.tif"))
+                with open(os.path.join(tmp, "m.tif.aux.xml"), "wb") as f:
+                    f.write(category_sidecar())
+                mask, categories = put("m.tif", ".tif"), put("m.tif.aux.xml", ".tif.aux.xml")
+                thumb = probs = None
                 if self.thumbnails:
-                    png = os.path.join(tmp, f"{item_id}.png")
-                    write_thumbnail(result.classes, png)
-                    t_href = self.catalog.put_asset(png, collection_id, item_id, ".png")
-                    thumb = (t_href, os.path.getsize(png), multihash_sha256(png))
+                    write_thumbnail(result.classes, os.path.join(tmp, "t.png"))
+                    thumb = put("t.png", ".png")
                 if result.probabilities is not None:
-                    prob = os.path.join(tmp, f"{item_id}_probabilities.tif")
-                    write_cog(
-                        result.probabilities,
-                        result.scene.crs,
-                        result.scene.transform,
-                        prob,
-                        nodata=None,
-                        resampling="average",
-                        descriptions=("clear", "cloud", "cloud shadow"),
-                    )
-                    p_href = self.catalog.put_asset(prob, collection_id, item_id, "_probabilities.tif")
-                    probs = (p_href, os.path.getsize(prob), multihash_sha256(prob))
+                    p = os.path.join(tmp, "p.tif")
+                    write_probabilities_cog(result.probabilities, result.scene.crs, result.scene.transform, p)
+                    probs = put("p.tif", "_probabilities.tif")
             except OSError as exc:
                 raise PublishError(
                     src.id, f"cannot write {self.catalog.asset_url(collection_id, item_id)}: {exc}", stage="publish"
@@ -230,10 +226,10 @@ class Publisher:
         item = build_mask_item(
             result,
             spec,
-            href,
-            size,
-            checksum,
             collection_id,
+            mask=mask,
+            categories=categories,
+            model=model,
             thumbnail=thumb,
             probabilities=probs,
             version=plan.version,

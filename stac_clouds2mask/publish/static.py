@@ -15,6 +15,7 @@ by one run at a time: the item's claim (`<item>.lock`, created with If-None-Matc
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,9 @@ from typing import Any
 import pystac
 
 from ..errors import PublishError, UntrustedReferenceError
-from ..stac_item import STAC_VERSION, new_collection, update_collection
+from ..model.registry import ModelSpec
+from .collections import new_collection, update_collection
+from .items import STAC_VERSION
 from ..storage import (
     StorageOptions,
     absolute,
@@ -43,7 +46,9 @@ from ..storage import (
     write_json_atomic,
 )
 from ..trust import resolve, under_root, unsafe_segment
+from .cog import multihash_sha256
 from .documents import item_json, with_absolute_assets
+from .items import WrittenFile
 
 
 @dataclass
@@ -87,6 +92,21 @@ class StaticCatalog:
         write_json_atomic(url, item.to_dict(include_self_link=True, transform_hrefs=False), self.options)
         return url
 
+    def put_model(self, spec: ModelSpec) -> WrittenFile:
+        """The weights that make the masks, written once per catalog under ``models/`` (so the items' mlm
+        model asset points at the very file that was run, with its checksum); kept when already there."""
+        url = self._url("models", name=f"{spec.name}.onnx")
+        local = str(spec.onnx_path)
+        size = os.path.getsize(local)
+        fs, path = get_fs(url, self.options)
+        try:
+            present = fs.size(path) == size
+        except FileNotFoundError:
+            present = False
+        if not present:
+            put_file_atomic(local, url, self.options)
+        return WrittenFile(url, size, _multihash(local))
+
     def existing(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """The published item JSON, or None when there is none."""
         try:
@@ -125,10 +145,9 @@ class StaticCatalog:
         Returns the JSON as written."""
         d = item_json(item)
         collection_id = d.get("collection") or "cloudmask"
-        item_dir = join(self.url, collection_id, d["id"]) + "/"
-        for asset in d["assets"].values():
-            if asset["href"].startswith(item_dir):
-                asset["href"] = "./" + asset["href"][len(item_dir) :]
+        item_dir = join(self.url, collection_id, d["id"])
+        for ref in [*d["assets"].values(), *d["links"]]:
+            ref["href"] = self._relative(ref["href"], item_dir)
         d["links"] = [l for l in d["links"] if l["rel"] not in ("root", "parent", "collection", "self")] + [
             {"rel": "root", "href": "../../catalog.json", "type": "application/json", "title": "The catalog"},
             {"rel": "parent", "href": "../collection.json", "type": "application/json", "title": "The collection"},
@@ -209,6 +228,14 @@ class StaticCatalog:
             except (FileNotFoundError, OSError, ValueError):
                 pass
 
+    def _relative(self, href: str, item_dir: str) -> str:
+        """An href under the catalog root, relative to the item's folder (so the catalog can be moved and
+        holds no machine-local path); any other href as it is."""
+        if not href.startswith(self.url + "/"):
+            return href
+        rel = posixpath.relpath(href[len(self.url) :], item_dir[len(self.url) :])
+        return rel if rel.startswith("../") else f"./{rel}"
+
     def rewrite_item(self, d: dict[str, Any]) -> None:
         """Write an already published item's JSON again (e.g. marked deprecated), links as they are."""
         write_json_atomic(self.item_url(d["collection"], d["id"]), d, self.options)
@@ -241,6 +268,12 @@ class StaticCatalog:
         if not any(link["rel"] == "child" and link["href"] == href for link in root["links"]):
             root["links"].append({"rel": "child", "href": href, "type": "application/json", "title": title})
         return root
+
+
+@functools.lru_cache(maxsize=8)
+def _multihash(local: str) -> str:
+    """The weights' checksum, computed once per process (40 MB per model)."""
+    return multihash_sha256(local)
 
 
 def _with_item(coll: dict[str, Any] | None, collection_id: str, d: dict[str, Any]) -> dict[str, Any]:

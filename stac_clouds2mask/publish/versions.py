@@ -23,7 +23,6 @@ from typing import Any
 import pystac
 
 from ..errors import LimitExceededError, UntrustedReferenceError
-from ..stac_item import mask_item_id, same_provenance
 
 VERSION_RELS = ("predecessor-version", "successor-version", "latest-version")
 SOURCE_ITEM = "clouds2mask:source_item"  # the property naming the source item of a mask
@@ -51,6 +50,28 @@ class Version:
 
 Fetch = Callable[[list[str]], dict[str, tuple[dict[str, Any], str]]]
 """Look up mask item ids; returns, per id found, the JSON stored under that id and where it was found."""
+
+
+def mask_item_id(source_id: str, version: int = 1) -> str:
+    """`<source-id>_cloudmask` for the first version, `<source-id>_cloudmask_v<N>` for later ones."""
+    base = f"{source_id}_cloudmask"
+    return base if version <= 1 else f"{base}_v{version}"
+
+
+def provenance(source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any]:
+    """What makes two masks of a source the same: the source item (id, and its `updated` stamp when it
+    has one) and the settings (model, model version, resolution, patching, software)."""
+    return {
+        SOURCE_ITEM: source.id,
+        "clouds2mask:source_updated": source.properties.get("updated"),
+        "clouds2mask:settings": dict(settings),
+    }
+
+
+def same_provenance(published: dict[str, Any], source: pystac.Item, settings: dict[str, Any]) -> bool:
+    """Whether a published mask was made from this source item with these settings."""
+    props = published.get("properties", {})
+    return all(props.get(k) == v for k, v in provenance(source, settings).items())
 
 
 def version_number(item: dict[str, Any]) -> int:

@@ -1,4 +1,4 @@
-"""A small palette PNG of a class mask: the same colours everywhere, nodata transparent."""
+"""A small palette PNG of a class mask: the legend's colours (legend.py), nodata transparent."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cog import NODATA
+from ..infer import NODATA
+from .legend import rgb
 
-# class value -> RGB; the colours of the legend's color_hint in stac_item.CLASSES
-PALETTE = {0: (0x3C, 0x8C, 0x3C), 1: (0xFF, 0xFF, 0xFF), 2: (0x5A, 0x3C, 0x8C), NODATA: (0, 0, 0)}
 MAX_SIZE = 256
 
 
@@ -24,8 +23,5 @@ def write_thumbnail(classes: np.ndarray, path: str | Path, max_size: int = MAX_S
     """Write `classes` (uint8 H, W) as an indexed PNG with the fixed palette; nodata fully transparent."""
     small = thumbnail_array(classes, max_size).astype(np.uint8, copy=False)
     img = Image.frombytes("P", (small.shape[1], small.shape[0]), small.tobytes())
-    palette = [0] * (256 * 3)
-    for value, rgb in PALETTE.items():
-        palette[value * 3 : value * 3 + 3] = rgb
-    img.putpalette(palette)
+    img.putpalette([channel for value in range(256) for channel in rgb(value)])
     img.save(str(path), format="PNG", transparency=NODATA, optimize=True)
