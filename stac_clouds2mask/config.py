@@ -11,14 +11,13 @@ from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .errors import ConfigurationError, InvalidInputError, ModelError
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PRECISIONS, resolve_device
+from .choices import check_batch_size, check_precision, check_resolution
+from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
 from .read import available_bands, product_level
 from .storage import StorageOptions
 from .trust import unsafe_segment
-
-RESOLUTIONS = (10, 20, 30, 60)
 
 
 @dataclass(frozen=True)
@@ -56,19 +55,17 @@ class RunConfig:
             raise InvalidInputError(
                 f"--target-collection {self.collection_id!r} {why}; it must be a single path segment"
             )
-        if self.resolution not in RESOLUTIONS:
-            raise InvalidInputError(
-                f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {self.resolution:g}"
-            )
+        try:
+            check_resolution(self.resolution)
+            check_batch_size(self.batch_size)
+            check_precision(self.precision)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
         if self.model != "auto":
             try:
                 get_model_spec(self.model)
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from exc
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidInputError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise InvalidInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         try:
             resolve_device(self.device)
         except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError

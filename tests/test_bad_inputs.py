@@ -37,7 +37,8 @@ def invoke(*args: str):
 
 
 def flat(text: str) -> str:
-    return " ".join(text.split())
+    """The words of an output, without the frame of the panel a usage error is shown in."""
+    return " ".join(text.replace("│", " ").split())
 
 
 def published_items(out: Path) -> dict[str, dict]:

@@ -68,3 +68,23 @@ def test_cli_modules_use_only_the_public_api_and_import_one_way():
                     )
                     assert public, f"{path.name} imports {alias.name!r}, not in the public API"
     assert list(TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--batch-size", "0"], ["--device", "gpu"], ["--resolution", "15"], ["--precision", "fp8"]],
+)
+def test_argument_errors_answer_before_the_engine_loads(bad, tmp_path):
+    """A bad value exits 2 with the reason while the command line is parsed: torch and co. never load."""
+    code = (
+        "import json, sys\n"
+        "from stac_clouds2mask.cli import app\n"
+        "try:\n"
+        f"    app(['run', 'catalog.json', '-o', {str(tmp_path)!r}, *{bad!r}])\n"
+        "except SystemExit as exc:\n"
+        "    print(json.dumps([exc.code, sorted(sys.modules)]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code_, loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert code_ == 2 and "Invalid value for" in run.stderr
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []

@@ -12,6 +12,24 @@ import typer
 if TYPE_CHECKING:
     from stac_clouds2mask import SearchFilters, StorageOptions
 
+
+def checked(check: str):  # noqa: ANN201 (a click callback)
+    """A callback that refuses a bad value with stac_clouds2mask.choices' check `check` while the command
+    line is parsed: exit 2 at once, before torch and rasterio load."""
+
+    def callback(value):  # noqa: ANN001, ANN202
+        from stac_clouds2mask import choices
+
+        if value is not None:
+            try:
+                getattr(choices, check)(value)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+        return value
+
+    return callback
+
+
 FLAG = ""  # metavar of a boolean flag: typer would show "<bool>", as if it took a value
 BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off"}
 
@@ -88,6 +106,7 @@ Resolution = Annotated[
     int,
     typer.Option(
         metavar="METRES",
+        callback=checked("check_resolution"),
         help="Processing grid in metres: 10, 20, 30 or 60. Data coarser than this is processed at its own resolution.",
     ),
 ]
@@ -100,11 +119,22 @@ Model = Annotated[
     ),
 ]
 BatchSize = Annotated[
-    Optional[int], typer.Option(metavar="N", help="Patches per batch (default: sized for the device).")
+    Optional[int],
+    typer.Option(
+        metavar="N", callback=checked("check_batch_size"), help="Patches per batch (default: sized for the device)."
+    ),
 ]
-Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto (CUDA when present, else CPU), cpu or cuda.")]
+Device = Annotated[
+    str,
+    typer.Option(
+        metavar="DEVICE", callback=checked("check_device"), help="auto (CUDA when present, else CPU), cpu or cuda."
+    ),
+]
 DeviceOverride = Annotated[
-    Optional[str], typer.Option(metavar="DEVICE", help="Override the payload's device: auto, cpu or cuda.")
+    Optional[str],
+    typer.Option(
+        metavar="DEVICE", callback=checked("check_device"), help="Override the payload's device: auto, cpu or cuda."
+    ),
 ]
 
 # output

@@ -10,6 +10,7 @@ import typer
 from .display import console, guarded, progress, summary
 from .options import (
     Anon,
+    checked,
     BatchSize,
     Bbox,
     Collection,
@@ -110,13 +111,14 @@ def run(
         bool,
         flag(
             "--probabilities",
-            "Also publish per-class probabilities (softmax x 255, uint8, 3 bands) as a second COG asset.",
+            "Also publish per-class probabilities (softmax x 254, 255 nodata, uint8, 3 bands) as a second COG asset.",
         ),
     ] = False,
     precision: Annotated[
         str,
         typer.Option(
             metavar="PRECISION",
+            callback=checked("check_precision"),
             help="auto (CUDA: fp16; CPU: the fastest of fp32 and, where the CPU has native bfloat16, bf16, measured "
             "once per machine), fp32, bf16 or fp16.",
         ),

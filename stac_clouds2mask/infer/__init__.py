@@ -1,6 +1,6 @@
 """Stage 3: the network over a scene in patches fitted to its data, on CUDA when present, else on the CPU."""
 
-from .device import PRECISIONS, ExecMode, compile_model, resolve_device
+from .device import ExecMode, compile_model, resolve_device
 from .engine import NODATA, PROBABILITY_SCALE, Prediction, blend_window, predict
 from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, PATCH_SIZES, PatchPlan, fitted_plan, plan_patches
 
@@ -9,7 +9,6 @@ __all__ = [
     "DEFAULT_PATCH_SIZE",
     "NODATA",
     "PATCH_SIZES",
-    "PRECISIONS",
     "PROBABILITY_SCALE",
     "ExecMode",
     "PatchPlan",

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from ..choices import check_device
+
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _CUDA_BYTES_PER_PIXEL = 1200  # activation memory per input pixel and batch element under half precision
 _CUDA_MAX_BATCH = 64
 _CPU_BATCH = 1  # measured: batches add memory and oneDNN set-up for a second shape, not speed
@@ -50,14 +51,10 @@ class ExecMode:
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; asking for CUDA where there is none is an error,
     not a silent (and much slower) CPU run."""
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {device!r} requested but CUDA is not available (torch {torch.__version__}); "
