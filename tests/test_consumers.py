@@ -148,13 +148,20 @@ def test_gdal_shows_classes_colours_and_names(published: Path) -> None:
     """What QGIS shows comes from GDAL: a palette band with the legend's colours, the class names as
     categories (from the PAM sidecar published beside the COG) and a band description."""
     gdalinfo = gdal_tool("gdalinfo")
+    # GDAL's defaults, as QGIS runs it: GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR (set for the moto tests) makes
+    # GDAL look for no sidecar, and then the names are only in the item's classification:classes
+    env = {k: v for k, v in os.environ.items() if k != "GDAL_DISABLE_READDIR_ON_OPEN"}
     for path in item_paths(published):
         d = plain_item(path)
-        info = json.loads(
-            subprocess.run(
-                [gdalinfo, "-json", d["assets"][MASK]["href"]], check=True, capture_output=True, text=True, timeout=60
-            ).stdout
+        run = subprocess.run(
+            [gdalinfo, "-json", d["assets"][MASK]["href"]],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
         )
+        info = json.loads(run.stdout)
         [band] = info["bands"]
         assert band["colorInterpretation"] == "Palette" and band["noDataValue"] == 255
         assert band["description"].startswith("cloud mask")
