@@ -94,18 +94,29 @@ class StaticCatalog:
 
     def put_model(self, spec: ModelSpec) -> WrittenFile:
         """The weights that make the masks, written once per catalog under ``models/`` (so the items' mlm
-        model asset points at the very file that was run, with its checksum); kept when already there."""
+        model asset points at the very file that was run, with its checksum); kept when already there.
+
+        Parallel writers may upload it at once: whoever moves it into place first wins, a writer whose
+        temporary was cleared meanwhile finds the file in place; temporaries (also a killed writer's) are
+        removed once the file is in place."""
         url = self._url("models", name=f"{spec.name}.onnx")
         local = str(spec.onnx_path)
         size = os.path.getsize(local)
+        if not self._holds(url, size):
+            try:
+                put_file_atomic(local, url, self.options)
+            except OSError:
+                if not self._holds(url, size):
+                    raise
+        self._remove_temporaries(self._url("models"), f"{spec.name}.onnx")
+        return WrittenFile(url, size, _multihash(local))
+
+    def _holds(self, url: str, size: int) -> bool:
         fs, path = get_fs(url, self.options)
         try:
-            present = fs.size(path) == size
+            return fs.size(path) == size
         except FileNotFoundError:
-            present = False
-        if not present:
-            put_file_atomic(local, url, self.options)
-        return WrittenFile(url, size, _multihash(local))
+            return False
 
     def existing(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """The published item JSON, or None when there is none."""
@@ -125,16 +136,20 @@ class StaticCatalog:
         return url
 
     def remove_stale_temporaries(self, collection_id: str, item_id: str) -> None:
-        """Temporary objects of this item left by an interrupted run (`<item id>...tmp-<pid>-<token>`):
-        listed and deleted by literal name, never by a glob (ids may hold characters globs read)."""
-        fs, path = get_fs(self._url(collection_id, item_id), self.options)
+        """Temporary objects of this item left by an interrupted run (`<item id>...tmp-<pid>-<token>`)."""
+        self._remove_temporaries(self._url(collection_id, item_id), item_id)
+
+    def _remove_temporaries(self, folder: str, prefix: str) -> None:
+        """Delete the temporaries `<prefix>...tmp-<pid>-<token>` in `folder`: listed and deleted by literal
+        name, never by a glob (ids may hold characters globs read)."""
+        fs, path = get_fs(folder, self.options)
         try:
             names = fs.ls(path, detail=False)
         except (FileNotFoundError, OSError):
             return
         for p in names:
             name = posixpath.basename(p.rstrip("/"))
-            if name.startswith(item_id) and ".tmp-" in name[len(item_id) :]:
+            if name.startswith(prefix) and ".tmp-" in name[len(prefix) :]:
                 try:
                     fs.rm_file(p)
                 except (FileNotFoundError, OSError):
