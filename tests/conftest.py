@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import containers  # noqa: E402
 import servers  # noqa: E402
+import stac_fields  # noqa: E402
 import stac_schemas  # noqa: E402
 from servers import MotoS3, StacApi, upload_tree  # noqa: E402,F401  (re-exported for tests)
 
@@ -67,11 +68,19 @@ def sample_catalog(shared_dir: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 
 
+def validate_published(d: dict[str, Any]) -> None:
+    """Offline STAC validation, then what it cannot see: every extension field's extension declared
+    and the clouds2mask:* fields as the package's own schema says (tests/stac_fields.py)."""
+    stac_schemas.validate_stac(d)
+    stac_fields.check_published(d)
+
+
 @pytest.fixture(scope="session")
 def validate_stac() -> Callable[[dict[str, Any]], None]:
-    """``validate_stac(d)``: offline STAC validation of a dict; raises on invalid.
-    (Also importable: ``from stac_schemas import validate_stac``.)"""
-    return stac_schemas.validate_stac
+    """``validate_stac(d)`` for documents the package published: offline STAC validation of a dict plus
+    the checks of tests/stac_fields.py; raises on invalid. (Schema validation alone, for documents
+    of others such as the sample data: ``from stac_schemas import validate_stac``.)"""
+    return validate_published
 
 
 # ------------------------------------------------------------------------------------------
