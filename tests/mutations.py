@@ -54,7 +54,7 @@ MUTATIONS = (
         "    write(fs, tmp)\n    fs.mv(tmp, path)\n",
         "    write(fs, path)\n",
         (
-            "tests/test_crash_publish.py",
+            "tests/test_crash_publish.py::test_a_reader_finds_only_whole_files_and_a_rerun_leaves_no_temporaries",
             "tests/test_storage.py",
             "tests/test_publish.py::test_sigkill_mid_batch_on_s3_then_rerun_gives_a_whole_catalog",
         ),
@@ -156,7 +156,10 @@ MUTATIONS = (
         "stac_clouds2mask/cog.py",
         'return "1220" + digest.hexdigest()',
         'return "1220" + digest.hexdigest()[::-1]',
-        ("tests/test_crash_publish.py", "tests/test_publish.py::test_item_and_collection_are_complete_and_valid"),
+        (
+            "tests/test_crash_publish.py::test_a_reader_finds_only_whole_files_and_a_rerun_leaves_no_temporaries",
+            "tests/test_publish.py::test_item_and_collection_are_complete_and_valid",
+        ),
         "publish stage: file:checksum does not match the bytes published",
     ),
     Mutation(
