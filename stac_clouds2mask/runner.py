@@ -72,7 +72,10 @@ class Runner:
         self._checked = False  # preflight() passed
 
     def _secrets(self) -> list[str]:
-        return [*self.config.api_headers.values(), *environment_secrets()]
+        """Header values, and their credentials alone ('Bearer TOKEN' -> 'TOKEN': a server may echo just
+        the token), and credentials from the environment: what redact() takes out of every message."""
+        values = self.config.api_headers.values()
+        return [*values, *(v.split(None, 1)[1] for v in values if len(v.split(None, 1)) == 2), *environment_secrets()]
 
     def _failed(
         self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None, href: str | None = None
