@@ -140,7 +140,7 @@ MUTATIONS = (
         "stac_clouds2mask/read.py",
         "resampling = Resampling.average if abs(ds.transform.a) < res - 1e-6 else Resampling.nearest",
         "resampling = Resampling.nearest",
-        ("tests/test_read.py",),
+        ("tests/test_read.py::test_finer_bands_are_box_averaged_onto_a_coarser_grid", "tests/test_read.py"),
         "read stage: finer bands subsampled instead of box-averaged onto the processing grid",
     ),
     Mutation(
