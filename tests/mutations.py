@@ -121,8 +121,8 @@ MUTATIONS = (
         "return torch.where(edge < ramp, 0.5 - 0.5 * torch.cos(torch.pi * edge / ramp), 1.0).float()",
         "return torch.ones(length)",
         (
-            "tests/test_infer.py::test_blending_lets_the_inside_view_win_over_patch_edges",
             "tests/test_infer.py::test_blend_window_is_a_raised_cosine_ramp",
+            "tests/test_infer.py::test_blending_lets_the_inside_view_win_over_patch_edges",
             "tests/test_fidelity.py",
         ),
         "patches blended with equal weights: seams where a patch edge sees less context",
