@@ -163,6 +163,15 @@ MUTATIONS = (
         "publish stage: file:checksum does not match the bytes published",
     ),
     Mutation(
+        "overwrite-keeps-the-old-item",
+        "stac_clouds2mask/publish/static.py",
+        'write_json_atomic(self.item_url(collection_id, d["id"]), d, self.options)\n        self.link_item(d)',
+        'create_exclusive(self.item_url(collection_id, d["id"]), json.dumps(d).encode(), self.options)\n'
+        "        self.link_item(d)",
+        ("tests/test_pipeline.py::test_rerun_skips_and_overwrite_replaces",),
+        "--overwrite reports the item published but leaves the old item JSON in place",
+    ),
+    Mutation(
         "batch-last-shard-dropped",
         "stac_clouds2mask/batch.py",
         "return [ordered[k::n] for k in range(n)]",
