@@ -168,7 +168,10 @@ MUTATIONS = (
         'write_json_atomic(self.item_url(collection_id, d["id"]), d, self.options)\n        self.link_item(d)',
         'create_exclusive(self.item_url(collection_id, d["id"]), json.dumps(d).encode(), self.options)\n'
         "        self.link_item(d)",
-        ("tests/test_pipeline.py::test_rerun_skips_and_overwrite_replaces",),
+        (
+            "tests/test_publish.py::test_rerun_skips_changed_settings_make_a_new_version_overwrite_replaces",
+            "tests/test_pipeline.py::test_rerun_skips_and_overwrite_replaces",
+        ),
         "--overwrite reports the item published but leaves the old item JSON in place",
     ),
     Mutation(

@@ -239,13 +239,16 @@ def test_rerun_skips_changed_settings_make_a_new_version_overwrite_replaces(resu
     assert pub.plan(src, SETTINGS).skip and pub.plan(src, changed.settings).skip
 
     stamp = v2["properties"]["processing:datetime"]
-    time.sleep(1.1)
+    v2_file = tmp_path / L2A / f"{F}_cloudmask_v2" / f"{F}_cloudmask_v2.json"
+    written = {p: p.stat().st_ino for p in v2_file.parent.iterdir()}  # overwritten files are new files (renames)
     plan = pub.plan(src, changed.settings, overwrite=True)
     assert (plan.action, plan.item_id) == ("overwrite", f"{F}_cloudmask_v2")
     pub.publish(changed, spec(), plan)
     v2b = read_item(tmp_path, L2A, f"{F}_cloudmask_v2")
     validate_stac(v2b)
-    assert v2b["properties"]["processing:datetime"] > stamp
+    assert v2b["properties"]["processing:datetime"] >= stamp  # one-second stamps: equal within a second
+    assert sorted(written) == sorted(v2_file.parent.iterdir())
+    assert all(p.stat().st_ino != inode for p, inode in written.items()), "overwrite left files as they were"
     assert [l["rel"] for l in v2b["links"]].count("predecessor-version") == 1
     coll = json.loads((tmp_path / L2A / "collection.json").read_text())
     items = [l["href"] for l in coll["links"] if l["rel"] == "item"]
