@@ -57,6 +57,20 @@ def item_dict(sample_data_dir: Path, item_id: str) -> dict[str, Any]:
     return d
 
 
+def unchanged_items(items: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """For module-scoped fixtures of pystac Items: yields them, and fails at teardown if a test changed
+    one (tests change clones), so no result depends on which tests ran before."""
+    import json
+
+    def state(item: Any) -> str:
+        return json.dumps(item.to_dict(transform_hrefs=False), sort_keys=True, default=str)
+
+    before = {key: state(item) for key, item in items.items()}
+    yield items
+    changed = sorted(key for key, item in items.items() if state(item) != before[key])
+    assert not changed, f"a test changed the shared items {changed}: change a clone() instead"
+
+
 @pytest.fixture(scope="session")
 def sample_catalog(shared_dir: Path) -> Path:
     """shared/data/catalog.json (STAC 1.1.0 static catalog, relative links)."""

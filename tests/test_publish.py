@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pystac_client
 import pytest
 import rasterio
 import requests
+from conftest import unchanged_items
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -62,8 +64,8 @@ def multihash(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def sources(sample_catalog) -> dict[str, pystac.Item]:
-    return {i.id: i for i in search(str(sample_catalog), SearchFilters(ids=(F, G, D, E)))}
+def sources(sample_catalog) -> Iterator[dict[str, pystac.Item]]:
+    yield from unchanged_items({i.id: i for i in search(str(sample_catalog), SearchFilters(ids=(F, G, D, E)))})
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,7 @@ def results(sources, sample_data_dir) -> dict[str, MaskResult]:
             classes = ds.read(1).astype(np.uint8)
         classes[500:, :] = 2
         classes[:8, :8] = 255
+        classes.setflags(write=False)  # shared by the module's tests: a test that changes it fails at once
         out[sid] = MaskResult(scene=scene, classes=classes, model_name="model_4b_l2a", settings=dict(SETTINGS))
     return out
 
@@ -197,7 +200,7 @@ def test_configurable_collection_id(results, tmp_path, validate_stac):
 
 
 def test_derived_from_uses_canonical_href_without_self_link(sources):
-    d = sources[F].to_dict(include_self_link=False)
+    d = sources[F].clone().to_dict(include_self_link=False)  # to_dict shares parts with the item
     d["links"] = [{"rel": "canonical", "href": "https://example.org/stac/items/f.json", "type": "application/geo+json"}]
     assert source_href(pystac.Item.from_dict(d)) == "https://example.org/stac/items/f.json"
     d["links"] = [{"rel": "collection", "href": "https://example.org/api/collections/s2", "type": "application/json"}]

@@ -9,6 +9,8 @@ import pystac
 import pytest
 import rasterio
 
+from conftest import unchanged_items
+
 from stac_clouds2mask.errors import ItemError
 from stac_clouds2mask.read import product_level, read_scene, scale_offset
 from stac_clouds2mask.search import search
@@ -22,7 +24,7 @@ F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 
 @pytest.fixture(scope="module")
 def items(sample_catalog):
-    return {i.id: i for i in search(str(sample_catalog))}
+    yield from unchanged_items({i.id: i for i in search(str(sample_catalog))})
 
 
 def test_offset_removed_d_matches_e_where_they_overlap(items):
