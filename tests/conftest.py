@@ -202,3 +202,22 @@ def cpu_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     env = os.environ.get("STAC_CLOUDS2MASK_SHARED", "")
     return [f"shared dir: {stac_schemas.shared_dir()} (STAC_CLOUDS2MASK_SHARED={env!r})"]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Every skipped test, named with its reason under a heading of its own at the very end, and listed in
+    $STAC_CLOUDS2MASK_NOT_RUN (a file, for .ci/run's closing summary): a check that did not run (terraform
+    missing, no Docker engine) must be seen, not only counted."""
+    skipped = []
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        skipped.append(f"{report.nodeid}: {reason.removeprefix('Skipped: ')}")
+    if not skipped:
+        return
+    terminalreporter.section(f"NOT RUN: {len(skipped)} test(s) skipped", sep="!", bold=True, yellow=True)
+    for line in skipped:
+        terminalreporter.line(f"NOT RUN {line}", yellow=True)
+    target = os.environ.get("STAC_CLOUDS2MASK_NOT_RUN")
+    if target:
+        with open(target, "a", encoding="utf-8") as f:
+            f.writelines(f"{line}\n" for line in skipped)
