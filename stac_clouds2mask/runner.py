@@ -28,9 +28,11 @@ from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
 from .search import SearchFilters, search_all
-from .storage import check_writable, join, write_json_atomic
+from .storage import check_writable, join, remove_old_temporaries, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
+
+REPORT_TEMPORARY_SECONDS = 600  # a run report's temporary older than this is a killed run's (writes take ms)
 
 
 def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:
@@ -70,7 +72,10 @@ class Runner:
         self._checked = False  # preflight() passed
 
     def _secrets(self) -> list[str]:
-        return [*self.config.api_headers.values(), *environment_secrets()]
+        """Header values, and their credentials alone ('Bearer TOKEN' -> 'TOKEN': a server may echo just
+        the token), and credentials from the environment: what redact() takes out of every message."""
+        values = self.config.api_headers.values()
+        return [*values, *(v.split(None, 1)[1] for v in values if len(v.split(None, 1)) == 2), *environment_secrets()]
 
     def _failed(
         self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None, href: str | None = None
@@ -391,6 +396,9 @@ class Runner:
         url = join(self.publisher.catalog.url, RUNS_DIR, name)  # next to the catalog, wherever that resolved to
         data = self.report_dict(report, items, started, seconds, aborted)
         try:
+            remove_old_temporaries(
+                join(self.publisher.catalog.url, RUNS_DIR), REPORT_TEMPORARY_SECONDS, self.config.options
+            )
             write_json_atomic(url, data, self.config.options)
             report.path = url
         except Exception as exc:  # the report must never turn a finished run into a crash

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import containers  # noqa: E402
 import servers  # noqa: E402
+import stac_fields  # noqa: E402
 import stac_schemas  # noqa: E402
 from servers import MotoS3, StacApi, upload_tree  # noqa: E402,F401  (re-exported for tests)
 
@@ -56,6 +57,20 @@ def item_dict(sample_data_dir: Path, item_id: str) -> dict[str, Any]:
     return d
 
 
+def unchanged_items(items: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """For module-scoped fixtures of pystac Items: yields them, and fails at teardown if a test changed
+    one (tests change clones), so no result depends on which tests ran before."""
+    import json
+
+    def state(item: Any) -> str:
+        return json.dumps(item.to_dict(transform_hrefs=False), sort_keys=True, default=str)
+
+    before = {key: state(item) for key, item in items.items()}
+    yield items
+    changed = sorted(key for key, item in items.items() if state(item) != before[key])
+    assert not changed, f"a test changed the shared items {changed}: change a clone() instead"
+
+
 @pytest.fixture(scope="session")
 def sample_catalog(shared_dir: Path) -> Path:
     """shared/data/catalog.json (STAC 1.1.0 static catalog, relative links)."""
@@ -67,11 +82,19 @@ def sample_catalog(shared_dir: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 
 
+def validate_published(d: dict[str, Any]) -> None:
+    """Offline STAC validation, then what it cannot see: every extension field's extension declared
+    and the clouds2mask:* fields as the package's own schema says (tests/stac_fields.py)."""
+    stac_schemas.validate_stac(d)
+    stac_fields.check_published(d)
+
+
 @pytest.fixture(scope="session")
 def validate_stac() -> Callable[[dict[str, Any]], None]:
-    """``validate_stac(d)``: offline STAC validation of a dict; raises on invalid.
-    (Also importable: ``from stac_schemas import validate_stac``.)"""
-    return stac_schemas.validate_stac
+    """``validate_stac(d)`` for documents the package published: offline STAC validation of a dict plus
+    the checks of tests/stac_fields.py; raises on invalid. (Schema validation alone, for documents
+    of others such as the sample data: ``from stac_schemas import validate_stac``.)"""
+    return validate_published
 
 
 # ------------------------------------------------------------------------------------------
@@ -179,3 +202,22 @@ def cpu_image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     env = os.environ.get("STAC_CLOUDS2MASK_SHARED", "")
     return [f"shared dir: {stac_schemas.shared_dir()} (STAC_CLOUDS2MASK_SHARED={env!r})"]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Every skipped test, named with its reason under a heading of its own at the very end, and listed in
+    $STAC_CLOUDS2MASK_NOT_RUN (a file, for .ci/run's closing summary): a check that did not run (terraform
+    missing, no Docker engine) must be seen, not only counted."""
+    skipped = []
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        skipped.append(f"{report.nodeid}: {reason.removeprefix('Skipped: ')}")
+    if not skipped:
+        return
+    terminalreporter.section(f"NOT RUN: {len(skipped)} test(s) skipped", sep="!", bold=True, yellow=True)
+    for line in skipped:
+        terminalreporter.line(f"NOT RUN {line}", yellow=True)
+    target = os.environ.get("STAC_CLOUDS2MASK_NOT_RUN")
+    if target:
+        with open(target, "a", encoding="utf-8") as f:
+            f.writelines(f"{line}\n" for line in skipped)

@@ -1,16 +1,26 @@
 """A seeded, bounded fault-injecting HTTP proxy for tests, in front of moto S3 (or any HTTP server on 127.0.0.1).
 
-Each request is forwarded unchanged, or, with probability `rate` (from a seeded generator), answered
-with one fault: HTTP 500, HTTP 503 SlowDown (S3's throttling error), a dropped connection, a body
-cut short (GET only), or a delay before forwarding. Bounded: the same request (method + path) never
-meets more than `max_in_a_row` faults in a row, so a client that retries a few times always gets
-through; `limit` caps the total. Counts what it did, for the test to report.
+Each request is forwarded unchanged, or, with probability `rate`, answered with one fault: HTTP 500,
+HTTP 503 SlowDown (S3's throttling error), a dropped connection, a body cut short (GET only), or a delay
+before forwarding. Bounded: the same request never meets more than `max_in_a_row` faults in a row, so a
+client that retries a few times always gets through; `limit` caps the total. Counts what it did, for
+the test to report.
+
+Reproducible: the fate of a request is drawn from a generator seeded with (seed, the request's
+identity, how many times that identity came before), never from one stream that threads share, so the
+order in which a client's threads happen to send requests changes nothing. The identity is method, path
+and query, with the random parts (temporary-object tokens, run-report names, multipart upload ids, and
+the strings given as `anonymise`, such as a test's random bucket name) made constant, so a rerun of a
+campaign with the same seed meets the same faults. (Range headers are left out: the length of a
+document with a timestamp in it changes from run to run.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import random
+import re
 import socket
 import threading
 import time
@@ -24,6 +34,20 @@ SLOWDOWN = (
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+RANDOM_PARTS = (
+    (re.compile(r"\.tmp-\d+-[0-9a-f]+"), ".tmp-*"),  # storage._atomic's temporary names
+    (re.compile(r"run-\d{8}T\d{6}Z-[0-9a-f]+"), "run-*"),  # run report names
+    (re.compile(r"(uploadId=)[^&]+"), r"\1*"),  # multipart upload ids (moto's are random)
+)
+
+
+def identity(method: str, path: str, anonymise: tuple[str, ...] = ()) -> str:
+    """What makes two requests "the same" across runs of a campaign."""
+    for text in anonymise:
+        path = path.replace(text, "*")
+    for pattern, constant in RANDOM_PARTS:
+        path = pattern.sub(constant, path)
+    return f"{method} {path}"
 
 
 class FaultProxy:
@@ -35,12 +59,15 @@ class FaultProxy:
         max_in_a_row: int = 2,
         limit: int = 10_000,
         delay_s: float = 0.2,
+        anonymise: tuple[str, ...] = (),
     ):
         target = urlsplit(upstream)
         self.host, self.port = target.hostname, target.port
         self.rate, self.max_in_a_row, self.limit, self.delay_s = rate, max_in_a_row, limit, delay_s
-        self.rng = random.Random(seed)
+        self.seed, self.anonymise = seed, tuple(a for a in anonymise if a)
         self.lock = threading.Lock()
+        self.seen: Counter[str] = Counter()  # per identity: how many times it came
+        self.decisions: dict[tuple[str, int], str | None] = {}  # (identity, occurrence) -> fault or None
         self.in_a_row: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.requests = 0
@@ -107,24 +134,30 @@ class FaultProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def rng(self, key: str, occurrence: int) -> random.Random:
+        """The generator of one request: its seed, identity and occurrence, whatever came in between."""
+        digest = hashlib.sha256(f"{self.seed}\0{key}\0{occurrence}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
     def decide(self, method: str, path: str) -> str | None:
         """The fault for this request, or None to forward it (a delay also forwards)."""
-        key = f"{method} {path}"
+        key = identity(method, path, self.anonymise)
         with self.lock:
             self.requests += 1
+            occurrence = self.seen[key]
+            self.seen[key] += 1
             if self.in_a_row[key]:
                 self.retried += 1
-            if (
-                self.in_a_row[key] >= self.max_in_a_row
-                or sum(self.faults.values()) >= self.limit
-                or self.rng.random() >= self.rate
-            ):
-                self.in_a_row[key] = 0
-                return None
+            rng = self.rng(key, occurrence)
             kinds = [k for k in KINDS if k != "truncate" or method == "GET"]
-            kind = self.rng.choice(kinds)
-            self.faults[kind] += 1
-            self.in_a_row[key] = 0 if kind == "delay" else self.in_a_row[key] + 1
+            draw, kind = rng.random(), rng.choice(kinds)
+            if self.in_a_row[key] >= self.max_in_a_row or sum(self.faults.values()) >= self.limit or draw >= self.rate:
+                self.in_a_row[key] = 0
+                kind = None
+            else:
+                self.faults[kind] += 1
+                self.in_a_row[key] = 0 if kind == "delay" else self.in_a_row[key] + 1
+            self.decisions[(key, occurrence)] = kind
             return kind
 
     def forward(

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import unchanged_items
 from typer.testing import CliRunner
 
 from stac_clouds2mask import batch, task
@@ -35,8 +37,8 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 
 @pytest.fixture(scope="module")
-def sample_items(sample_catalog) -> dict[str, object]:
-    return {i.id: i for i in search(str(sample_catalog), SearchFilters(ids=(D, E, F, G)))}
+def sample_items(sample_catalog) -> Iterator[dict[str, object]]:
+    yield from unchanged_items({i.id: i for i in search(str(sample_catalog), SearchFilters(ids=(D, E, F, G)))})
 
 
 def mask_prefix(bucket: str, source_id: str) -> str:

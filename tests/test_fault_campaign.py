@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import threading
 
 import pytest
 from conftest import upload_tree
@@ -23,8 +25,8 @@ ITEMS = (
 
 
 @pytest.fixture
-def proxy(moto_s3):
-    p = FaultProxy(moto_s3.endpoint_url, rate=0.2, seed=20261126)
+def proxy(moto_s3, s3_bucket):
+    p = FaultProxy(moto_s3.endpoint_url, rate=0.2, seed=20261126, anonymise=(s3_bucket,))
     yield p
     p.close()
 
@@ -79,3 +81,44 @@ def test_batch_through_20_percent_faults_loses_nothing(
         links = json.loads(direct.cat(f"{s3_bucket}/masks/{collection}/collection.json"))["links"]
         hrefs = [l["href"] for l in links if l["rel"] == "item"]
         assert len(hrefs) == len(set(hrefs))
+
+
+def test_a_seed_reproduces_the_faults_whatever_the_order_of_requests():
+    """Each request's fate comes from (seed, identity, occurrence): threads sending the same requests in
+    another order meet the same faults; temporary names and run-report tokens do not count; another
+    seed gives another campaign; a name given to anonymise (a random bucket) counts as the same."""
+    requests = [
+        (method, f"/bucket/masks/c/i{n}/i{n}.{ext}.tmp-{1000 + n}-{n:012x}" if method == "PUT" else f"/b/k{n}")
+        for n in range(60)
+        for method, ext in (("PUT", "tif"), ("GET", "json"))
+    ]
+    requests += [("GET", f"/bucket-{k % 2}/data/B04.tif") for k in range(40)]
+    requests *= 3  # retries: later occurrences of one identity have draws of their own
+
+    def campaign(seed: int, order: list, threads: int, rename: bool = False) -> dict:
+        proxy = FaultProxy("http://127.0.0.1:9", rate=0.3, seed=seed, anonymise=("bucket-1",))
+        try:
+            chunks = [order[i::threads] for i in range(threads)]
+
+            def send(chunk: list) -> None:
+                for method, path in chunk:
+                    proxy.decide(method, path.replace(".tmp-", ".tmp-9") if rename else path)
+
+            workers = [threading.Thread(target=send, args=(c,)) for c in chunks]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            faults = {k: v for k, v in proxy.decisions.items() if v}
+            return {"faults": dict(proxy.faults), "decisions": faults, "identities": {k for k, _ in proxy.decisions}}
+        finally:
+            proxy.close()
+
+    one = campaign(7, requests, threads=1)
+    shuffled = requests[:]
+    random.Random(1).shuffle(shuffled)
+    assert 40 < sum(one["faults"].values()) < 200
+    assert campaign(7, shuffled, threads=8) == one
+    assert campaign(7, requests, threads=4, rename=True) == one  # other temporary tokens, same identities
+    assert campaign(8, requests, threads=1)["decisions"] != one["decisions"]
+    assert "GET /*/data/B04.tif" in one["identities"] and not any("bucket-1" in k for k in one["identities"])

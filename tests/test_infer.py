@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import label_iou  # noqa: E402
 
-from stac_clouds2mask.infer import NODATA, PROBABILITY_SCALE, Prediction, predict, resolve_device
+from stac_clouds2mask.infer import NODATA, PROBABILITY_SCALE, Prediction, blend_window, predict, resolve_device
 from stac_clouds2mask.model import choose_model, get_model_spec
 
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
@@ -294,3 +294,16 @@ def test_mask_array_marks_zero_and_nan_as_nodata_and_refuses_digital_numbers():
     assert (pred.classes[40:100] != NODATA).all()
     with pytest.raises(ValueError, match="look like digital numbers"):
         mask_array(x * 10000, SIX, level="L1C", device="cpu")
+
+
+@pytest.mark.parametrize(("length", "overlap"), [(256, 52), (640, 64), (40, 64)])
+def test_blend_window_is_a_raised_cosine_ramp(length, overlap):
+    """Weights rise as 0.5 - 0.5 cos(pi (i + 0.5) / ramp) over the overlap at each end, flat 1 between:
+    a patch's edge pixels, which see the least context, count least where patches overlap."""
+    w = blend_window(length, overlap).double()
+    ramp = min(overlap, length // 2)
+    edge = torch.arange(ramp, dtype=torch.float64) + 0.5
+    expected = 0.5 - 0.5 * torch.cos(torch.pi * edge / ramp)
+    assert w.shape == (length,) and torch.equal(w, w.flip(0))
+    torch.testing.assert_close(w[:ramp], expected, atol=1e-6, rtol=0)
+    assert torch.all(w[ramp : length - ramp] == 1) and w.min() > 0 and w[0] < 0.01

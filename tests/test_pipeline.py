@@ -4,6 +4,7 @@ bad items failing with errors that name item, asset and reason, the rest of the 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,28 +91,38 @@ def test_masks_are_valid_cogs_on_the_source_grid(full_run, sample_data_dir):
     assert a["clouds2mask:cloud_percentage"] > 5  # a cloudy granule (ESA: 24.5 %)
 
 
-def test_rerun_skips_and_overwrite_replaces(full_run, sample_catalog):
-    out, _ = full_run
-    before = {k: v["properties"]["processing:datetime"] for k, v in published_items(out).items()}
-    again = invoke(
-        "run", str(sample_catalog), "--output", str(out), "--ids", "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
-    )
+def stamps(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    """(inode, mtime in ns, bytes) of every file under `folder`: a rewrite changes them, a skip does not."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+        for p in folder.rglob("*")
+        if p.is_file() and ".clouds2mask-runs" not in p.parts
+    }
+
+
+def test_rerun_skips_and_overwrite_replaces(full_run, sample_catalog, tmp_path):
+    """A rerun rewrites nothing; --overwrite rewrites the item and its assets (new files, not the old ones
+    left in place with a later timestamp) and nothing of the other items. On a copy of the module's run."""
+    out = tmp_path / "masks"
+    shutil.copytree(full_run[0], out)
+    d = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
+    before = stamps(out)
+    again = invoke("run", str(sample_catalog), "--output", str(out), "--ids", d)
     assert again.exit_code == 0 and "0 published, 1 skipped, 0 failed" in again.output
-    forced = invoke(
-        "run",
-        str(sample_catalog),
-        "--output",
-        str(out),
-        "--overwrite",
-        "--ids",
-        "s2b-t32upc-20220615-l1c-n0400-offset-9x8",
-    )
+    assert stamps(out) == before
+    forced = invoke("run", str(sample_catalog), "--output", str(out), "--overwrite", "--ids", d)
     assert forced.exit_code == 0 and "1 published" in forced.output
     after = published_items(out)
     assert set(after) == USABLE
+    now = stamps(out)
+    rewritten = {k for k in now if now[k][:2] != before.get(k, (None, None, None))[:2]}
+    mine = f"sentinel-2-l1c-samples-cloudmask/{d}_cloudmask/{d}_cloudmask"
+    assert {f"{mine}.json", f"{mine}.tif", f"{mine}.png"} <= rewritten, sorted(rewritten)
+    assert {k for k in rewritten if "_cloudmask/" in k} == {f"{mine}.json", f"{mine}.tif", f"{mine}.png"}
+    assert now[f"{mine}.json"][2] != before[f"{mine}.json"][2]  # a new processing:datetime at least
     assert (
-        after["s2b-t32upc-20220615-l1c-n0400-offset-9x8"]["properties"]["processing:datetime"]
-        >= before["s2b-t32upc-20220615-l1c-n0400-offset-9x8"]
+        after[d]["properties"]["processing:datetime"]
+        >= json.loads(before[f"{mine}.json"][2])["properties"]["processing:datetime"]
     )
     collection = json.loads((out / "sentinel-2-l1c-samples-cloudmask" / "collection.json").read_text())
     assert len([l for l in collection["links"] if l["rel"] == "item"]) == 3

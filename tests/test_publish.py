@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pystac_client
 import pytest
 import rasterio
 import requests
+from conftest import unchanged_items
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -63,8 +65,8 @@ def multihash(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def sources(sample_catalog) -> dict[str, pystac.Item]:
-    return {i.id: i for i in search(str(sample_catalog), SearchFilters(ids=(F, G, D, E)))}
+def sources(sample_catalog) -> Iterator[dict[str, pystac.Item]]:
+    yield from unchanged_items({i.id: i for i in search(str(sample_catalog), SearchFilters(ids=(F, G, D, E)))})
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,7 @@ def results(sources, sample_data_dir) -> dict[str, MaskResult]:
             classes = ds.read(1).astype(np.uint8)
         classes[500:, :] = 2
         classes[:8, :8] = 255
+        classes.setflags(write=False)  # shared by the module's tests: a test that changes it fails at once
         out[sid] = MaskResult(scene=scene, classes=classes, model_name="model_4b_l2a", settings=dict(SETTINGS))
     return out
 
@@ -204,7 +207,7 @@ def test_configurable_collection_id(results, tmp_path, validate_stac):
 
 
 def test_derived_from_uses_canonical_href_without_self_link(sources):
-    d = sources[F].to_dict(include_self_link=False)
+    d = sources[F].clone().to_dict(include_self_link=False)  # to_dict shares parts with the item
     d["links"] = [{"rel": "canonical", "href": "https://example.org/stac/items/f.json", "type": "application/geo+json"}]
     assert source_href(pystac.Item.from_dict(d)) == "https://example.org/stac/items/f.json"
     d["links"] = [{"rel": "collection", "href": "https://example.org/api/collections/s2", "type": "application/json"}]
@@ -246,13 +249,16 @@ def test_rerun_skips_changed_settings_make_a_new_version_overwrite_replaces(resu
     assert pub.plan(src, SETTINGS).skip and pub.plan(src, changed.settings).skip
 
     stamp = v2["properties"]["processing:datetime"]
-    time.sleep(1.1)
+    v2_file = tmp_path / L2A / f"{F}_cloudmask_v2" / f"{F}_cloudmask_v2.json"
+    written = {p: p.stat().st_ino for p in v2_file.parent.iterdir()}  # overwritten files are new files (renames)
     plan = pub.plan(src, changed.settings, overwrite=True)
     assert (plan.action, plan.item_id) == ("overwrite", f"{F}_cloudmask_v2")
     pub.publish(changed, spec(), plan)
     v2b = read_item(tmp_path, L2A, f"{F}_cloudmask_v2")
     validate_stac(v2b)
-    assert v2b["properties"]["processing:datetime"] > stamp
+    assert v2b["properties"]["processing:datetime"] >= stamp  # one-second stamps: equal within a second
+    assert sorted(written) == sorted(v2_file.parent.iterdir())
+    assert all(p.stat().st_ino != inode for p, inode in written.items()), "overwrite left files as they were"
     assert [l["rel"] for l in v2b["links"]].count("predecessor-version") == 1
     coll = json.loads((tmp_path / L2A / "collection.json").read_text())
     items = [l["href"] for l in coll["links"] if l["rel"] == "item"]

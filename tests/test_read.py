@@ -9,6 +9,8 @@ import pystac
 import pytest
 import rasterio
 
+from conftest import unchanged_items
+
 from stac_clouds2mask.errors import ItemError
 from stac_clouds2mask.read import product_level, read_scene, scale_offset
 from stac_clouds2mask.search import search
@@ -17,11 +19,12 @@ SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 D = "s2b-t32upc-20220615-l1c-n0400-offset-9x8"
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 CROP_A = "s2a-t19udp-20170729-l1c-160m"
+F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 
 
 @pytest.fixture(scope="module")
 def items(sample_catalog):
-    return {i.id: i for i in search(str(sample_catalog))}
+    yield from unchanged_items({i.id: i for i in search(str(sample_catalog))})
 
 
 def test_offset_removed_d_matches_e_where_they_overlap(items):
@@ -142,3 +145,15 @@ def test_row_blocks_read_the_same_pixels(items, monkeypatch, resolution):
     assert whole.shape[1] > 200
     differ = blocks != whole
     assert differ.mean() < 1e-4 and np.abs(blocks.astype(int) - whole).max() <= 1
+
+
+def test_finer_bands_are_box_averaged_onto_a_coarser_grid(items, sample_data_dir):
+    """Crop F's 10 m bands read at 20 m: each pixel is the mean of the four it covers (GDAL rounds to the
+    nearest DN), not one of them; nearest-neighbour would keep a quarter of the pixels and drop the rest."""
+    scene = read_scene(items[F], SIX[:4], resolution=20)
+    for band, key in zip(scene.dn, ("B02", "B03", "B04", "B08")):
+        with rasterio.open(sample_data_dir / F / f"{key}.tif") as ds:
+            fine = ds.read(1).astype(float)
+        boxes = fine.reshape(256, 2, 256, 2).mean(axis=(1, 3))
+        assert np.abs(band - boxes).max() <= 0.5 + 1e-9, key
+        assert np.abs(band - fine[::2, ::2]).max() > 100, key  # the sample is no flat field: the test can tell
