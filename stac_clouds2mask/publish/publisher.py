@@ -127,6 +127,8 @@ class Publisher:
         same = versions.matching(found, source, settings)
         if same is not None and not overwrite:
             note = self._repair(same)
+            if same.where == "static":
+                self.catalog.drop_claim(collection_id, same.id, settings)
             if same is found[-1] and versions.unfinished(found):
                 self._deprecate(dicts[:-1], same.item)
             return PublishPlan(

@@ -203,7 +203,7 @@ class StaticCatalog:
         live run publishing this very mask: the caller then finds it published) and taken over after
         that (its run was killed: a rerun must not wait for the per-item limit)."""
         url = self._url(collection_id, item_id, name=f"{item_id}.lock")
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        digest = _settings_digest(settings)
         mine = {
             "run": secrets.token_hex(8),
             "settings": digest,
@@ -242,6 +242,18 @@ class StaticCatalog:
                     fs.rm_file(path)
             except (FileNotFoundError, OSError, ValueError):
                 pass
+
+    def drop_claim(self, collection_id: str, item_id: str, settings: dict[str, Any]) -> None:
+        """Remove a claim made for these settings on an item that is published with them: the run that
+        made it was killed after writing the item (a live one would find the item and publish nothing)."""
+        url = self._url(collection_id, item_id, name=f"{item_id}.lock")
+        try:
+            held = read_json(url, self.options)
+            if isinstance(held, dict) and held.get("settings") == _settings_digest(settings):
+                fs, path = get_fs(url, self.options)
+                fs.rm_file(path)
+        except (FileNotFoundError, OSError, ValueError):
+            pass
 
     def _relative(self, href: str, item_dir: str) -> str:
         """An href under the catalog root, relative to the item's folder (so the catalog can be moved and
@@ -283,6 +295,10 @@ class StaticCatalog:
         if not any(link["rel"] == "child" and link["href"] == href for link in root["links"]):
             root["links"].append({"rel": "child", "href": href, "type": "application/json", "title": title})
         return root
+
+
+def _settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=8)
