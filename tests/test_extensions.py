@@ -38,7 +38,7 @@ def test_published_documents_declare_every_extension_they_use(published, validat
     assert {"proj", "mlm", "raster", "eo", "file", "classification", "processing", "version"} <= (
         stac_fields.used_prefixes(item)
     )
-    assert {"mlm", "classification", "processing", "clouds2mask"} <= stac_fields.used_prefixes(collection)
+    assert {"mlm", "classification", "processing"} <= stac_fields.used_prefixes(collection)
     for doc in published.values():
         assert stac_fields.undeclared_prefixes(doc) == set(), doc["id"]
         assert stac_fields.own_schema_errors(doc) == [], doc["id"]
