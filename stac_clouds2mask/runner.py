@@ -28,7 +28,7 @@ from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
 from .search import SearchFilters, search_all
-from .storage import check_writable, join, remove_old_temporaries, write_json_atomic
+from .storage import check_writable, join, remove_temporaries, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
 
@@ -75,7 +75,8 @@ class Runner:
         """Header values, and their credentials alone ('Bearer TOKEN' -> 'TOKEN': a server may echo just
         the token), and credentials from the environment: what redact() takes out of every message."""
         values = self.config.api_headers.values()
-        return [*values, *(v.split(None, 1)[1] for v in values if len(v.split(None, 1)) == 2), *environment_secrets()]
+        credentials = [parts[1] for v in values if len(parts := v.split(None, 1)) == 2]
+        return [*values, *credentials, *environment_secrets()]
 
     def _failed(
         self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None, href: str | None = None
@@ -396,8 +397,10 @@ class Runner:
         url = join(self.publisher.catalog.url, RUNS_DIR, name)  # next to the catalog, wherever that resolved to
         data = self.report_dict(report, items, started, seconds, aborted)
         try:
-            remove_old_temporaries(
-                join(self.publisher.catalog.url, RUNS_DIR), REPORT_TEMPORARY_SECONDS, self.config.options
+            remove_temporaries(
+                join(self.publisher.catalog.url, RUNS_DIR),
+                options=self.config.options,
+                older_than=REPORT_TEMPORARY_SECONDS,
             )
             write_json_atomic(url, data, self.config.options)
             report.path = url

@@ -252,7 +252,7 @@ def _update_local(
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _remove_dead_temporaries(folder, os.path.basename(path))
+        remove_temporaries(folder, os.path.basename(path))  # under the lock: only a killed writer's are there
         try:
             with open(path, "rb") as f:
                 current = json.loads(f.read())
@@ -266,22 +266,13 @@ def _update_local(
         os.close(fd)  # releases the lock
 
 
-def _remove_dead_temporaries(folder: str, name: str) -> None:
-    """Delete `<name>.tmp-*` in `folder`: only update_json writes them, under the folder lock this
-    writer holds now, so any that exist are a killed writer's and would stay forever otherwise."""
-    prefix = f"{name}.tmp-"
-    for entry in os.scandir(folder):
-        if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
-
-
-def remove_old_temporaries(folder_url: str, older_than: float, options: StorageOptions | None = None) -> None:
-    """Delete `*.tmp-*` objects in a folder that were last written more than `older_than` seconds ago: for
-    documents of unique names (run reports), whose temporary a killed writer leaves and no later write
-    of the same name replaces. Best effort: a folder that cannot be listed is left as it is."""
+def remove_temporaries(
+    folder_url: str, prefix: str = "", options: StorageOptions | None = None, older_than: float | None = None
+) -> None:
+    """Delete the temporaries `<prefix>...tmp-<pid>-<token>` that _atomic leaves in a folder when its writer
+    is killed: listed and deleted by literal name, never by a glob (ids may hold characters globs read).
+    With `older_than`, only those last written more than that many seconds ago (for documents of unique
+    names, e.g. run reports, whose temporary no later write replaces). Best effort."""
     fs, path = get_fs(folder_url, options)
     try:
         entries = fs.ls(path, detail=True)
@@ -289,15 +280,18 @@ def remove_old_temporaries(folder_url: str, older_than: float, options: StorageO
         return
     now = time.time()
     for entry in entries:
-        name = entry["name"].rsplit("/", 1)[-1]
-        written = entry.get("mtime") or entry.get("LastModified")
-        if hasattr(written, "timestamp"):
-            written = written.timestamp()
-        if ".tmp-" in name and entry.get("type") == "file" and written and now - float(written) > older_than:
-            try:
-                fs.rm_file(entry["name"])
-            except (FileNotFoundError, OSError):
-                pass
+        name = posixpath.basename(entry["name"].rstrip("/"))
+        if entry.get("type") != "file" or not name.startswith(prefix) or ".tmp-" not in name[len(prefix) :]:
+            continue
+        if older_than is not None:
+            written = entry.get("mtime") or entry.get("LastModified")
+            written = written.timestamp() if hasattr(written, "timestamp") else written
+            if not written or now - float(written) <= older_than:
+                continue
+        try:
+            fs.rm_file(entry["name"])
+        except (FileNotFoundError, OSError):
+            pass
 
 
 def _read_or_none(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any] | None:

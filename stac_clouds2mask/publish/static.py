@@ -15,7 +15,6 @@ by one run at a time: the item's claim (`<item>.lock`, created with If-None-Matc
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -42,6 +41,7 @@ from ..storage import (
     join,
     put_file_atomic,
     read_json,
+    remove_temporaries,
     update_json,
     write_json_atomic,
 )
@@ -58,6 +58,7 @@ class StaticCatalog:
     url: str
     options: StorageOptions = field(default_factory=StorageOptions)
     title: str = "Cloud and cloud-shadow masks"
+    _models: dict[str, WrittenFile] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.url = absolute(self.url).rstrip("/")
@@ -98,7 +99,9 @@ class StaticCatalog:
 
         Parallel writers may upload it at once: whoever moves it into place first wins, a writer whose
         temporary was cleared meanwhile finds the file in place; temporaries (also a killed writer's) are
-        removed once the file is in place."""
+        removed once the file is in place. Checked once per catalog object: later items reuse the answer."""
+        if spec.name in self._models:
+            return self._models[spec.name]
         url = self._url("models", name=f"{spec.name}.onnx")
         local = str(spec.onnx_path)
         size = os.path.getsize(local)
@@ -108,8 +111,9 @@ class StaticCatalog:
             except OSError:
                 if not self._holds(url, size):
                     raise
-        self._remove_temporaries(self._url("models"), f"{spec.name}.onnx")
-        return WrittenFile(url, size, _multihash(local))
+        remove_temporaries(self._url("models"), f"{spec.name}.onnx", self.options)
+        self._models[spec.name] = WrittenFile(url, size, multihash_sha256(local))
+        return self._models[spec.name]
 
     def _holds(self, url: str, size: int) -> bool:
         fs, path = get_fs(url, self.options)
@@ -137,23 +141,7 @@ class StaticCatalog:
 
     def remove_stale_temporaries(self, collection_id: str, item_id: str) -> None:
         """Temporary objects of this item left by an interrupted run (`<item id>...tmp-<pid>-<token>`)."""
-        self._remove_temporaries(self._url(collection_id, item_id), item_id)
-
-    def _remove_temporaries(self, folder: str, prefix: str) -> None:
-        """Delete the temporaries `<prefix>...tmp-<pid>-<token>` in `folder`: listed and deleted by literal
-        name, never by a glob (ids may hold characters globs read)."""
-        fs, path = get_fs(folder, self.options)
-        try:
-            names = fs.ls(path, detail=False)
-        except (FileNotFoundError, OSError):
-            return
-        for p in names:
-            name = posixpath.basename(p.rstrip("/"))
-            if name.startswith(prefix) and ".tmp-" in name[len(prefix) :]:
-                try:
-                    fs.rm_file(p)
-                except (FileNotFoundError, OSError):
-                    pass
+        remove_temporaries(self._url(collection_id, item_id), item_id, self.options)
 
     def write_item(self, item: pystac.Item | dict[str, Any], source_collection: str | None = None) -> dict[str, Any]:
         """Write the item (relative links and asset hrefs), then link it from its collection and the root.
@@ -299,12 +287,6 @@ class StaticCatalog:
 
 def _settings_digest(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@functools.lru_cache(maxsize=8)
-def _multihash(local: str) -> str:
-    """The weights' checksum, computed once per process (40 MB per model)."""
-    return multihash_sha256(local)
 
 
 def _with_item(coll: dict[str, Any] | None, collection_id: str, d: dict[str, Any]) -> dict[str, Any]:
