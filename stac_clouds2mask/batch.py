@@ -239,7 +239,13 @@ def run_shard(
         "payload": purl,
         "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "outcomes": [
-            {"key": item_key(i), "status": o.status, "stage": o.stage, "error": o.error}
+            {
+                "key": item_key(i),
+                "status": o.status,
+                "stage": o.stage,
+                "error": o.error,
+                "nothing_to_mask": o.status == "skipped" and o.mask_item_id is None,
+            }
             for i, o in zip(payload.items, report.outcomes)
         ],
     }
@@ -318,8 +324,14 @@ class PlanStatus:
 
 
 def _item_status(
-    payload: TaskPayload, item: pystac.Item, publishers: dict[str, Publisher], failures: dict[str, str]
+    payload: TaskPayload,
+    item: pystac.Item,
+    publishers: dict[str, Publisher],
+    failures: dict[str, str],
+    nothing: dict[str, str | None],
 ) -> ItemStatus:
+    """done when its mask is published with the plan's settings (or the shard found nothing of it to mask in
+    the AOI), failed when no model fits it or the shard's record says so, else missing."""
     key = item_key(item)
     root = payload.root_for(item)
     config = payload.config(root, device="cpu")
@@ -342,6 +354,8 @@ def _item_status(
         return ItemStatus(key, "failed", str(exc))
     if key in failures:
         return ItemStatus(key, "failed", failures[key])
+    if key in nothing:
+        return ItemStatus(key, "done", nothing[key])
     return ItemStatus(key, "missing")
 
 
@@ -352,9 +366,11 @@ def _shard_status(manifest: dict[str, Any], murl: str, index: int, options: Stor
         record = read_json(run_record_url(manifest["output"], manifest["id"], index), record_options)
     except FileNotFoundError:
         record = {}
-    failures = {o["key"]: o.get("error") or "failed" for o in record.get("outcomes", []) if o.get("status") == "failed"}
+    outcomes = record.get("outcomes", [])
+    failures = {o["key"]: o.get("error") or "failed" for o in outcomes if o.get("status") == "failed"}
+    nothing = {o["key"]: o.get("error") for o in outcomes if o.get("status") == "skipped" and o.get("nothing_to_mask")}
     publishers: dict[str, Publisher] = {}
-    return ShardStatus(index, [_item_status(payload, item, publishers, failures) for item in payload.items])
+    return ShardStatus(index, [_item_status(payload, item, publishers, failures, nothing) for item in payload.items])
 
 
 def status(plan_url: str, options: StorageOptions | None = None, workers: int = 8) -> PlanStatus:

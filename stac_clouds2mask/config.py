@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pystac
+import shapely.geometry
 from fsspec.core import split_protocol
 from fsspec.registry import get_filesystem_class
 
 from . import __version__
+from .aoi import CONTEXT_MARGIN, aoi_id
 from .errors import ConfigurationError, InvalidInputError, ModelError
 from .choices import check_batch_size, check_precision, check_resolution
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
@@ -17,6 +20,7 @@ from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
 from .read import available_bands, product_level
 from .storage import StorageOptions
+from .search import geometry_from_geojson
 from .trust import unsafe_segment
 
 
@@ -41,6 +45,12 @@ class RunConfig:
     fail_fast: bool = False
     write_report: bool = True
     limits: Limits = field(default_factory=Limits.from_env)
+    clip: dict[str, Any] | None = None  # the AOI (GeoJSON geometry, WGS84) each item is read and masked over
+
+    @cached_property
+    def aoi_id(self) -> str | None:
+        """The identity of the AOI of a clipped run (aoi.aoi_id), None for whole scenes."""
+        return aoi_id(self.clip) if self.clip is not None else None
 
     def __post_init__(self) -> None:
         if not self.output or not self.output.strip():
@@ -61,6 +71,8 @@ class RunConfig:
             check_precision(self.precision)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from exc
+        if self.clip is not None:
+            object.__setattr__(self, "clip", clip_geometry(self.clip))
         if self.model != "auto":
             try:
                 get_model_spec(self.model)
@@ -70,6 +82,20 @@ class RunConfig:
             resolve_device(self.device)
         except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
             raise ConfigurationError(str(exc)) from exc
+
+
+def clip_geometry(value: Any) -> dict[str, Any]:
+    """The AOI of a clipped run as a GeoJSON geometry: an area (Polygon or MultiPolygon), from a geometry,
+    feature or feature collection; InvalidInputError otherwise."""
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"clip must be a GeoJSON geometry (the area of interest), got {type(value).__name__}")
+    geom = geometry_from_geojson(value)
+    if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.area <= 0:
+        raise InvalidInputError(
+            f"clip needs an area (Polygon or MultiPolygon) to mask over, got a {geom.geom_type}: give a bbox or a "
+            "polygon"
+        )
+    return shapely.geometry.mapping(geom)
 
 
 def select_model(item: pystac.Item, requested: str) -> ModelSpec:
@@ -95,8 +121,9 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 
 
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
-    """What decides the mask's content; recorded in the item so reruns can tell same from different."""
-    return {
+    """What decides the mask's content; recorded in the item so reruns can tell same from different.
+    A clipped run adds the AOI's identity and the context margin: masks of another AOI are other items."""
+    settings: dict[str, Any] = {
         "model": spec.name,
         "model_version": spec.version,
         "resolution": config.resolution,
@@ -106,6 +133,9 @@ def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
         "probabilities": config.probabilities,
         "software": __version__,
     }
+    if config.clip is not None:
+        settings.update({"aoi": config.aoi_id, "aoi_margin": CONTEXT_MARGIN})
+    return settings
 
 
 def expected_settings(item: pystac.Item, config: RunConfig) -> dict[str, Any]:

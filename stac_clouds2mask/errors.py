@@ -75,3 +75,13 @@ class PublishError(ItemError):
         href: str | None = None,
     ):
         super().__init__(item_id, reason, asset, stage, href)
+
+
+class NothingToMask(Clouds2MaskError):
+    """The item has nothing to mask for this run (its footprint or grid misses the AOI, or the AOI holds no
+    valid pixel): the item is skipped with this reason, not failed."""
+
+    def __init__(self, item_id: str, reason: str):
+        self.item_id = item_id
+        self.reason = reason
+        super().__init__(f"item {item_id!r}: {reason}")

@@ -13,6 +13,8 @@ from .errors import InvalidInputError
 if TYPE_CHECKING:
     import pystac
 
+    from .timeseries import Row
+
     from .storage import StorageOptions
 
 Status = Literal["published", "skipped", "failed", "not_run"]
@@ -57,6 +59,10 @@ class ItemOutcome:
     retries: int = 0  # not tracked per item yet: always 0
     collection: str | None = None
     href: str | None = None  # the file of the failed asset, where one applies
+    mask_item_id: str | None = None  # the mask item published now, or found published (skipped)
+    statistics: dict[str, float] | None = None  # valid, clear, cloud, shadow % of the mask (of the AOI when clipped)
+    acquired: str | None = None  # the source's acquisition time (datetime, else start_datetime)
+    preview: bytes | None = field(default=None, repr=False)  # PNG: the mask over true colour, for the run page
 
 
 @dataclass
@@ -64,6 +70,9 @@ class RunReport:
     outcomes: list[ItemOutcome] = field(default_factory=list)
     path: str | None = None  # where the JSON run report was written
     report_error: str | None = None  # why it could not be written
+    series_path: str | None = None  # the time series (CSV) beside it
+    page_path: str | None = None  # the run page (HTML) beside it
+    rows: list[Row] = field(default_factory=list)  # the time series, by acquisition time
 
     def by_status(self, status: Status) -> list[ItemOutcome]:
         return [o for o in self.outcomes if o.status == status]

@@ -17,18 +17,27 @@ from typing import Any
 import pystac
 import torch
 
-from . import __version__
+from . import __version__, page, timeseries
 from .config import RunConfig, select_model, settings_for
-from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, PublishError
-from .infer import compile_model, predict, resolve_device
+from .aoi import footprint_part
+from .errors import (
+    Clouds2MaskError,
+    ConfigurationError,
+    InvalidInputError,
+    ItemError,
+    LimitExceededError,
+    NothingToMask,
+    PublishError,
+)
+from .infer import NODATA, compile_model, predict, resolve_device
 from .model import ModelSpec, load_model
 from .products import from_product
-from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
+from .publish import Publisher, PublishPlan, StacApi, StaticCatalog, overlay_preview, statistics
 from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
-from .search import SearchFilters, search_all
-from .storage import check_writable, join, remove_temporaries, write_json_atomic
+from .search import SearchFilters, geometry_from_geojson, search_all
+from .storage import check_writable, join, remove_temporaries, write_bytes_atomic, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
 
@@ -93,6 +102,7 @@ class Runner:
             asset=asset,
             collection=work.item.collection_id,
             href=redact(href, self._secrets()),
+            acquired=acquired(work.item),
         )
         if self.config.fail_fast:
             with self._lock:
@@ -117,6 +127,16 @@ class Runner:
         t0 = time.perf_counter()
         try:
             step()
+        except NothingToMask as exc:
+            work.outcome = ItemOutcome(
+                work.item.id,
+                "skipped",
+                error=exc.reason,
+                stage=stage,
+                seconds=work.seconds,
+                collection=work.item.collection_id,
+                acquired=acquired(work.item),
+            )
         except ItemError as exc:
             self._failed(work, exc.stage or stage, str(exc), type(exc).__name__, exc.asset, exc.href)
         except InvalidInputError:
@@ -154,14 +174,33 @@ class Runner:
             work.settings = settings_for(work.spec, self.config)
 
         def plan() -> None:
+            if self.config.clip is not None and footprint_part(self.config.clip, item.geometry) is None:
+                raise NothingToMask(item.id, "its footprint does not meet the AOI")
             work.plan = self.publisher.plan(item, work.settings, overwrite=self.config.overwrite)
             if work.plan.skip:
-                work.outcome = ItemOutcome(item.id, "skipped", error=work.plan.reason, collection=item.collection_id)
+                found = next((d for d in work.plan.versions if d.get("id") == work.plan.item_id), None)
+                work.outcome = ItemOutcome(
+                    item.id,
+                    "skipped",
+                    error=work.plan.reason,
+                    collection=item.collection_id,
+                    mask_item_id=work.plan.item_id,
+                    statistics=statistics(found["properties"]) if found else None,
+                    acquired=acquired(item),
+                )
 
         def read() -> None:
-            work.scene = read_scene(
-                item, work.spec.bands, self.config.resolution, self.config.options, self.config.limits, work.deadline
+            work.scene = scene = read_scene(
+                item,
+                work.spec.bands,
+                self.config.resolution,
+                self.config.options,
+                self.config.limits,
+                work.deadline,
+                aoi=self.config.clip,
             )
+            if scene.aoi is not None and not scene.published().valid.any():
+                raise NothingToMask(item.id, "the AOI holds no valid pixel of the item (nodata in the source there)")
 
         self._stage(work, "validate", validate)
         self._stage(work, "model", choose)
@@ -190,13 +229,15 @@ class Runner:
                 with_probabilities=self.config.probabilities,
                 precision=self.config.precision,
             )
-            work.scene = scene.without_pixels()
+            classes = scene.crop(pred.classes, NODATA)
+            work.preview = overlay_preview(scene, classes)
+            work.scene = scene.published()
             work.result = MaskResult(
                 scene=work.scene,
-                classes=pred.classes,
+                classes=classes,
                 model_name=work.spec.name,
                 settings=work.settings,
-                probabilities=pred.probabilities,
+                probabilities=None if pred.probabilities is None else scene.crop(pred.probabilities, NODATA),
             )
 
         self._stage(work, "infer", step)
@@ -208,7 +249,15 @@ class Runner:
                 self.publisher.catalog.put_source(work.item)
             published = self.publisher.publish(work.result, work.spec, work.plan)
             work.outcome = ItemOutcome(
-                work.item.id, "published", item=published, seconds=work.seconds, collection=work.item.collection_id
+                work.item.id,
+                "published",
+                item=published,
+                seconds=work.seconds,
+                collection=work.item.collection_id,
+                mask_item_id=published.id,
+                statistics=statistics(published.properties),
+                acquired=acquired(work.item),
+                preview=work.preview,
             )
 
         self._stage(work, "publish", step)
@@ -334,6 +383,7 @@ class Runner:
             "compile": c.compile,
             "precision": c.precision,
             "fail_fast": c.fail_fast,
+            "aoi": None if c.clip is None else {"id": c.aoi_id, "bbox": list(geometry_from_geojson(c.clip).bounds)},
             "storage": {
                 "anon": c.options.anon,
                 "requester_pays": c.options.requester_pays,
@@ -379,7 +429,9 @@ class Runner:
                     "href": o.href,
                     "seconds": {k: round(v, 3) for k, v in o.seconds.items()},
                     "retries": o.retries,
-                    "mask_item_id": o.item.id if o.item is not None else None,
+                    "mask_item_id": o.mask_item_id,
+                    "datetime": o.acquired,
+                    "statistics": o.statistics,
                 }
                 for o in report.outcomes
             ],
@@ -393,9 +445,10 @@ class Runner:
         seconds: float,
         aborted: str | None = None,
     ) -> None:
-        name = f"run-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}.json"
-        url = join(self.publisher.catalog.url, RUNS_DIR, name)  # next to the catalog, wherever that resolved to
+        name = f"run-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+        url = join(self.publisher.catalog.url, RUNS_DIR, f"{name}.json")  # next to the catalog, wherever it resolved to
         data = self.report_dict(report, items, started, seconds, aborted)
+        previews = {o.source_id: o.preview for o in report.outcomes if o.preview}
         try:
             remove_temporaries(
                 join(self.publisher.catalog.url, RUNS_DIR),
@@ -404,6 +457,13 @@ class Runner:
             )
             write_json_atomic(url, data, self.config.options)
             report.path = url
+            report.rows = timeseries.rows(data)
+            csv_url = join(self.publisher.catalog.url, RUNS_DIR, f"{name}.csv")
+            write_bytes_atomic(csv_url, timeseries.to_csv(report.rows).encode(), self.config.options)
+            report.series_path = csv_url
+            page_url = join(self.publisher.catalog.url, RUNS_DIR, f"{name}.html")
+            write_bytes_atomic(page_url, page.render(data, previews).encode(), self.config.options)
+            report.page_path = page_url
         except Exception as exc:  # the report must never turn a finished run into a crash
             report.report_error = redact(
                 f"cannot write the run report {url}: {type(exc).__name__}: {exc}", self._secrets()
@@ -419,7 +479,17 @@ def _check_deadline(work: _Work, what: str) -> None:
 
 
 def _not_run(item: pystac.Item, why: str = "not run: fail-fast stopped the run at an earlier failure") -> ItemOutcome:
-    return ItemOutcome(item.id, "not_run", error=why, collection=item.collection_id)
+    return ItemOutcome(item.id, "not_run", error=why, collection=item.collection_id, acquired=acquired(item))
+
+
+def acquired(item: pystac.Item) -> str | None:
+    """When the source was acquired (its datetime, else the start of its range), as RFC 3339 UTC."""
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return when.isoformat(timespec="seconds") + "Z"
 
 
 class Interrupted(BaseException):
@@ -468,6 +538,7 @@ class _Work:
     plan: PublishPlan | None = None
     scene: Scene | None = None
     result: MaskResult | None = None
+    preview: bytes | None = None  # the mask over true colour (PNG), for the run page
     outcome: ItemOutcome | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -477,10 +548,20 @@ def run(
     config: RunConfig,
     filters: SearchFilters | None = None,
     progress: Progress | None = None,
+    *,
+    clip: bool = False,
 ) -> RunReport:
     """Check the output and STAC API, search the source(s), then mask and publish every item found: the Python
-    form of `stac-clouds2mask run`. InvalidInputError for what cannot be used, EmptySearchError when nothing
-    matches: in both cases nothing is written."""
+    form of `stac-clouds2mask run`. With `clip`, each item is read and masked only over the filters' area of
+    interest (their bbox and/or intersects; RunConfig.clip set to it). InvalidInputError for what cannot be
+    used, EmptySearchError when nothing matches: in both cases nothing is written."""
+    if clip:
+        area = filters.aoi() if filters is not None else None
+        if area is None:
+            raise InvalidInputError(
+                "clip needs an area of interest: a bbox or intersects filter (--bbox, --intersects)"
+            )
+        config = dataclasses.replace(config, clip=area)
     runner = Runner(config, progress)
     runner.preflight()
     return runner.run(search_all([sources] if isinstance(sources, str) else sources, filters, config.options))

@@ -50,6 +50,12 @@ class SearchFilters:
         if self.limit is not None and self.limit < 1:
             raise InvalidInputError(f"--limit must be at least 1, got {self.limit}")
 
+    def aoi(self) -> dict[str, Any] | None:
+        """The area of interest as one GeoJSON geometry (WGS84): the bbox and/or intersects geometry, their
+        intersection when both are given (what the search matches); None without either."""
+        area = _area(self)
+        return None if area is None else shapely.geometry.mapping(area)
+
 
 def parse_bbox(values: Iterable[float]) -> tuple[float, float, float, float]:
     """Check a W S E N bbox in degrees; W > E means it crosses the antimeridian."""

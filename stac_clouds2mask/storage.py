@@ -98,9 +98,17 @@ def absolute(url: str) -> str:
     return os.path.abspath(url.removeprefix("file://"))
 
 
-def get_fs(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem for a URL and the path inside it (S3 clients count their retries, see retries())."""
-    fs, path = url_to_fs(url, **(options or StorageOptions()).fsspec_kwargs(url))
+def get_fs(
+    url: str, options: StorageOptions | None = None, block_size: int | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for a URL and the path inside it (S3 clients count their retries, see retries()).
+    `block_size`: the bytes each read of a remote file fetches ahead (fsspec's default otherwise)."""
+    kwargs = (options or StorageOptions()).fsspec_kwargs(url)
+    if block_size is not None and url.startswith(S3_SCHEMES):
+        kwargs.update(default_block_size=block_size, default_cache_type="readahead")
+    elif block_size is not None and url.startswith(("http://", "https://")):
+        kwargs.update(block_size=block_size)
+    fs, path = url_to_fs(url, **kwargs)
     if url.startswith(S3_SCHEMES) and not getattr(fs, "_clouds2mask_counted", False):
         fs.connect()
         fs.s3.meta.events.register("needs-retry.s3", _count_retryable)

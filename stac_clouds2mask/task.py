@@ -43,6 +43,7 @@ from .trust import check_output_root, check_payload_target, check_reference
 
 TASK_NAME = "clouds2mask"
 FAILURES = "clouds2mask:failures"
+NOTHING_TO_MASK = "clouds2mask:nothing_to_mask"  # items skipped because the AOI holds nothing of them
 TEMPLATE_TAIL = "/${collection}/${id}"
 API_TOKEN_ENV = "STAC_CLOUDS2MASK_API_TOKEN"
 
@@ -66,6 +67,7 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "requester_pays": ((bool,), False),
     "anon": ((bool,), True),
     "endpoint_url": ((str,), True),
+    "clip": ((dict,), True),
 }
 STORAGE_PARAMETERS = ("requester_pays", "anon", "endpoint_url")
 TARGET_PARAMETERS = ("publish_api", "endpoint_url")  # credentials go there: the operator's endpoints only
@@ -342,6 +344,8 @@ def mask_items(
     features, failures = [], []
     for item, outcome in zip(job.items, report.outcomes):
         d = None
+        if outcome.status == "skipped" and outcome.mask_item_id is None:  # the AOI holds nothing of the item
+            continue
         if outcome.status in ("published", "skipped"):
             runner = runners[job.root_for(item)]
             d = runner.publisher.published_item(item, expected_settings(item, runner.config))
@@ -406,9 +410,17 @@ class Clouds2MaskTask(Task):
         _check_targets(parameters)  # also when process is called with parameters of its own
         job = dataclasses.replace(job, parameters=parameters)
         features, failures, self.report = mask_items(job, self.device, self.progress)
-        self.payload.pop(FAILURES, None)
+        for key in (FAILURES, NOTHING_TO_MASK):
+            self.payload.pop(key, None)
         if failures:
             self.payload[FAILURES] = failures
+        nothing = [
+            {"source_item": o.source_id, "collection": o.collection, "reason": o.error}
+            for o in self.report.outcomes
+            if o.status == "skipped" and o.mask_item_id is None
+        ]
+        if nothing:
+            self.payload[NOTHING_TO_MASK] = nothing
         return features
 
 

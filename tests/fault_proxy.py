@@ -4,7 +4,7 @@ Each request is forwarded unchanged, or, with probability `rate`, answered with 
 HTTP 503 SlowDown (S3's throttling error), a dropped connection, a body cut short (GET only), or a delay
 before forwarding. Bounded: the same request never meets more than `max_in_a_row` faults in a row, so a
 client that retries a few times always gets through; `limit` caps the total. Counts what it did, for
-the test to report.
+the test to report, and the response bytes it passed on (with `rate=0` it is a byte counter).
 
 Reproducible: the fate of a request is drawn from a generator seeded with (seed, the request's
 identity, how many times that identity came before), never from one stream that threads share, so the
@@ -72,6 +72,7 @@ class FaultProxy:
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self.retried = 0  # requests that came again after a fault (the client's retries)
+        self.bytes_out: Counter[str] = Counter()  # response body bytes sent to the client, per method
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -126,6 +127,8 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self.wfile.write(content)
+                with proxy.lock:
+                    proxy.bytes_out[self.command] += len(content)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

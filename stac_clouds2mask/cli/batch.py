@@ -12,6 +12,7 @@ from .options import (
     Anon,
     BatchSize,
     Bbox,
+    Clip,
     Collection,
     Datetime,
     DeviceOverride,
@@ -56,8 +57,9 @@ def run_payload(
 
     [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
     overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
-    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url.
-    Failed items are listed under 'clouds2mask:failures'.
+    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url, clip (a
+    GeoJSON polygon: mask only this area of interest of each item). Failed items are listed under
+    'clouds2mask:failures', items the AOI holds nothing of under 'clouds2mask:nothing_to_mask'.
 
     Exit status: 0 all items published or skipped, 1 some items failed, 2 bad invocation or bad payload.
     """
@@ -109,6 +111,7 @@ def plan(
     ] = 1,
     bbox: Bbox = None,
     intersects: Intersects = None,
+    clip: Clip = False,
     datetime: Datetime = None,
     max_cloud: MaxCloud = None,
     ids: Ids = None,
@@ -135,7 +138,7 @@ def plan(
     """
 
     def body() -> int:
-        from stac_clouds2mask import RunConfig, batch
+        from stac_clouds2mask import InvalidInputError, RunConfig, batch
 
         options = storage_options(anon, requester_pays, endpoint_url)
         filters = search_filters(
@@ -159,6 +162,10 @@ def plan(
                 params[name] = value
         if requester_pays:
             params["requester_pays"] = True
+        if clip:
+            if filters.aoi() is None:
+                raise InvalidInputError("--clip needs an area of interest: --bbox and/or --intersects")
+            params["clip"] = filters.aoi()
         RunConfig(output=masks, resolution=resolution, model=model, device="cpu")  # checks resolution and model early
         manifest = batch.plan(
             sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite

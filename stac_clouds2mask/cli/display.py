@@ -54,7 +54,7 @@ class RichProgressDisplay(Progress):
             "failed": "[red]failed",
             "not_run": "[yellow]not run",
         }[outcome.status]
-        detail = f": {outcome.error}" if outcome.status == "failed" else ""
+        detail = f": {outcome.error}" if outcome.status == "failed" or outcome.mask_item_id is None else ""
         timing = " ".join(f"{k} {v:.1f}s" for k, v in outcome.seconds.items())
         self.bar.console.print(
             f"{mark}[/] {escape(shown(outcome.source_id) + detail)} {('(' + timing + ')') if timing else ''}"
@@ -90,10 +90,35 @@ def summary(report: RunReport) -> None:
         for o in fail:
             table.add_row(escape(shown(o.source_id)), escape(o.stage or ""), escape(o.error or ""))
         console.print(table)
+    series(report)
     if report.path:
         console.print(f"run report: {escape(report.path)}")
+        if report.series_path:
+            console.print(f"time series: {escape(report.series_path)}")
+        if report.page_path:
+            console.print(f"run page: {escape(report.page_path)}")
     elif report.report_error:
         console.print(f"[yellow]warning:[/] {escape(report.report_error)}")
+
+
+SERIES_ROWS = 40  # rows of the time series printed at the end of a run; the CSV holds them all
+
+
+def series(report: RunReport) -> None:
+    """The run's time series as a compact table (the first SERIES_ROWS rows by acquisition time)."""
+    rows = [r for r in report.rows if r.status in ("published", "skipped") and r.valid is not None]
+    if not rows:
+        return
+    table = Table("date", "source item", "valid %", "clear %", "cloud %", "shadow %", title="Over time", box=None)
+    for r in rows[:SERIES_ROWS]:
+        table.add_row(
+            escape((r.datetime or "")[:16].replace("T", " ")),
+            escape(shown(r.source_id)),
+            *(f"{v:.1f}" if v is not None else "" for v in r.percentages()),
+        )
+    console.print(table)
+    if len(rows) > SERIES_ROWS:
+        console.print(f"... and {len(rows) - SERIES_ROWS} more row(s) in the time series file")
 
 
 def guarded(body: Callable[[], int]) -> NoReturn:

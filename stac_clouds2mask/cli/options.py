@@ -69,6 +69,16 @@ Ids = Annotated[
     Optional[list[str]],
     typer.Option("--ids", metavar="ID", help="Only these item ids (repeat the option or separate with commas)."),
 ]
+Clip = Annotated[
+    bool,
+    typer.Option(
+        "--clip",
+        metavar="",
+        help="Read and mask each item only over the area of interest (--bbox and/or --intersects), in the item's "
+        "own grid: the mask is the AOI's window of the whole-scene grid, nodata outside the AOI, with its own item "
+        "id per AOI. Without --clip the AOI only selects items and whole scenes are masked.",
+    ),
+]
 Limit = Annotated[Optional[int], typer.Option(metavar="N", help="At most this many items per source.")]
 Collection = Annotated[
     Optional[list[str]],

@@ -13,6 +13,7 @@ from .options import (
     checked,
     BatchSize,
     Bbox,
+    Clip,
     Collection,
     Datetime,
     Device,
@@ -75,6 +76,7 @@ def run(
     ] = ...,  # type: ignore[assignment]
     bbox: Bbox = None,
     intersects: Intersects = None,
+    clip: Clip = False,
     datetime: Datetime = None,
     max_cloud: MaxCloud = None,
     ids: Ids = None,
@@ -157,6 +159,16 @@ def run(
       stac-clouds2mask run --bbox 11.0 51.0 12.0 52.0 --datetime 2024-06-01/2024-06-30 --max-cloud 40 \
 --requester-pays -o s3://my-bucket/masks
 
+      stac-clouds2mask run ../shared/data/safe/*.SAFE --resolution 60 --bbox -8.9 52.55 -8.6 52.75 --clip -o ./masks
+
+    [bold]Areas of interest[/]: with --clip only the AOI's window of each item is read (COG tiles by range
+    requests, JPEG 2000 tiles decoded) and masked, with 64 px of context around it that is not published. The mask
+    item is '<source id>_cloudmask-aoi-<AOI id>' (one per source item and AOI; whole-scene masks and masks of
+    other AOIs are left alone), its geometry the AOI inside the footprint, its percentages those of the AOI. An
+    item whose footprint misses the AOI, or whose AOI holds no valid pixel, is skipped with the reason. Every run
+    also writes the time series (run-<...>.csv: datetime, ids, status, valid / clear / cloud / shadow %) and a
+    page (run-<...>.html: previews, percentages, a chart over time) beside its run report, and prints the series.
+
     [bold]Exit status[/]: 0 every item published or skipped; 1 some items failed (listed at the end; with
     --fail-fast the rest are not run); 2 bad invocation (an option, filter, source or AOI that cannot be used, an
     output that cannot be written or a --publish-api that does not answer, checked once before any item: nothing
@@ -219,7 +231,7 @@ def run(
             fail_fast=fail_fast,
         )
         with progress() as display:
-            report = run_pipeline(sources or [EARTH_SEARCH], config, filters, display)
+            report = run_pipeline(sources or [EARTH_SEARCH], config, filters, display, clip=clip)
         summary(report)
         return report.exit_code
 

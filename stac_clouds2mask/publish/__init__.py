@@ -12,7 +12,18 @@ One module per concern:
 from . import versions
 from .api import StacApi
 from .publisher import Publisher, PublishPlan
+from .items import statistics
 from .static import StaticCatalog
+from .thumbnail import overlay_preview
 from .versions import VERSION_RELS
 
-__all__ = ["VERSION_RELS", "PublishPlan", "Publisher", "StacApi", "StaticCatalog", "versions"]
+__all__ = [
+    "VERSION_RELS",
+    "PublishPlan",
+    "Publisher",
+    "StacApi",
+    "StaticCatalog",
+    "overlay_preview",
+    "statistics",
+    "versions",
+]

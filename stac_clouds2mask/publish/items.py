@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pystac
+import shapely.geometry
 import torch
 
 from .. import __version__
@@ -80,11 +81,20 @@ def mask_collection_id(source_collection: str | None) -> str:
     return f"{source_collection}-cloudmask" if source_collection else "cloudmask"
 
 
-def percentages(classes: np.ndarray) -> dict[str, float]:
-    """Cloud, shadow and clear as % of valid pixels; valid as % of all pixels of the grid."""
+STATISTICS = {
+    "valid": "clouds2mask:valid_percentage",
+    "clear": "clouds2mask:clear_percentage",
+    "cloud": "clouds2mask:cloud_percentage",
+    "shadow": "clouds2mask:shadow_percentage",
+}
+
+
+def percentages(classes: np.ndarray, area: np.ndarray | None = None) -> dict[str, float]:
+    """Cloud, shadow and clear as % of valid pixels; valid as % of all pixels of the grid, or of the pixels of
+    ``area`` (bool, the AOI of a clipped mask, outside which the mask is nodata)."""
     counts = np.bincount(classes.ravel(), minlength=256)
     valid = int(counts[0] + counts[1] + counts[2])
-    total = int(classes.size)
+    total = int(classes.size if area is None else np.count_nonzero(area))
 
     def pct(n: int, of: int) -> float:
         return round(100.0 * n / of, 4) if of else 0.0
@@ -95,6 +105,12 @@ def percentages(classes: np.ndarray) -> dict[str, float]:
         "clear": pct(int(counts[0]), valid),
         "valid": pct(valid, total),
     }
+
+
+def statistics(properties: dict[str, Any]) -> dict[str, float] | None:
+    """The valid / clear / cloud / shadow percentages a mask item records (None when it records none)."""
+    found = {name: properties.get(key) for name, key in STATISTICS.items()}
+    return found if all(isinstance(v, (int, float)) for v in found.values()) else None  # type: ignore[return-value]
 
 
 def source_href(item: pystac.Item) -> str | None:
@@ -203,6 +219,13 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
         f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
         f"in {s.get('patch_size')} px patches{overlap_text}, blended probabilities, argmax; "
         f"all-nodata patches skipped; nodata (255) where any input band is nodata."
+        + (
+            f" Read and masked over the area of interest {result.scene.aoi.id} only: its window of the "
+            f"whole-scene grid, with {s.get('aoi_margin')} px of context read around it and not published; "
+            "nodata (255) outside the area."
+            if result.scene.aoi is not None
+            else ""
+        )
         + "".join(
             f" Band {band} read from {other}, standing in for it (absent from the source)."
             for band, other in result.scene.item.properties.get(BAND_SUBSTITUTES, {}).items()
@@ -219,17 +242,19 @@ def portable_href(href: str | None) -> str | None:
 def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]:
     """How to reproduce the mask (mlm best practice: the call that applied the model), as a call of the
     package's public Python API on the source item (patch size and overlap are the package defaults
-    recorded in clouds2mask:settings). SOURCE stands for a source that has no portable URL."""
+    recorded in clouds2mask:settings). SOURCE stands for a source that has no portable URL, AOI for the
+    geometry in clouds2mask:aoi (a clipped mask)."""
     s = result.settings
     src = result.scene.item
     where = portable_href(source_href(src))
     first = repr(where) if where else "SOURCE"
+    clip = ", clip=AOI" if result.scene.aoi is not None else ""
     return {
         "format": "python",
         "expression": (
             f"stac_clouds2mask.run({first}, "
             f"stac_clouds2mask.RunConfig(output=OUTPUT, model={spec.name!r}, "
-            f"resolution={s.get('resolution', result.scene.resolution)!r}), "
+            f"resolution={s.get('resolution', result.scene.resolution)!r}{clip}), "
             f"stac_clouds2mask.SearchFilters(ids=({src.id!r},)))"
         ),
     }
@@ -269,7 +294,8 @@ def build_mask_item(
     version: the version extension's version (versions.py).
     """
     src = result.scene.item
-    stats = percentages(result.classes)
+    aoi = result.scene.aoi
+    stats = percentages(result.classes, aoi.inside if aoi is not None else None)
     props: dict[str, Any] = {}
     for key in (
         "datetime",
@@ -286,10 +312,7 @@ def build_mask_item(
         {
             "gsd": result.scene.resolution,
             "eo:cloud_cover": stats["cloud"],
-            "clouds2mask:cloud_percentage": stats["cloud"],
-            "clouds2mask:shadow_percentage": stats["shadow"],
-            "clouds2mask:clear_percentage": stats["clear"],
-            "clouds2mask:valid_percentage": stats["valid"],
+            **{key: stats[name] for name, key in STATISTICS.items()},
             **provenance(src, result.settings),
             "clouds2mask:source_collection": src.collection_id,
             "processing:software": software(),
@@ -303,11 +326,13 @@ def build_mask_item(
     )
     if props["clouds2mask:source_updated"] is None:
         del props["clouds2mask:source_updated"]
+    if aoi is not None:
+        props["clouds2mask:aoi"] = {"id": aoi.id, "geometry": aoi.geometry}
     props.update(mlm_fields(spec))
     item = pystac.Item(
-        id=mask_item_id(src.id, version),
-        geometry=src.geometry,
-        bbox=src.bbox,
+        id=mask_item_id(src.id, version, aoi.id if aoi is not None else None),
+        geometry=aoi.geometry if aoi is not None else src.geometry,
+        bbox=list(shapely.geometry.shape(aoi.geometry).bounds) if aoi is not None else src.bbox,
         datetime=src.datetime,
         properties=props,
         stac_extensions=sorted(EXT.values()),

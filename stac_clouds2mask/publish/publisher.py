@@ -90,7 +90,8 @@ class Publisher:
     def published_item(self, source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any] | None:
         """The latest mask item in the static catalog for `source` with these settings (the one a rerun
         skips to), with absolute hrefs and a self link; None when there is none. Reads only."""
-        version = versions.matching(self.published_versions(source, static_only=True), source, settings)
+        found = self.published_versions(source, static_only=True, aoi=settings.get("aoi"))
+        version = versions.matching(found, source, settings)
         if version is None:
             return None
         found = version.item
@@ -100,9 +101,11 @@ class Publisher:
         found["links"].append({"rel": "self", "href": base, "type": "application/geo+json"})
         return found
 
-    def published_versions(self, source: pystac.Item, *, static_only: bool = False) -> list[Version]:
-        """The published versions of the source's mask, oldest first: from the static catalog, else from
-        the STAC API (unless `static_only`)."""
+    def published_versions(
+        self, source: pystac.Item, *, static_only: bool = False, aoi: str | None = None
+    ) -> list[Version]:
+        """The published versions of the source's mask (of the AOI `aoi`, when given), oldest first: from
+        the static catalog, else from the STAC API (unless `static_only`)."""
         collection_id = self.target_collection(source)
 
         def fetch(ids: list[str]) -> dict[str, tuple[dict[str, Any], str]]:
@@ -114,16 +117,17 @@ class Publisher:
                     out[iid] = (d, "api")
             return out
 
-        return versions.walk([source.id], fetch, self.max_versions, collection_id)[source.id]
+        return versions.walk([source.id], fetch, self.max_versions, collection_id, aoi)[source.id]
 
     def plan(self, source: pystac.Item, settings: dict[str, Any], overwrite: bool = False) -> PublishPlan:
         """Decide what publishing `source`'s mask will do. On the skip path, repair what an interrupted
         run may have left undone (the collection link, the STAC API copy, the older versions' marks)."""
         collection_id = self.target_collection(source)
-        found = self.published_versions(source)
+        aoi = settings.get("aoi")
+        found = self.published_versions(source, aoi=aoi)
         dicts = [v.item for v in found]
         if not found:
-            return PublishPlan("new", collection_id, mask_item_id(source.id), 1)
+            return PublishPlan("new", collection_id, mask_item_id(source.id, 1, aoi), 1)
         same = versions.matching(found, source, settings)
         if same is not None and not overwrite:
             note = self._repair(same)
@@ -142,7 +146,7 @@ class Publisher:
         if overwrite:
             target = same or found[-1]
             return PublishPlan("overwrite", collection_id, target.id, target.number, f"replacing {target.id}", dicts)
-        item_id, number = versions.next_version(source.id, found)
+        item_id, number = versions.next_version(source.id, found, aoi)
         return PublishPlan(
             "new_version",
             collection_id,

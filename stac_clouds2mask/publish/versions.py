@@ -9,7 +9,9 @@ marked `deprecated: true` with a `latest-version` link (the direct predecessor a
 version 1, 2, ... until one is missing, never by listing a whole collection; the walk is bounded.
 
 Two masks of one source are the same when their provenance (source item, its `updated` stamp, the
-settings) is equal: a rerun with the same provenance publishes nothing. The publisher, the batch
+settings) is equal: a rerun with the same provenance publishes nothing. The mask of an area of interest
+(a clipped run) has a series of its own, named by the AOI's id (`<source-id>_cloudmask-aoi-<id>`), so
+masks of different AOIs and the whole-scene mask of the same source never replace one another. The publisher, the batch
 status and the stack all decide through the functions here.
 """
 
@@ -52,9 +54,10 @@ Fetch = Callable[[list[str]], dict[str, tuple[dict[str, Any], str]]]
 """Look up mask item ids; returns, per id found, the JSON stored under that id and where it was found."""
 
 
-def mask_item_id(source_id: str, version: int = 1) -> str:
-    """`<source-id>_cloudmask` for the first version, `<source-id>_cloudmask_v<N>` for later ones."""
-    base = f"{source_id}_cloudmask"
+def mask_item_id(source_id: str, version: int = 1, aoi: str | None = None) -> str:
+    """`<source-id>_cloudmask` for the first version, `<source-id>_cloudmask_v<N>` for later ones; the mask of
+    an AOI (its id `aoi`, aoi.aoi_id) is `<source-id>_cloudmask-aoi-<aoi>` (and `..._v<N>`): its own series."""
+    base = f"{source_id}_cloudmask" + (f"-aoi-{aoi}" if aoi else "")
     return base if version <= 1 else f"{base}_v{version}"
 
 
@@ -80,10 +83,14 @@ def version_number(item: dict[str, Any]) -> int:
 
 
 def walk(
-    source_ids: Sequence[str], fetch: Fetch, max_versions: int, collection_id: str | None = None
+    source_ids: Sequence[str],
+    fetch: Fetch,
+    max_versions: int,
+    collection_id: str | None = None,
+    aoi: str | None = None,
 ) -> dict[str, list[Version]]:
-    """The published versions of each source's mask, oldest first: version 1, 2, ... until one is
-    missing, asked for all sources at once per version (one `fetch` per version number).
+    """The published versions of each source's mask (of the AOI `aoi`, when given), oldest first: version
+    1, 2, ... until one is missing, asked for all sources at once per version (one `fetch` per version).
 
     A document found under a version's id must hold that id (and `collection_id`, when given):
     UntrustedReferenceError otherwise (a planted or foreign item). More than `max_versions` versions
@@ -98,7 +105,7 @@ def walk(
                 f"more than {max_versions} published versions of the mask of {open_ids[0]!r}: "
                 "refused (STAC_CLOUDS2MASK_MAX_VERSIONS)"
             )
-        wanted = {mask_item_id(s, number): s for s in open_ids}
+        wanted = {mask_item_id(s, number, aoi): s for s in open_ids}
         hits = fetch(list(wanted))
         for iid, (d, where) in hits.items():
             if iid not in wanted:
@@ -115,7 +122,7 @@ def walk(
                     "does not hold that id and collection: refused (a foreign or planted item)"
                 )
             found[wanted[iid]].append(Version(d, where))
-        open_ids = [s for s in open_ids if mask_item_id(s, number) in hits]
+        open_ids = [s for s in open_ids if mask_item_id(s, number, aoi) in hits]
     return found
 
 
@@ -125,10 +132,10 @@ def matching(versions: Sequence[Version], source: pystac.Item, settings: dict[st
     return same[-1] if same else None
 
 
-def next_version(source_id: str, versions: Sequence[Version]) -> tuple[str, int]:
+def next_version(source_id: str, versions: Sequence[Version], aoi: str | None = None) -> tuple[str, int]:
     """Id and number of the version that follows the published ones."""
     number = len(versions) + 1
-    return mask_item_id(source_id, number), number
+    return mask_item_id(source_id, number, aoi), number
 
 
 def latest(items: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
