@@ -161,7 +161,8 @@ def main() -> None:
             m = measure(item, res, args.repeat)
             ratios[name] = m["total_ratio"]
             print(
-                f"{name}: whole {m['whole_px'] / 1e6:.2f} MP read {m['whole_read']:.2f} s infer {m['whole_infer']:.2f} s "
+                f"{name}: whole {m['whole_px'] / 1e6:.2f} MP read {m['whole_read']:.2f} s "
+                f"infer {m['whole_infer']:.2f} s "
                 f"({m['whole_processed'] / 1e6:.2f} MP through the network); AOI {m['aoi_published_px'] / 1e6:.3f} MP "
                 f"published, {m['aoi_px'] / 1e6:.3f} MP read, read {m['aoi_read']:.2f} s infer {m['aoi_infer']:.2f} s "
                 f"({m['aoi_processed'] / 1e6:.2f} MP)",
