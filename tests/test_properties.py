@@ -153,6 +153,7 @@ def test_an_extent_of_whole_pixels_gives_exactly_that_many(left, top, nx, ny, re
     st.sampled_from(PATCH_SIZES[:1] + (256, 288, 512, 768)),
     st.sampled_from((0, 32, 64, 96, 128)),
 )
+@example(300, 700, 0, 0.3, 100, 256, 64)  # blobs of 100 px: short runs of data end near the scene's edges
 def test_patches_stay_within_the_mirrored_margin_on_the_lattice(h, w, seed, density, blob, patch, overlap):
     """Blobs of data of every size (runs that end near a scene edge included): every patch starts on the
     reference lattice, reaches less than 32 px past any scene edge (the margin that is mirrored), carries
@@ -184,6 +185,7 @@ hosts = st.sampled_from(["bucket", "my-bucket.s3.eu-central-1.amazonaws.com", "e
     st.lists(segments, min_size=1, max_size=3),
     st.booleans(),
 )
+@example("s3", "bucket", ["a"], 2, ["c.json"], False)  # s3://bucket/a/b.json + ../../c.json
 def test_relative_hrefs_resolve_within_the_bucket_or_host(scheme, host, folders, ups, tail, dot):
     """`../` climbs the folders of the document and stops at the bucket or host, never eating into it:
     s3://bucket/a/b.json + ../../c.json is s3://bucket/c.json."""
@@ -208,6 +210,10 @@ def test_absolute_hrefs_are_kept_as_they_are(base, href):
     assert resolve(base, href) == href
 
 
+def _at(*ymd: int) -> dt.datetime:
+    return dt.datetime(*ymd, tzinfo=dt.timezone.utc)
+
+
 def _stamp(t: dt.datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
@@ -217,6 +223,11 @@ def _stamp(t: dt.datetime) -> str:
     st.lists(st.tuples(instants, instants, st.booleans()), min_size=1, max_size=5),
     st.one_of(st.none(), instants),
     st.one_of(st.none(), instants),
+)
+@example(  # a range that straddles the interval's start, an instant before it
+    spans=[(_at(2020, 1, 1), _at(2020, 3, 1), True), (_at(2019, 1, 1), _at(2019, 1, 1), False)],
+    start=_at(2020, 2, 1),
+    stop=None,
 )
 def test_a_datetime_filter_keeps_the_items_whose_time_meets_it(tmp_path_factory, spans, start, stop):
     """Items with an instant (`datetime`) or a range (`datetime: null`, start/end): a search with an interval
