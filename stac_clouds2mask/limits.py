@@ -35,6 +35,14 @@ class Limits:
     max_body_bytes: int = 32 * 2**20
     max_versions: int = 100
 
+    def __post_init__(self) -> None:
+        """Every limit is refused unless it is above 0, however it was given (Python, environment, payload):
+        0 would fail every item, and NaN would silently switch the limit off (no comparison is true)."""
+        for f in fields(self):
+            why = limit_problem(f.name, getattr(self, f.name))
+            if why:
+                raise InvalidInputError(f"limit {f.name} {why} ({ENV_PREFIX}{f.name.upper()})")
+
     @classmethod
     def from_env(cls) -> Limits:
         """Defaults overridden by STAC_CLOUDS2MASK_<FIELD> (upper case), e.g. STAC_CLOUDS2MASK_MAX_PIXELS."""
@@ -44,15 +52,26 @@ class Limits:
             text = os.environ.get(name)
             if text is None or not text.strip():
                 continue
-            kind = float if f.type in ("float", float) else int
             try:
-                value = kind(text)
+                values[f.name] = _kind(f.name)(text)
             except ValueError as exc:
                 raise InvalidInputError(f"{name}={text!r} is not a number") from exc
-            if value <= 0:
-                raise InvalidInputError(f"{name} must be positive, got {text}")
-            values[f.name] = value
         return cls(**values)
+
+
+def _kind(name: str) -> type:
+    """The number type of the limit `name` (int or float)."""
+    kind = next(f.type for f in fields(Limits) if f.name == name)
+    return float if kind in ("float", float) else int
+
+
+def limit_problem(name: str, value: object) -> str | None:
+    """Why `value` cannot be the limit `name`, or None when it can: a number of the limit's type above 0."""
+    kind = _kind(name)
+    types = (int, float) if kind is float else (int,)
+    if not isinstance(value, bool) and isinstance(value, types) and value > 0:  # NaN is not > 0
+        return None
+    return f"must be a positive {'number' if kind is float else 'integer'}, got {value!r}"
 
 
 class BoundedSession(requests.Session):

@@ -33,7 +33,7 @@ from stactask.payload import Payload
 from . import __version__
 from .config import RunConfig, expected_settings
 from .errors import InvalidInputError, UntrustedReferenceError
-from .limits import ENV_PREFIX, Limits
+from .limits import ENV_PREFIX, Limits, limit_problem
 from .publish.documents import absolute_hrefs
 from .report import ItemOutcome, Progress, RunReport
 from .runner import Runner
@@ -109,15 +109,13 @@ def _check_limits(value: dict[str, Any]) -> dict[str, Any]:
     """Payload limits: Limits fields, positive numbers of the field's type, at most the operator's."""
     where = f"process.tasks.{TASK_NAME}.limits"
     operator = Limits.from_env()
-    kinds = {f.name: f.type for f in dataclasses.fields(Limits)}
-    unknown = sorted(set(value) - set(kinds))
+    known = [f.name for f in dataclasses.fields(Limits)]
+    unknown = sorted(set(value) - set(known))
     if unknown:
-        raise InvalidInputError(f"{where} has unknown limit(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        raise InvalidInputError(f"{where} has unknown limit(s) {', '.join(unknown)}; known: {', '.join(known)}")
     for name, v in value.items():
-        types = (int, float) if kinds[name] in ("float", float) else (int,)
-        if not isinstance(v, types) or isinstance(v, bool) or v <= 0:
-            want = "a positive " + ("number" if float in types else "integer")
-            raise InvalidInputError(f"{where}.{name} must be {want}, got {json.dumps(v)}")
+        if why := limit_problem(name, v):
+            raise InvalidInputError(f"{where}.{name} {why}")
         if v > getattr(operator, name):
             raise InvalidInputError(
                 f"{where}.{name} {v} is above the operator's {getattr(operator, name)} "

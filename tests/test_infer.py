@@ -187,7 +187,8 @@ def test_resolve_device():
 
 def test_patches_sit_on_the_reference_lattice_and_start_where_the_data_starts():
     """Planner only: origins on the lattice 32 k + 13 (ukis-csmask's grid phase, -51 mod 32), a run
-    tiled from the lattice point before its first valid pixel, its last patch slid back inward."""
+    tiled from the lattice point before its first valid pixel, its last patch slid back inward (also when it
+    is the run's only one and the scene ends within it)."""
     from stac_clouds2mask.infer.plan import PHASE, axis_starts
 
     assert PHASE == 13
@@ -195,7 +196,7 @@ def test_patches_sit_on_the_reference_lattice_and_start_where_the_data_starts():
     data_from_300 = np.r_[np.zeros(300, bool), np.ones(700, bool)]
     assert axis_starts(data_from_300, 512, 64) == [269, 493]
     two_runs = np.r_[np.ones(300, bool), np.zeros(1000, bool), np.ones(10, bool)]
-    assert axis_starts(two_runs, 512, 64) == [-19, 1293]
+    assert axis_starts(two_runs, 512, 64) == [-19, 813]  # the short run at the end: slid back inward too
     assert axis_starts(np.zeros(800, bool), 512, 64) == []
 
 

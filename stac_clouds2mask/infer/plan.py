@@ -113,8 +113,8 @@ def axis_starts(occupied: np.ndarray, patch: int, overlap: int) -> list[int]:
         run = [first + k * step for k in range(extra)]
         if extra:  # the last patch slid back inward: it ends just past the run, still overlapping the one before
             run.append(min(first + extra * step, _ceil(e - patch)))
-        else:
-            run.append(first)
+        else:  # one patch: slid back inward too where the axis ends within it
+            run.append(min(first, _ceil(len(occupied) - patch)))
         starts.extend(s for s in run if not starts or s > starts[-1])
     return starts
 
