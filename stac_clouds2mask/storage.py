@@ -100,7 +100,11 @@ def absolute(url: str) -> str:
 
 def get_fs(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem for a URL and the path inside it (S3 clients count their retries, see retries())."""
-    fs, path = url_to_fs(url, **(options or StorageOptions()).fsspec_kwargs(url))
+    kwargs = (options or StorageOptions()).fsspec_kwargs(url)
+    if url.startswith(("http://[", "https://[")):  # an IPv6 literal host: its '::' is no URL chain
+        fs = fsspec.filesystem(url.split("://", 1)[0], **kwargs)
+        return fs, fs._strip_protocol(url)
+    fs, path = url_to_fs(url, **kwargs)
     if url.startswith(S3_SCHEMES) and not getattr(fs, "_clouds2mask_counted", False):
         fs.connect()
         fs.s3.meta.events.register("needs-retry.s3", _count_retryable)
