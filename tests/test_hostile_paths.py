@@ -17,42 +17,33 @@ import shapely
 import shapely.geometry
 from conftest import item_dict
 from hostile_server import HostileServer
-from typer.testing import CliRunner
+from test_hostile import E, SECRET, flat, invoke, report_of
 
-from stac_clouds2mask.cli import app
 from stac_clouds2mask.errors import UntrustedReferenceError
-from stac_clouds2mask.report import RUNS_DIR
 
-E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 E_BANDS = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
-SECRET = b"TOP-SECRET-LOCAL-FILE-CONTENT"
 PASSWORD = "userinfo-canary-pw"
 SIGNATURE = "presign-canary-signature"
 CORE = ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"]
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
+def serving(s: HostileServer):
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture
 def server():
-    s = HostileServer()
-    yield s
-    s.stop()
+    yield from serving(HostileServer())
 
 
 @pytest.fixture
 def other():
     """A second server: another origin (another port) on 127.0.0.1."""
-    s = HostileServer(default=b"")
-    yield s
-    s.stop()
+    yield from serving(HostileServer(default=b""))
 
 
 def serve_bands(server: HostileServer, sample_data_dir: Path, d: dict, item_id: str, bands: dict[str, str]) -> dict:
@@ -99,11 +90,6 @@ def stac_api(server: HostileServer, next_link: dict | None = None, items: list[d
     server.routes["/search"] = json.dumps(page).encode()
 
 
-def report_of(out: Path) -> dict:
-    [path] = (out / RUNS_DIR).glob("run-*.json")
-    return json.loads(path.read_text())
-
-
 # ------------------------------------------------------------------------------------------
 # 1. stack: reference rules, driver allow-list and limits, as for `run`
 # ------------------------------------------------------------------------------------------
@@ -127,9 +113,9 @@ def stack(source: str, masks: Path, *extra: str):
     return invoke("stack", source, "--masks", str(masks), "--ids", F, "--assets", "blue", *extra)
 
 
-def test_stack_reads_a_remote_item_under_the_trust_rule(
-    server, masks_f, sample_data_dir, tmp_path, monkeypatch, secret_file
-):
+def test_stack_reads_a_remote_item_under_the_trust_rule(server, masks_f, sample_data_dir, tmp_path, monkeypatch):
+    secret_file = tmp_path / "secret.bin"
+    secret_file.write_bytes(SECRET * 10_000)
     d = remote_f(server, sample_data_dir)
     assert stack(serve_collection(server, d), masks_f).exit_code == 0  # the remote item itself stacks
     # a file:// href named by a remote item: refused before anything is opened
@@ -177,16 +163,15 @@ def test_stack_pixel_limits_apply_to_the_grid_and_to_each_file(masks_f, sample_c
         cube.compute()
 
 
-@pytest.fixture
-def secret_file(tmp_path) -> Path:
-    p = tmp_path / "secret.bin"
-    p.write_bytes(SECRET * 10_000)
-    return p
-
-
 # ------------------------------------------------------------------------------------------
 # 2. STAC API search: links, methods, headers, bodies and redirects under the trust rule
 # ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def few_pages(monkeypatch):
+    """A search whose links are followed when they should not be ends after a few pages, not 100,000."""
+    monkeypatch.setenv("STAC_CLOUDS2MASK_MAX_DOCUMENTS", "5")
 
 
 def search_api(url: str, tmp_path: Path):
@@ -194,7 +179,7 @@ def search_api(url: str, tmp_path: Path):
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
-def test_next_link_with_another_method_is_refused(server, tmp_path, method):
+def test_next_link_with_another_method_is_refused(server, tmp_path, method, few_pages):
     stac_api(
         server,
         {"rel": "next", "href": f"{server.url}/search", "method": method, "headers": {"X-Danger": "1"}},
@@ -209,7 +194,7 @@ def test_next_link_with_another_method_is_refused(server, tmp_path, method):
 @pytest.mark.parametrize(
     "href", ["http://169.254.169.254/latest/api/token", "http://2852039166/latest", "file:///etc/passwd", "/etc/passwd"]
 )
-def test_next_link_to_metadata_or_local_files_is_refused(server, tmp_path, href):
+def test_next_link_to_metadata_or_local_files_is_refused(server, tmp_path, href, few_pages):
     stac_api(server, {"rel": "next", "href": href, "method": "GET"})
     t0 = time.monotonic()
     result = search_api(server.url, tmp_path)
@@ -218,7 +203,7 @@ def test_next_link_to_metadata_or_local_files_is_refused(server, tmp_path, href)
     assert "root:" not in result.output  # /etc/passwd was not read
 
 
-def test_link_headers_and_body_only_towards_the_named_origin(server, other, tmp_path):
+def test_link_headers_and_body_only_towards_the_named_origin(server, other, tmp_path, few_pages):
     # same origin: the spec's method, headers, body and merge are honoured
     stac_api(
         server,
@@ -246,7 +231,7 @@ def test_link_headers_and_body_only_towards_the_named_origin(server, other, tmp_
     assert other.requests == []
 
 
-def test_no_credential_goes_to_another_origin(server, other, tmp_path):
+def test_no_credential_goes_to_another_origin(server, other, tmp_path, few_pages):
     from stac_clouds2mask.search_io import TrustedStacApiIO
 
     other.default = json.dumps({"type": "FeatureCollection", "features": [feature("y")], "links": []}).encode()
@@ -272,7 +257,7 @@ def test_no_credential_goes_to_another_origin(server, other, tmp_path):
     assert "canary" not in json.dumps(page2, default=str)
 
 
-def test_redirects_are_checked_hop_by_hop(server, other, tmp_path):
+def test_redirects_are_checked_hop_by_hop(server, other, tmp_path, few_pages):
     stac_api(server)
     # a 302 to another origin answering an empty body: followed, without credentials, then a clear error
     server.routes["/search"] = (302, {"Location": f"{other.url}/elsewhere"}, b"")
