@@ -161,6 +161,11 @@ def check_reference(href: str, source: str | None, policy: TrustPolicy | None = 
     if not isinstance(href, str) or not href.strip():
         raise UntrustedReferenceError(f"{what} is empty")
     shown = _shown(href)
+    try:
+        parts = urlsplit(href)
+        port = parts.port
+    except ValueError as exc:  # a port that is no number, an unclosed '['
+        raise UntrustedReferenceError(f"{what} {shown} is not a valid URL: {exc}") from None
     if is_chain(href):
         raise UntrustedReferenceError(f"{what} {shown} is an fsspec URL chain ('::'): refused")
     if local_path(href).lstrip().lower().startswith("/vsi"):
@@ -184,11 +189,6 @@ def check_reference(href: str, source: str | None, policy: TrustPolicy | None = 
         raise UntrustedReferenceError(
             f"{what} {shown} uses the scheme {scheme!r}, not one of {', '.join(policy.schemes)} ({ENV_SCHEMES})"
         )
-    try:
-        parts = urlsplit(href)
-        port = parts.port
-    except ValueError as exc:  # a port that is no number, an unclosed '['
-        raise UntrustedReferenceError(f"{what} {shown} is not a valid URL: {exc}") from None
     hostname = canonical_host(parts.hostname or "")
     if why := _host_refused(hostname):
         raise UntrustedReferenceError(f"{what} {shown} points at {why}: refused")
@@ -224,8 +224,9 @@ def unsafe_segment(name: object) -> str | None:
 
     Item ids and collection ids become folder and file names, and fsspec reads '::' as a URL chain
     and '*?[]' as globs: so no separators, no '::', no glob or query characters, no control
-    characters, not '.', '..' or blank-edged, at most 200 bytes in UTF-8; and the same once percent-decoded
-    (as a STAC API or a proxy in front of it may decode a URL's path segment, even twice): no '.', '..', '/'. Refused, never rewritten, so two source ids cannot map to one mask.
+    characters, not '.', '..' or blank-edged, at most 200 bytes in UTF-8; once percent-decoded (as a
+    STAC API, or a proxy in front of it, may decode a URL's path segment, even twice) still not '.' or
+    '..' and without '/' or '\\'. Refused, never rewritten, so two source ids cannot map to one mask.
     """
     if not isinstance(name, str):
         return f"is a {type(name).__name__}, not a string"
