@@ -147,8 +147,7 @@ def _host_refused(host: str) -> str | None:
 
 def is_chain(href: str) -> bool:
     """Whether fsspec would read `href` as a URL chain: '::' anywhere but inside an IPv6 literal host."""
-    netloc = urlsplit(href).netloc if "://" in href else ""
-    literal = _IPV6_HOST.search(netloc)
+    literal = _IPV6_HOST.search(href.split("://", 1)[1].split("/", 1)[0]) if "://" in href else None
     return "::" in (href.replace(literal.group(0), "", 1) if literal else href)
 
 
@@ -161,13 +160,13 @@ def check_reference(href: str, source: str | None, policy: TrustPolicy | None = 
     if not isinstance(href, str) or not href.strip():
         raise UntrustedReferenceError(f"{what} is empty")
     shown = _shown(href)
+    if is_chain(href):
+        raise UntrustedReferenceError(f"{what} {shown} is an fsspec URL chain ('::'): refused")
     try:
         parts = urlsplit(href)
         port = parts.port
     except ValueError as exc:  # a port that is no number, an unclosed '['
         raise UntrustedReferenceError(f"{what} {shown} is not a valid URL: {exc}") from None
-    if is_chain(href):
-        raise UntrustedReferenceError(f"{what} {shown} is an fsspec URL chain ('::'): refused")
     if local_path(href).lstrip().lower().startswith("/vsi"):
         raise UntrustedReferenceError(f"{what} {shown} is a GDAL virtual file system path (/vsi...): refused")
     if any(ord(c) < 32 for c in href):
