@@ -31,7 +31,7 @@ _NAMES = {
     "model": ("list_models",),
     "publish": ("Publisher", "StacApi", "StaticCatalog"),
     "read": ("read_scene",),
-    "report": ("ItemOutcome", "Progress", "RunReport", "unfinished_ids"),
+    "report": ("ItemOutcome", "Progress", "RunReport", "redact", "unfinished_ids"),
     "runner": ("Interrupted", "Runner", "interruptible", "run"),
     "scene": ("MaskResult", "Scene"),
     "search": ("EARTH_SEARCH", "SearchFilters", "load_geojson", "search", "search_all"),
@@ -71,6 +71,7 @@ __all__ = [
     "mask_array",
     "predict",
     "read_scene",
+    "redact",
     "run",
     "search",
     "search_all",
@@ -112,7 +113,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from .model import list_models
     from .publish import Publisher, StacApi, StaticCatalog
     from .read import read_scene
-    from .report import ItemOutcome, Progress, RunReport, unfinished_ids
+    from .report import ItemOutcome, Progress, RunReport, redact, unfinished_ids
     from .runner import Interrupted, Runner, interruptible, run
     from .scene import MaskResult, Scene
     from .search import EARTH_SEARCH, SearchFilters, load_geojson, search, search_all

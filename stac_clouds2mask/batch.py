@@ -25,7 +25,7 @@ import pystac
 from .config import expected_settings
 from .errors import InvalidInputError, ItemError, LimitExceededError, UntrustedReferenceError
 from .publish import Publisher, StaticCatalog
-from .report import Progress, RunReport
+from .report import Progress, RunReport, credentials_in, public_url
 from .search import SearchFilters, search_all
 from .storage import StorageOptions, absolute, get_fs, join, read_json, resolve_href, write_json_atomic
 from .task import (
@@ -113,7 +113,7 @@ def write_plan(
         "output": root,
         "path_template": path_template(root),
         "parameters": parameters,
-        "sources": [absolute(s) for s in sources],
+        "sources": [public_url(absolute(s)) for s in sources],
         "filters": {k: v for k, v in (filters.__dict__ if filters else {}).items() if v is not None},
         "item_count": sum(len(g) for g in groups),
         "shard_count": len(groups),
@@ -131,14 +131,24 @@ def write_plan(
             f"a different plan ({existing.get('id')}) already exists at {murl}: pass --overwrite "
             "to replace it, or plan into another folder"
         )
-    for k, group in enumerate(groups):
-        payload = make_payload(
+    payloads = [
+        make_payload(
             group,
             root,
             parameters,
             payload_id=f"{plan_id}-{k:05d}",
             description=f"stac-clouds2mask plan {plan_id}, shard {k} of {len(groups)}",
         )
+        for k, group in enumerate(groups)
+    ]
+    for k, payload in enumerate(payloads):  # all checked before any is written
+        if (where := credentials_in(payload)) is not None:
+            raise InvalidInputError(
+                f"shard {k}: {where} holds a URL with credentials (user info or a signed query): a plan is "
+                "stored for other jobs to read, so none may be written into it; give the workers access of "
+                "their own (an IAM role, STAC_CLOUDS2MASK_API_TOKEN) and plan from URLs without credentials"
+            )
+    for k, payload in enumerate(payloads):
         write_json_atomic(resolve_href(murl, shard_href(k)), payload, options)
     write_json_atomic(murl, manifest, options)
     manifest["url"] = murl

@@ -74,6 +74,16 @@ def limit_problem(name: str, value: object) -> str | None:
     return f"must be a positive {'number' if kind is float else 'integer'}, got {value!r}"
 
 
+def check_item_count(count: int, where: str) -> None:
+    """An ItemCollection (a static source, a payload) holds at most max_documents items, as many as a catalog
+    walk may read: InvalidInputError before any of them becomes an item."""
+    most = Limits.from_env().max_documents
+    if count > most:
+        raise InvalidInputError(
+            f"{where} holds {count} features, more than {most} (STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused"
+        )
+
+
 class BoundedSession(requests.Session):
     """A requests session whose every request ends within `deadline` seconds in all and whose response
     bodies are at most `max_body_bytes` (requests' own timeout is per read: a server trickling its

@@ -6,7 +6,8 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl
 
 from .errors import InvalidInputError
 
@@ -20,22 +21,75 @@ if TYPE_CHECKING:
 Status = Literal["published", "skipped", "failed", "not_run"]
 RUNS_DIR = ".clouds2mask-runs"
 REPORT_TYPE = "clouds2mask-run-report"
+# query parameters that carry a credential: presigned S3 / GCS URLs, Azure SAS (sig), CloudFront signed URLs,
+# API keys and tokens
+CREDENTIAL_PARAMETERS = frozenset(
+    {
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "awsaccesskeyid",
+        "signature",
+        "sig",
+        "policy",
+        "key-pair-id",
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "key",
+        "password",
+        "secret",
+    }
+)
 _URL = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]*@)?(?P<rest>[^\s'\"?#]*)(?P<query>[?#][^\s'\"]*)?"
 )
 
 
 def redact(text: str | None, secrets_: Iterable[str] = ()) -> str | None:
-    """`text` without URL user info, URL queries (signed URLs) and any of the given secret values."""
+    """`text` without URL user info, URL queries (signed URLs), the given secret values and the credentials
+    of the environment (environment_secrets)."""
     if text is None:
         return None
     out = _URL.sub(
         lambda m: m["scheme"] + ("***@" if m["userinfo"] else "") + m["rest"] + ("?***" if m["query"] else ""), text
     )
-    for secret in secrets_:
+    for secret in (*secrets_, *environment_secrets()):
         if secret and len(secret) >= 4:
             out = out.replace(secret, "***")
     return out
+
+
+def public_url(url: str | None) -> str | None:
+    """`url` as it may be published (an item's links): the same rule as redact(), with the user info, query
+    and fragment left out rather than starred, so that what is left is still a working URL."""
+    if url is None:
+        return None
+    return _URL.sub(lambda m: m["scheme"] + m["rest"], url)
+
+
+def has_credentials(url: str) -> bool:
+    """Whether a URL holds a credential: user info, or a query parameter of CREDENTIAL_PARAMETERS (redact()
+    stars more than that: every query; this tells where a URL must not be kept, e.g. in a plan)."""
+    m = _URL.search(url)
+    if m is None:
+        return False
+    parameters = {name.lower() for name, _ in parse_qsl((m["query"] or "")[1:], keep_blank_values=True)}
+    return bool(m["userinfo"]) or bool(parameters & CREDENTIAL_PARAMETERS)
+
+
+def credentials_in(value: Any, path: str = "") -> str | None:
+    """Where in a JSON value (a dotted path) the first string holding a URL with credentials is, or None."""
+    if isinstance(value, str):
+        return path if any(has_credentials(m.group(0)) for m in _URL.finditer(value)) else None
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        if (found := credentials_in(child, f"{path}.{key}" if path else str(key))) is not None:
+            return found
+    return None
 
 
 def environment_secrets() -> list[str]:

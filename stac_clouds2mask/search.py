@@ -17,12 +17,22 @@ import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
 from .errors import EmptySearchError, InvalidInputError, UntrustedReferenceError
-from .limits import BoundedSession, Limits
+from .limits import Limits, check_item_count
 from .products import is_product, product_item
 from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
 from .trust import check_reference, resolve
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+# what pystac and pystac-client raise on JSON that is not the STAC they expect
+_MALFORMED = (
+    pystac.STACError,
+    pystac.STACTypeError,
+    NotImplementedError,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
 
 
@@ -199,16 +209,18 @@ def describe(filters: SearchFilters, sources: Sequence[str] = ()) -> str:
 
 def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
     from pystac_client import Client
+    from pystac_client.errors import ClientTypeError
     from pystac_client.exceptions import APIError
-    from pystac_client.stac_api_io import StacApiIO
+
+    from .search_io import TrustedStacApiIO
 
     limits = Limits.from_env()
-    stac_io = StacApiIO(timeout=60)
-    stac_io.session = BoundedSession.like(stac_io.session, limits.api_seconds, limits.max_body_bytes)
+    stac_io = TrustedStacApiIO(url, limits)  # every link and redirect it follows is checked there
+    url = stac_io.home  # without user info (that is the session's auth now), so no item link holds it
     try:
-        client = Client.open(url, stac_io=stac_io)
-    except (APIError, OSError, pystac.STACError) as exc:
-        raise InvalidInputError(f"cannot open the STAC API at {url}: {exc}") from exc
+        client = Client.open(url, stac_io=stac_io, timeout=60)  # (Client.open sets the timeout of its stac_io)
+    except (APIError, ClientTypeError, OSError, *_MALFORMED) as exc:
+        raise InvalidInputError(f"cannot open the STAC API at {url}: {type(exc).__name__}: {exc}") from exc
     kwargs: dict[str, Any] = {
         "collections": list(filters.collections or [DEFAULT_API_COLLECTION]),
         "bbox": filters.bbox,
@@ -234,6 +246,10 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
             items.extend(page.items)
     except APIError as exc:
         raise InvalidInputError(f"search failed at {url}: {exc}") from exc
+    except _MALFORMED as exc:  # a page that is JSON but not an ItemCollection with well-formed links
+        raise InvalidInputError(
+            f"search at {url}: a page is not a STAC ItemCollection: {type(exc).__name__}: {exc}"
+        ) from exc
     items = items[: filters.limit] if filters.limit is not None else items
     for item in items:
         _claimed_self(item, url)
@@ -261,6 +277,7 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
         features = data.get("features")
         if not isinstance(features, list):
             raise InvalidInputError(f"{url} is a FeatureCollection without a 'features' list")
+        check_item_count(len(features), url)
         for n, feature in enumerate(features):
             try:
                 item = pystac.Item.from_dict(feature, migrate=True)

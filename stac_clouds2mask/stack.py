@@ -9,6 +9,11 @@ Both stacks are made by stackstac on one explicit grid (EPSG code, bounds and re
 native resolution of the requested source assets over the masks' own bounds (the mask grid starts at
 the source grid's top-left corner, so a 20 m mask falls exactly on 2x2 cells of a 10 m source grid;
 nearest resampling copies it there).
+
+Files are opened under the same rules as `run` (trust.py): every asset href stacked is judged against the
+item that names it (trust.check_reference), rasters open with the GeoTIFF and JPEG 2000 drivers only and
+without sidecar probing (TrustedReader), and neither a file nor the grid may exceed
+STAC_CLOUDS2MASK_MAX_PIXELS.
 """
 
 from __future__ import annotations
@@ -20,20 +25,80 @@ from typing import Any
 import numpy as np
 import pystac
 
-from .errors import InvalidInputError
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+
+from .errors import InvalidInputError, LimitExceededError
 from .limits import Limits
 from .publish import versions
 from .publish.items import MASK_ASSET, mask_collection_id
 from .storage import StorageOptions
+from .trust import GDAL_SAFE_ENV, check_reference, open_raster_safely
 
 try:
     import stackstac
     import xarray as xr
+    from stackstac.rio_reader import (
+        DEFAULT_GDAL_ENV,
+        MULTITHREADED_DRIVER_ALLOWLIST,
+        AutoParallelRioReader,
+        SelfCleaningDatasetReader,
+        SingleThreadedRioDataset,
+        ThreadLocalRioDataset,
+    )
 except ImportError as exc:  # the optional "stack" extra
     raise InvalidInputError('stacking needs stackstac and xarray: pip install "stac-clouds2mask[stack]"') from exc
 
 CLEAR = 0
 DEFAULT_ASSETS = ("blue", "green", "red", "nir")
+TRUSTED_GDAL_ENV = DEFAULT_GDAL_ENV.updated(always=GDAL_SAFE_ENV)  # no sidecar probing, also on re-opens
+
+
+class TrustedReader(AutoParallelRioReader):
+    """stackstac's reader, opening files as `run` does: GeoTIFF and JPEG 2000 drivers only (a VRT could
+    name any local file), at most STAC_CLOUDS2MASK_MAX_PIXELS per file (from its header).
+
+    stackstac opens whatever GDAL recognises and has no option to name the driver, so its `_open` (0.5.1)
+    is written again here with one; the per-thread re-opens then keep the driver of the first open."""
+
+    def _open(self) -> ThreadLocalRioDataset | SingleThreadedRioDataset:
+        limit = Limits.from_env().max_pixels
+        with self.gdal_env.open:
+            try:
+                ds = open_raster_safely(self.url, factory=SelfCleaningDatasetReader, sharing=False)
+            except RasterioIOError as exc:
+                raise RuntimeError(f"Error opening {self.url!r}: {exc}") from exc
+            count, width, height = ds.count, ds.width, ds.height
+            if count != 1 or width * height > limit:
+                ds.close()
+                if count != 1:
+                    raise RuntimeError(f"{self.url!r} has {count} bands: each asset must hold exactly one")
+                raise LimitExceededError(
+                    f"{self.url!r} is {width} x {height} px, larger than the limit of {limit} px "
+                    "(STAC_CLOUDS2MASK_MAX_PIXELS)"
+                )
+            vrt = None
+            own = {"crs": ds.crs.to_epsg(), "transform": ds.transform, "height": ds.height, "width": ds.width}
+            if self.spec.vrt_params != own:
+                with self.gdal_env.open_vrt:
+                    vrt = WarpedVRT(
+                        ds,
+                        sharing=False,
+                        resampling=self.resampling,
+                        add_alpha=ds.nodata is None,
+                        **self.spec.vrt_params,
+                    )
+        threads = ThreadLocalRioDataset if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST else SingleThreadedRioDataset
+        return threads(self.gdal_env, ds, vrt=vrt)
+
+
+def _check_hrefs(items: Sequence[dict[str, Any]], keys: Sequence[Sequence[str]]) -> None:
+    """Each asset href to be stacked, judged against the document that names it (its item's self href;
+    none for items given without one): UntrustedReferenceError names the item, the asset and why."""
+    for d, item_keys in zip(items, keys):
+        source = next((link.get("href") for link in d.get("links", []) if link.get("rel") == "self"), None)
+        for key in item_keys:
+            check_reference(d["assets"][key]["href"], source, what=f"asset {key!r} of item {d['id']!r}:")
 
 
 def _absolute_dict(item: pystac.Item | dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +241,14 @@ def stack_sources_and_masks(
             max(b[2] for b in boxes),
             max(b[3] for b in boxes),
         )
+    width, height, limit = (bounds[2] - bounds[0]) / resolution, (bounds[3] - bounds[1]) / resolution, Limits.from_env()
+    if width * height > limit.max_pixels:
+        raise LimitExceededError(
+            f"the grid of {width:.0f} x {height:.0f} px is larger than the limit of {limit.max_pixels} px "
+            "(STAC_CLOUDS2MASK_MAX_PIXELS): pass bounds= or a coarser resolution="
+        )
+    _check_hrefs(src, keys)
+    _check_hrefs(msk, [[MASK_ASSET]] * len(msk))
     grid = {
         "epsg": int(epsg),
         "resolution": float(resolution),
@@ -190,6 +263,7 @@ def stack_sources_and_masks(
         for band, key in zip(assets, ks):
             if band != key:
                 d["assets"][band] = d["assets"].pop(key)
+    grid.update(reader=TrustedReader, gdal_env=TRUSTED_GDAL_ENV)
     data = stackstac.stack(src, assets=list(assets), dtype=dtype, fill_value=np.nan, rescale=rescale, **grid)
     # fill_value as np.uint8: stackstac checks np.can_cast(type(fill_value), dtype), and a Python int is int64
     raw = stackstac.stack(msk, assets=[MASK_ASSET], dtype="uint8", fill_value=np.uint8(255), rescale=False, **grid)

@@ -108,6 +108,9 @@ def get_fs(
         kwargs.update(default_block_size=block_size, default_cache_type="readahead")
     elif block_size is not None and url.startswith(("http://", "https://")):
         kwargs.update(block_size=block_size)
+    if url.startswith(("http://[", "https://[")):  # an IPv6 literal host: its '::' is no URL chain
+        fs = fsspec.filesystem(url.split("://", 1)[0], **kwargs)
+        return fs, fs._strip_protocol(url)
     fs, path = url_to_fs(url, **kwargs)
     if url.startswith(S3_SCHEMES) and not getattr(fs, "_clouds2mask_counted", False):
         fs.connect()

@@ -33,12 +33,12 @@ from stactask.payload import Payload
 from . import __version__
 from .config import RunConfig, expected_settings
 from .errors import InvalidInputError, UntrustedReferenceError
-from .limits import ENV_PREFIX, Limits, limit_problem
+from .limits import ENV_PREFIX, Limits, check_item_count, limit_problem
 from .publish.documents import absolute_hrefs
 from .report import ItemOutcome, Progress, RunReport
 from .runner import Runner
 from .publish.items import mask_collection_id
-from .storage import StorageOptions, absolute, join, read_json
+from .storage import DocumentTooLarge, StorageOptions, absolute, join, read_json
 from .trust import check_output_root, check_payload_target, check_reference
 
 TASK_NAME = "clouds2mask"
@@ -293,6 +293,7 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
         _check_targets(parameters)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
+    check_item_count(len(payload.items_as_dicts), where)
     job = TaskPayload(payload, _items(payload.items_as_dicts, where, url), parameters, default_root, collection_roots)
     for i, item in enumerate(job.items):
         try:
@@ -308,9 +309,12 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
 
 
 def load_payload(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
-    """The JSON document at ``url`` (read_json's size limit applies); InvalidInputError when absent or not JSON."""
+    """The JSON document at ``url``, at most STAC_CLOUDS2MASK_MAX_BODY_BYTES; InvalidInputError when absent,
+    larger or not JSON."""
     try:
-        return read_json(url, options)
+        return read_json(url, options, Limits.from_env().max_body_bytes)
+    except DocumentTooLarge as exc:
+        raise InvalidInputError(f"payload {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
     except FileNotFoundError as exc:
         raise InvalidInputError(f"payload not found: {url}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -9,7 +9,11 @@ origin of the document that names it plus an operator allowlist, never by the do
 - a remote document (http(s), s3, ...) may name remote references only: never a local path or ``file:``;
 - local paths, where allowed, must lie under one of the operator's local roots (when any are set);
 - remote hosts must be on the operator's host list (when one is set) and are never link-local
-  (169.254.0.0/16 and fe80::/10: the instance metadata service lives there).
+  (169.254.0.0/16 and fe80::/10: the instance metadata service lives there; also fd00:ec2::254, its IPv6
+  address). A host is judged as the resolver reads it: IPv4 in every spelling ``inet_aton`` takes
+  (``2852039166``, ``0xa9fea9fe``, ``169.254.43518``, octal parts), percent-encoding decoded as urllib3
+  does, IPv6 literals by their address (IPv4-mapped and NAT64 forms by the IPv4 address inside). Host
+  names are not resolved here: a name that resolves to a refused address is the host list's to stop.
 
 Rasters open with the GeoTIFF and JPEG 2000 drivers only (never VRT or formats that reference further
 files), and with GDAL's sidecar probing off. The operator configures all of it through environment
@@ -22,10 +26,12 @@ import ipaddress
 import os
 import posixpath
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import rasterio
 from rasterio.errors import RasterioIOError
@@ -49,6 +55,10 @@ GDAL_SAFE_ENV = {
 MAX_SEGMENT_BYTES = 200
 _SEGMENT_FORBIDDEN = "/\\?#*[]{}"
 _DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")  # GTIFF_DIR:1:x.tif, NETCDF:..., HDF5:...
+_NUMERIC_HOST = re.compile(r"[0-9][0-9a-fx.]*")  # what inet_aton may read as an IPv4 address
+_IPV6_HOST = re.compile(r"\[[^\]]*\]")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")
 
 
 def _split_env(name: str) -> tuple[str, ...]:
@@ -99,12 +109,46 @@ def origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower().rsplit("@", 1)[-1]
 
 
-def _host_refused(host: str) -> str | None:
+def host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address that `host` (a URL's host, brackets allowed) names as the resolver reads it, or None for
+    a host name: percent-encoding decoded (urllib3 does), the IPv6 zone dropped, IPv4 in any form that
+    inet_aton takes (the C library's reading of 2852039166, 0xa9fea9fe, 169.254.43518, 0251.0376...)."""
+    text = unquote(host).strip("[]").lower().split("%", 1)[0]
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(text)
     except ValueError:
+        pass
+    if not _NUMERIC_HOST.fullmatch(text):
         return None
-    return "a link-local address (instance metadata)" if ip.is_link_local else None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None
+
+
+def canonical_host(host: str) -> str:
+    """A host as compared with the operator's host list: its address in the usual notation when it is
+    one, else the name in lower case without a trailing dot."""
+    address = host_address(host)
+    return str(address) if address is not None else unquote(host).lower().rstrip(".")
+
+
+def _host_refused(host: str) -> str | None:
+    address = host_address(host)
+    if address is None:
+        return None
+    if address == _METADATA_V6:
+        return "the instance metadata service (fd00:ec2::254)"
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
+        address = inner or address
+    return f"a link-local address {address} (instance metadata)" if address.is_link_local else None
+
+
+def is_chain(href: str) -> bool:
+    """Whether fsspec would read `href` as a URL chain: '::' anywhere but inside an IPv6 literal host."""
+    literal = _IPV6_HOST.search(href.split("://", 1)[1].split("/", 1)[0]) if "://" in href else None
+    return "::" in (href.replace(literal.group(0), "", 1) if literal else href)
 
 
 def check_reference(href: str, source: str | None, policy: TrustPolicy | None = None, what: str = "reference") -> str:
@@ -116,8 +160,13 @@ def check_reference(href: str, source: str | None, policy: TrustPolicy | None = 
     if not isinstance(href, str) or not href.strip():
         raise UntrustedReferenceError(f"{what} is empty")
     shown = _shown(href)
-    if "::" in href:
+    if is_chain(href):
         raise UntrustedReferenceError(f"{what} {shown} is an fsspec URL chain ('::'): refused")
+    try:
+        parts = urlsplit(href)
+        port = parts.port
+    except ValueError as exc:  # a port that is no number, an unclosed '['
+        raise UntrustedReferenceError(f"{what} {shown} is not a valid URL: {exc}") from None
     if local_path(href).lstrip().lower().startswith("/vsi"):
         raise UntrustedReferenceError(f"{what} {shown} is a GDAL virtual file system path (/vsi...): refused")
     if any(ord(c) < 32 for c in href):
@@ -139,10 +188,11 @@ def check_reference(href: str, source: str | None, policy: TrustPolicy | None = 
         raise UntrustedReferenceError(
             f"{what} {shown} uses the scheme {scheme!r}, not one of {', '.join(policy.schemes)} ({ENV_SCHEMES})"
         )
-    hostname = (urlsplit(href).hostname or "").lower()
+    hostname = canonical_host(parts.hostname or "")
     if why := _host_refused(hostname):
         raise UntrustedReferenceError(f"{what} {shown} points at {why}: refused")
-    if policy.hosts and hostname not in policy.hosts and host not in policy.hosts:
+    allowed = {canonical_host(h) for h in policy.hosts}
+    if policy.hosts and hostname not in allowed and f"{hostname}:{port}" not in allowed and host not in policy.hosts:
         raise UntrustedReferenceError(f"{what} {shown}: host {hostname!r} is not among the allowed hosts ({ENV_HOSTS})")
     return href
 
@@ -173,8 +223,9 @@ def unsafe_segment(name: object) -> str | None:
 
     Item ids and collection ids become folder and file names, and fsspec reads '::' as a URL chain
     and '*?[]' as globs: so no separators, no '::', no glob or query characters, no control
-    characters, not '.', '..' or blank-edged, at most 200 bytes in UTF-8. Refused, never rewritten,
-    so two source ids cannot map to one mask.
+    characters, not '.', '..' or blank-edged, at most 200 bytes in UTF-8; once percent-decoded (as a
+    STAC API, or a proxy in front of it, may decode a URL's path segment, even twice) still not '.' or
+    '..' and without '/' or '\\'. Refused, never rewritten, so two source ids cannot map to one mask.
     """
     if not isinstance(name, str):
         return f"is a {type(name).__name__}, not a string"
@@ -182,6 +233,9 @@ def unsafe_segment(name: object) -> str | None:
         return "is empty"
     if name in (".", ".."):
         return f"is {name!r}"
+    decoded = _decoded(name)
+    if decoded != name and (decoded in (".", "..") or "/" in decoded or "\\" in decoded):
+        return f"is {name!r}, percent-encoded {decoded!r}: not one path segment once decoded"
     if name != name.strip():
         return "starts or ends with a blank"
     bad = sorted({c for c in name if c in _SEGMENT_FORBIDDEN})
@@ -195,6 +249,24 @@ def unsafe_segment(name: object) -> str | None:
     if size > MAX_SEGMENT_BYTES:
         return f"is {size} bytes long in UTF-8 (at most {MAX_SEGMENT_BYTES})"
     return None
+
+
+def _decoded(name: str) -> str:
+    """`name` percent-decoded until it no longer changes (servers and proxies may decode more than once)."""
+    for _ in range(len(name)):
+        decoded = unquote(name)
+        if decoded == name:
+            break
+        name = decoded
+    return name
+
+
+def url_segment(name: str, what: str = "id") -> str:
+    """`name` as one path segment of a URL (every reserved character, '/' and '%' included, percent-encoded),
+    or UntrustedReferenceError when it is no single segment (unsafe_segment)."""
+    if why := unsafe_segment(name):
+        raise UntrustedReferenceError(f"{what} {_shown(str(name))} {why}: not used in a URL")
+    return quote(name, safe="")
 
 
 def under_root(url: str, root: str) -> str:
@@ -259,12 +331,18 @@ def gdal_env() -> Iterator[None]:
         yield
 
 
-def open_raster_safely(path: str, opener: object | None = None) -> rasterio.DatasetReader:
-    """Open with the GeoTIFF driver, else the JPEG 2000 one: never VRT or a format that names other files."""
+def open_raster_safely(
+    path: str, opener: object | None = None, factory: Callable[..., Any] = rasterio.open, **kwargs: Any
+) -> rasterio.DatasetReader:
+    """Open with the GeoTIFF driver, else the JPEG 2000 one: never VRT or a format that names other files.
+
+    factory: what opens it (rasterio.open, or a DatasetReader class such as stackstac's); `kwargs` go to it."""
     first: RasterioIOError | None = None
+    if opener:
+        kwargs["opener"] = opener
     for driver in RASTER_DRIVERS:
         try:
-            return rasterio.open(path, driver=driver, opener=opener) if opener else rasterio.open(path, driver=driver)
+            return factory(path, driver=driver, **kwargs)
         except RasterioIOError as exc:
             first = first or exc
     assert first is not None

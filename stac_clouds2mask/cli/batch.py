@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .display import console, guarded, progress, summary
+from .display import console, guarded, markup, plain, progress, summary
 from .options import (
     Anon,
     BatchSize,
@@ -182,7 +182,8 @@ def plan(
             f" (fewer than --shards {shards}: one item per shard at most)" if manifest["shard_count"] < shards else ""
         )
         console.print(
-            f"planned {manifest['item_count']} item(s) in {manifest['shard_count']} shard(s){note} -> {manifest['url']}"
+            f"planned {manifest['item_count']} item(s) in {manifest['shard_count']} shard(s){note} -> "
+            + markup(manifest["url"])
         )
         return 0
 
@@ -221,7 +222,7 @@ def run_shard(
             result = batch.run_shard(plan_url, index, device, display)
         if output_payload:
             write_json_atomic(output_payload, result.output_payload)
-        console.print(f"shard {result.index}: {result.payload_url}")
+        console.print(f"shard {result.index}: {markup(result.payload_url)}")
         summary(result.report)
         return result.report.exit_code
 
@@ -248,7 +249,8 @@ def status(
             from rich.console import Console
             from rich.table import Table
 
-            table = Table("shard", "state", "items", "done", "failed", "missing", title=f"plan {st.plan_id}")
+            title = f"plan {markup(st.plan_id)}"
+            table = Table("shard", "state", "items", "done", "failed", "missing", title=title)
             for s in st.shards:
                 color = {"done": "green", "failed": "red", "missing": "yellow"}[s.state]
                 table.add_row(
@@ -263,7 +265,7 @@ def status(
             for s in st.shards:
                 for i in s.items:
                     if i.state == "failed":
-                        typer.echo(f"shard {s.index}: {i.key}: {i.detail}")
+                        typer.echo(f"shard {s.index}: {plain(i.key)}: {plain(i.detail)}")
             todo = st.indices("missing") + st.indices("failed")
             summary = (
                 f"{len(st.indices('done'))} done, {len(st.indices('failed'))} failed, "

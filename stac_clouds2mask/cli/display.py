@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stac_clouds2mask import ItemOutcome, Progress, RunReport
+from stac_clouds2mask import ItemOutcome, Progress, RunReport, redact
 
 if TYPE_CHECKING:
     from stac_clouds2mask import Interrupted
@@ -54,7 +54,7 @@ class RichProgressDisplay(Progress):
             "failed": "[red]failed",
             "not_run": "[yellow]not run",
         }[outcome.status]
-        detail = f": {outcome.error}" if outcome.status == "failed" or outcome.mask_item_id is None else ""
+        detail = f": {plain(outcome.error)}" if outcome.status == "failed" or outcome.mask_item_id is None else ""
         timing = " ".join(f"{k} {v:.1f}s" for k, v in outcome.seconds.items())
         self.bar.console.print(
             f"{mark}[/] {escape(shown(outcome.source_id) + detail)} {('(' + timing + ')') if timing else ''}"
@@ -77,6 +77,20 @@ def shown(item_id: str) -> str:
     return item_id if item_id.isprintable() and item_id.strip() == item_id and item_id else repr(item_id)
 
 
+def plain(text: object) -> str:
+    """Text that may hold what others wrote (messages, API answers, ids, URLs) as the terminal gets it:
+    credentials redacted (report.redact, with the environment's secrets) and every character that is not
+    printable escaped as Python writes it (\\x1b, \\n, \\u202e): no escape sequence, hyperlink,
+    bidirectional override or made-up line reaches the terminal. Rich markup is escaped separately."""
+    text = redact(str(text)) or ""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def markup(text: object) -> str:
+    """plain(text) for rich's console and tables: its markup ('[red]', '[link=...]') escaped too."""
+    return escape(plain(text))
+
+
 def summary(report: RunReport) -> None:
     """Counts per status, the failed items with stage and error, and where the run report is."""
     pub, skip, fail, not_run = (report.by_status(s) for s in ("published", "skipped", "failed", "not_run"))
@@ -88,17 +102,17 @@ def summary(report: RunReport) -> None:
     if fail:
         table = Table("source item", "stage", "error", title="Failed items", title_style="bold red")
         for o in fail:
-            table.add_row(escape(shown(o.source_id)), escape(o.stage or ""), escape(o.error or ""))
+            table.add_row(escape(shown(o.source_id)), markup(o.stage or ""), markup(o.error or ""))
         console.print(table)
     series(report)
     if report.path:
-        console.print(f"run report: {escape(report.path)}")
+        console.print(f"run report: {markup(report.path)}")
         if report.series_path:
-            console.print(f"time series: {escape(report.series_path)}")
+            console.print(f"time series: {markup(report.series_path)}")
         if report.page_path:
-            console.print(f"run page: {escape(report.page_path)}")
+            console.print(f"run page: {markup(report.page_path)}")
     elif report.report_error:
-        console.print(f"[yellow]warning:[/] {escape(report.report_error)}")
+        console.print(f"[yellow]warning:[/] {markup(report.report_error)}")
 
 
 SERIES_ROWS = 40  # rows of the time series printed at the end of a run; the CSV holds them all
@@ -130,10 +144,10 @@ def guarded(body: Callable[[], int]) -> NoReturn:
         with interruptible():
             code = body()
     except EmptySearchError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+        console.print(f"[red]error:[/] {markup(exc)}")
         raise typer.Exit(EXIT_NOTHING_FOUND) from exc
     except InvalidInputError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+        console.print(f"[red]error:[/] {markup(exc)}")
         raise typer.Exit(EXIT_BAD_INVOCATION) from exc
     except Interrupted as exc:
         exit_interrupted(exc)

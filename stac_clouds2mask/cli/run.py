@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .display import console, guarded, progress, summary
+from .display import console, guarded, markup, progress, summary
 from .options import (
     Anon,
     checked,
@@ -201,7 +201,7 @@ def run(
                 raise InvalidInputError("--rerun-failed and --ids both choose items: give one of them")
             chosen = unfinished_ids(rerun_failed, options)
             if not chosen:
-                console.print(f"nothing to rerun: every item of {rerun_failed} was published or skipped")
+                console.print(f"nothing to rerun: every item of {markup(rerun_failed)} was published or skipped")
                 return 0
         filters = search_filters(
             options,

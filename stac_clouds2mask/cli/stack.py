@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .display import console, guarded
+from .display import console, guarded, markup
 from .options import Anon, Datetime, EndpointUrl, Ids, Sources, id_list, search_filters, storage_options
 
 
@@ -74,20 +75,21 @@ def stack(
     """
 
     def body() -> int:
-        from stac_clouds2mask import InvalidInputError, search_all, stack_masked
+        from stac_clouds2mask import Clouds2MaskError, InvalidInputError, search_all, stack_masked
 
         options = storage_options(anon, False, endpoint_url)
         filters = search_filters(options, bbox=bbox, datetime=datetime, ids=id_list(ids), collection=collection)
         items = search_all(sources, filters, options)
         band_list = [b.strip() for b in assets.split(",") if b.strip()]
+        refused = (ValueError, RuntimeError, Clouds2MaskError)  # a refused href or file, a limit: one line, exit 2
         try:
             keep_classes = tuple(int(k) for k in keep.split(",") if k.strip())
             cube = stack_masked(
                 items, masks, band_list, keep=keep_classes, resolution=resolution, epsg=epsg, options=options
             )
-        except ValueError as exc:
+            classes = cube["cloudmask"].compute()
+        except refused as exc:
             raise InvalidInputError(str(exc)) from exc
-        classes = cube["cloudmask"].compute()
         table = Table(
             "time",
             "source item",
@@ -97,7 +99,7 @@ def stack(
             "shadow %",
             "nodata %",
             title=f"{cube.sizes['time']} x {cube.sizes['band']} bands x {cube.sizes['y']} x {cube.sizes['x']} "
-            f"({str(cube.attrs.get('crs')).upper()}, {cube.attrs.get('resolution')} m)",
+            f"({markup(str(cube.attrs.get('crs')).upper())}, {cube.attrs.get('resolution')} m)",
         )
         for i in range(cube.sizes["time"]):
             c = classes.isel(time=i).values
@@ -108,8 +110,8 @@ def stack(
 
             table.add_row(
                 str(classes["time"].values[i])[:19],
-                str(classes["id"].values[i]),
-                str(classes["mask_id"].values[i]),
+                markup(classes["id"].values[i]),
+                markup(classes["mask_id"].values[i]),
                 pct(sum(c == k for k in keep_classes)),
                 pct(c == 1),
                 pct(c == 2),
@@ -143,8 +145,16 @@ def stack(
                     "kept_classes": list(keep_classes),
                 },
             )
-            ds.to_netcdf(output)
-            console.print(f"wrote {output}")
+            partial = f"{output}.partial"
+            try:  # the source bands are read here: a refused file leaves no output behind
+                ds.to_netcdf(partial)
+                os.replace(partial, output)
+            except refused as exc:
+                raise InvalidInputError(str(exc)) from exc
+            finally:
+                if os.path.exists(partial):
+                    os.remove(partial)
+            console.print(f"wrote {markup(output)}")
         return 0
 
     guarded(body)

@@ -21,7 +21,7 @@ from urllib3.util.retry import Retry
 from ..errors import ConfigurationError, PublishError
 from ..limits import BoundedSession
 from .collections import new_collection, update_collection
-from ..trust import origin
+from ..trust import origin, url_segment
 from .documents import item_json
 
 TRANSACTION_CONFORMANCE = "transaction"
@@ -152,8 +152,13 @@ class StacApi:
 
     # --- reading --------------------------------------------------------------------------
 
+    def collection_url(self, collection_id: str, *rest: str) -> str:
+        """`<api>/collections/<id>/<rest...>`, the id one quoted path segment (trust.url_segment: no '/',
+        no '.' or '..', also percent-encoded), so no id makes a request go to another path of the API."""
+        return "/".join((f"{self.url}/collections", url_segment(collection_id, "collection id"), *rest))
+
     def item_href(self, collection_id: str, item_id: str) -> str:
-        return f"{self.url}/collections/{collection_id}/items/{item_id}"
+        return self.collection_url(collection_id, "items", url_segment(item_id, "item id"))
 
     def existing(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """The item as the API serves it, or None when it has none."""
@@ -163,7 +168,7 @@ class StacApi:
 
     def get_collection(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
         """The collection as the API serves it (asked for on behalf of `item_id`), or None."""
-        r = self._request("GET", f"{self.url}/collections/{collection_id}", item_id=item_id)
+        r = self._request("GET", self.collection_url(collection_id), item_id=item_id)
         return r.json() if r.status_code == 200 else None
 
     # --- writing --------------------------------------------------------------------------
@@ -196,7 +201,7 @@ class StacApi:
             coll = updated
         self._upsert(
             f"{self.url}/collections",
-            f"{self.url}/collections/{collection_id}",
+            self.collection_url(collection_id),
             coll,
             f"collection {collection_id}",
             d["id"],
@@ -213,7 +218,7 @@ class StacApi:
         collection_id = d.get("collection") or "cloudmask"
         self.ensure_collection(collection_id, source_collection, d)
         self._upsert(
-            f"{self.url}/collections/{collection_id}/items",
+            self.collection_url(collection_id, "items"),
             self.item_href(collection_id, d["id"]),
             d,
             f"item {d['id']}",
@@ -243,7 +248,7 @@ class StacApi:
             for d in ds:
                 self.ensure_collection(collection_id, None, d)
             if self._bulk is not False:
-                bulk_url = f"{self.url}/collections/{collection_id}/bulk_items"
+                bulk_url = self.collection_url(collection_id, "bulk_items")
                 r = self._request(
                     "POST", bulk_url, {"items": {d["id"]: d for d in ds}, "method": "upsert"}, ds[0]["id"]
                 )
@@ -261,7 +266,7 @@ class StacApi:
                 self._bulk = False
             for d in ds:
                 self._upsert(
-                    f"{self.url}/collections/{collection_id}/items",
+                    self.collection_url(collection_id, "items"),
                     self.item_href(collection_id, d["id"]),
                     d,
                     f"item {d['id']}",

@@ -16,16 +16,19 @@ its `nodata` and `title` class fields (and pystac rewrites v1 to v2 on read anyw
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, NamedTuple
 
 import numpy as np
 import pystac
+import shapely
 import shapely.geometry
 import torch
 
 from .. import __version__
 from ..infer import NODATA, PROBABILITY_SCALE
 from ..model.registry import ModelSpec
+from ..report import public_url
 from ..scene import BAND_SUBSTITUTES, MaskResult
 from .legend import CLASS_NAMES, CLASSES
 from .versions import mask_item_id, provenance
@@ -61,6 +64,9 @@ MASK_BANDS = [
         "data_type": "uint8",
     }
 ]
+# a Sentinel-2 footprint has tens to hundreds of vertices; 10,000 is ~0.5 MB of JSON, far below the documents
+# our own reader accepts (STAC_CLOUDS2MASK_MAX_BODY_BYTES)
+MAX_FOOTPRINT_VERTICES = 10_000
 LICENSE_LINKS = [
     {
         "rel": "license",
@@ -115,17 +121,37 @@ def statistics(properties: dict[str, Any]) -> dict[str, float] | None:
 
 def source_href(item: pystac.Item) -> str | None:
     """Where the source item lives: its self link, else its canonical link, else the API convention
-    `<collection link>/items/<id>` when the item links to its collection by an absolute URL."""
+    `<collection link>/items/<id>` when the item links to its collection by an absolute URL; without
+    credentials (report.public_url: no user info, no signed query), as it is published."""
     href = item.get_self_href()
-    if href:
-        return href
-    canonical = item.get_single_link("canonical")
-    if canonical:
-        return canonical.get_absolute_href() or canonical.href
-    collection = item.get_single_link("collection")
-    if collection and "://" in (collection.href or "") and not collection.href.endswith(".json"):
-        return f"{collection.href.rstrip('/')}/items/{item.id}"
-    return None
+    if not href:
+        canonical = item.get_single_link("canonical")
+        collection = item.get_single_link("collection")
+        if canonical:
+            href = canonical.get_absolute_href() or canonical.href
+        elif collection and "://" in (collection.href or "") and not collection.href.endswith(".json"):
+            href = f"{collection.href.rstrip('/')}/items/{item.id}"
+    return public_url(href)
+
+
+def footprint(geometry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The source's geometry as the mask item's: as it is up to MAX_FOOTPRINT_VERTICES vertices, else a
+    simpler polygon that covers it (Douglas-Peucker at a growing tolerance, widened by that tolerance), so
+    that no source geometry makes a mask item larger than what the tool itself reads back."""
+    if geometry is None:
+        return None
+    shape = shapely.make_valid(shapely.geometry.shape(geometry))
+    if shapely.get_num_coordinates(shape) <= MAX_FOOTPRINT_VERTICES:
+        return geometry
+    minx, miny, maxx, maxy = shape.bounds
+    tolerance = max(maxx - minx, maxy - miny, 1e-9) / 1000
+    while True:
+        simple = shape.simplify(tolerance)
+        if shapely.get_num_coordinates(simple) <= MAX_FOOTPRINT_VERTICES // 2:
+            cover = simple.buffer(tolerance, join_style="mitre")
+            if shapely.get_num_coordinates(cover) <= MAX_FOOTPRINT_VERTICES:
+                return json.loads(shapely.to_geojson(cover))
+        tolerance *= 4
 
 
 def _proj_fields(result: MaskResult) -> dict[str, Any]:
@@ -329,10 +355,11 @@ def build_mask_item(
     if aoi is not None:
         props["clouds2mask:aoi"] = {"id": aoi.id, "geometry": aoi.geometry}
     props.update(mlm_fields(spec))
+    geometry = footprint(aoi.geometry if aoi is not None else src.geometry)
     item = pystac.Item(
         id=mask_item_id(src.id, version, aoi.id if aoi is not None else None),
-        geometry=aoi.geometry if aoi is not None else src.geometry,
-        bbox=list(shapely.geometry.shape(aoi.geometry).bounds) if aoi is not None else src.bbox,
+        geometry=geometry,
+        bbox=src.bbox if geometry is src.geometry else list(shapely.geometry.shape(geometry).bounds),
         datetime=src.datetime,
         properties=props,
         stac_extensions=sorted(EXT.values()),

@@ -19,6 +19,7 @@ removed when it is published.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import pystac
 
 from ..errors import InvalidInputError, PublishError
+from ..limits import Limits
 from ..model.registry import ModelSpec
 from ..scene import MaskResult
 from ..storage import join
@@ -248,6 +250,13 @@ class Publisher:
         elif plan.predecessor is not None:
             versions.set_links(
                 d, {"predecessor-version": self.catalog.version_href(collection_id, plan.predecessor["id"])}
+            )
+        size, most = len(json.dumps(d).encode("utf-8")), Limits.from_env().max_body_bytes
+        if size > most:  # the footprint is bounded (items.footprint); the other fields copied from the source are not
+            raise PublishError(
+                src.id,
+                f"its mask item would be {size} bytes, more than the {most} that this tool reads back "
+                "(STAC_CLOUDS2MASK_MAX_BODY_BYTES): not written",
             )
         self.catalog.write_item(d)
         if self.api is not None:
