@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -23,48 +26,186 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stac_clouds2mask import ItemOutcome, Progress, RunReport
+from stac_clouds2mask import ItemOutcome, Progress, RunReport, environment_secrets
 
 if TYPE_CHECKING:
-    from stac_clouds2mask import Interrupted
+    from stac_clouds2mask import Interrupted, InvalidInputError
 
 console = Console(stderr=True)
 
 EXIT_BAD_INVOCATION = 2
 EXIT_NOTHING_FOUND = 3
+LOG_LEVEL_ENV = "STAC_CLOUDS2MASK_LOG_LEVEL"
+PATCH_LINES_SECONDS = 30.0  # without a terminal: at most one patches line per item this often (and per 10 %)
+
+
+@dataclass
+class Output:
+    """How much the commands print: `level` for logging, `quiet` for the progress display; set by -v / -q or
+    STAC_CLOUDS2MASK_LOG_LEVEL. `hidden`: credential values no log line may show."""
+
+    level: int = logging.WARNING
+    quiet: bool = False
+    hidden: list[str] = field(default_factory=list)
+
+
+OUTPUT = Output()
+
+
+def plain() -> bool:
+    """No terminal (a pipe, a file, CloudWatch, CI): plain lines, no bar frames, nothing wrapped or cut."""
+    return not console.is_terminal
+
+
+def say(text: str, style: str | None = None) -> None:
+    """One line on standard error, never wrapped or cut (`style`: rich markup for a terminal)."""
+    console.print(f"[{style}]{escape(text)}[/]" if style else escape(text), soft_wrap=True, highlight=False)
+
+
+def warn(text: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True, highlight=False)
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to the standard error of the moment (test runners swap it), credentials redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        from stac_clouds2mask import redact
+
+        return redact(super().format(record), [*OUTPUT.hidden, *environment_secrets()]) or ""
+
+
+_HANDLER = _Stderr()
+
+
+def configure_output(verbose: int, quiet: bool) -> None:
+    """The log level from -v (INFO, -vv DEBUG for every library), -q (errors only, no progress) or
+    STAC_CLOUDS2MASK_LOG_LEVEL (a level name); the package's log messages on standard error."""
+    if verbose or quiet:
+        level = logging.ERROR if quiet else (logging.INFO if verbose == 1 else logging.DEBUG)
+    else:
+        name = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
+        level = logging.getLevelName(name) if name else logging.WARNING
+        if not isinstance(level, int):
+            raise typer.BadParameter(
+                f"{LOG_LEVEL_ENV}={name!r} is not a log level (DEBUG, INFO, WARNING, ERROR)", param_hint="environment"
+            )
+    OUTPUT.level, OUTPUT.quiet = level, quiet or level >= logging.ERROR
+    root = logging.getLogger()
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
+    logging.captureWarnings(True)
+    root.setLevel(level if level <= logging.DEBUG else logging.WARNING)  # other libraries speak at DEBUG only
+    logging.getLogger("stac_clouds2mask").setLevel(level)
+    _HANDLER.setLevel(level)
+
+
+def hide(values: list[str]) -> None:
+    """Keep these credential values out of every log line."""
+    OUTPUT.hidden.extend(v for v in values if v)
+
+
+def _outcome_text(outcome: ItemOutcome) -> tuple[str, str]:
+    """(status word, the rest of the line) of an item's outcome."""
+    word = {"published": "published", "skipped": "skipped", "failed": "failed", "not_run": "not run"}[outcome.status]
+    detail = f": {outcome.error}" if outcome.status == "failed" else ""
+    timing = " ".join(f"{k} {v:.1f}s" for k, v in outcome.seconds.items())
+    return word, f"{shown(outcome.source_id)}{detail}" + (f" ({timing})" if timing else "")
 
 
 class RichProgressDisplay(Progress):
-    """Items done / total, the current item and stage, and the time left."""
+    """Items done / total, the current item and stage, and the time left; while an item is inferred, its
+    patches done / total and their time left on a second bar."""
 
     def __init__(self, bar: RichProgress):
         self.bar = bar
         self.task = bar.add_task("searching", total=None)
+        self.patch_task = bar.add_task("  patches", total=None, visible=False)
 
     def start(self, total: int) -> None:
         self.bar.update(self.task, total=total, description=f"{total} item(s)")
 
     def stage(self, item_id: str, stage: str) -> None:
         self.bar.update(self.task, description=escape(f"{stage:<7} {shown(item_id)}"))
+        if stage == "infer":
+            self.bar.reset(self.patch_task, total=None, visible=False)
+
+    def patches(self, done: int, total: int) -> None:
+        self.bar.update(self.patch_task, total=total, completed=done, visible=done < total)
 
     def item_done(self, outcome: ItemOutcome) -> None:
-        mark = {
-            "published": "[green]published",
-            "skipped": "[yellow]skipped",
-            "failed": "[red]failed",
-            "not_run": "[yellow]not run",
-        }[outcome.status]
-        detail = f": {outcome.error}" if outcome.status == "failed" else ""
-        timing = " ".join(f"{k} {v:.1f}s" for k, v in outcome.seconds.items())
-        self.bar.console.print(
-            f"{mark}[/] {escape(shown(outcome.source_id) + detail)} {('(' + timing + ')') if timing else ''}"
-        )
+        word, rest = _outcome_text(outcome)
+        color = {"published": "green", "skipped": "yellow", "failed": "red", "not_run": "yellow"}[outcome.status]
+        self.bar.console.print(f"[{color}]{word}[/] {escape(rest)}", soft_wrap=True, highlight=False)
         self.bar.advance(self.task)
 
 
+class PlainProgressDisplay(Progress):
+    """The same as plain lines for logs (CloudWatch, CI): one line per item and stage, and while an item is
+    inferred a patches line every 10 % or PATCH_LINES_SECONDS, with the time left."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.item = ""
+        self.patch_start = 0.0
+        self.patch_line = (0.0, -1)  # (time, tenth) of the last patches line
+
+    def start(self, total: int) -> None:
+        self.total = total
+        say(f"{total} item(s)")
+
+    def stage(self, item_id: str, stage: str) -> None:
+        self.item = item_id
+        if stage in ("read", "infer", "publish"):
+            say(f"[{self.done}/{self.total}] {stage} {shown(item_id)}")
+        if stage == "infer":
+            self.patch_start, self.patch_line = time.monotonic(), (time.monotonic(), -1)
+
+    def patches(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        tenth = done * 10 // max(total, 1)
+        last_time, last_tenth = self.patch_line
+        if done < total and tenth == last_tenth and now - last_time < PATCH_LINES_SECONDS:
+            return
+        self.patch_line = (now, tenth)
+        elapsed = now - self.patch_start
+        left = elapsed * (total - done) / done if done else None
+        eta = f", {_duration(left)} left" if left is not None and done < total else ""
+        say(f"[{self.done}/{self.total}] infer {shown(self.item)}: patches {done}/{total}{eta}")
+
+    def item_done(self, outcome: ItemOutcome) -> None:
+        self.done += 1
+        word, rest = _outcome_text(outcome)
+        say(f"[{self.done}/{self.total}] {word} {rest}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 @contextmanager
-def progress(eta: bool = True) -> Iterator[RichProgressDisplay]:
-    """A progress bar on standard error for the duration of a run."""
+def progress(eta: bool = True) -> Iterator[Progress]:
+    """The run's progress on standard error: bars on a terminal, plain lines otherwise, nothing under -q."""
+    if OUTPUT.quiet:
+        yield Progress()
+        return
+    if plain():
+        yield PlainProgressDisplay()
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     if eta:
         columns += [TextColumn("ETA"), TimeRemainingColumn()]
@@ -81,19 +222,50 @@ def summary(report: RunReport) -> None:
     """Counts per status, the failed items with stage and error, and where the run report is."""
     pub, skip, fail, not_run = (report.by_status(s) for s in ("published", "skipped", "failed", "not_run"))
     rest = f", {len(not_run)} not run" if not_run else ""
-    console.print(
-        f"\n[bold]{len(pub)} published, {len(skip)} skipped, {len(fail)} failed{rest}[/] of {len(report.outcomes)} "
-        "item(s)"
-    )
-    if fail:
-        table = Table("source item", "stage", "error", title="Failed items", title_style="bold red")
+    counts = f"{len(pub)} published, {len(skip)} skipped, {len(fail)} failed{rest} of {len(report.outcomes)} item(s)"
+    if plain():
+        say(counts)
         for o in fail:
-            table.add_row(escape(shown(o.source_id)), escape(o.stage or ""), escape(o.error or ""))
-        console.print(table)
+            say(f"failed item {shown(o.source_id)} (stage {o.stage or '-'}): {o.error or ''}")
+    else:
+        console.print(f"\n[bold]{escape(counts)}[/]")
+        if fail:
+            table = Table("source item", "stage", "error", title="Failed items", title_style="bold red")
+            for o in fail:
+                table.add_row(escape(shown(o.source_id)), escape(o.stage or ""), escape(o.error or ""))
+            console.print(table)
     if report.path:
-        console.print(f"run report: {escape(report.path)}")
+        say(f"run report: {report.path}")
     elif report.report_error:
-        console.print(f"[yellow]warning:[/] {escape(report.report_error)}")
+        warn(report.report_error)
+
+
+# the command line's name of each field (RunConfig, SearchFilters, StorageOptions) whose flag is not
+# '--' + the field with '-' for '_'
+FLAGS = {
+    "collection_id": "--target-collection",
+    "collections": "--collection",
+    "api_headers": "--api-header",
+    "headers": "--header",
+    "header_hosts": "--header-host",
+}
+
+
+def flag_of(field: str) -> str:
+    """The flag that sets a field of the package's settings."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def option_message(exc: InvalidInputError) -> str:
+    """An error of the package told in flags: a setting's field as its flag, a search's filters as options."""
+    from stac_clouds2mask import EmptySearchError, OptionError
+
+    if isinstance(exc, OptionError):
+        return f"{flag_of(exc.field)}{'' if exc.reason.startswith(':') else ' '}{exc.reason}"
+    if isinstance(exc, EmptySearchError):
+        shown_ = " ".join(f"{flag_of(field)} {value}" for field, value in exc.conditions) or "no filter"
+        return f"no item found in {', '.join(exc.sources)} for {shown_}"
+    return str(exc)
 
 
 def guarded(body: Callable[[], int]) -> NoReturn:
@@ -105,10 +277,10 @@ def guarded(body: Callable[[], int]) -> NoReturn:
         with interruptible():
             code = body()
     except EmptySearchError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+        console.print(f"[red]error:[/] {escape(option_message(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_NOTHING_FOUND) from exc
     except InvalidInputError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+        console.print(f"[red]error:[/] {escape(option_message(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_BAD_INVOCATION) from exc
     except Interrupted as exc:
         exit_interrupted(exc)
