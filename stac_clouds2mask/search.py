@@ -145,8 +145,8 @@ def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
 
 def load_geojson(source: str, options: StorageOptions | None = None) -> dict[str, Any]:
     """An AOI: a GeoJSON file (local path or any fsspec URL), '-' for standard input, or the GeoJSON text
-    itself (anything starting with '{')."""
-    if source.lstrip().startswith("{"):
+    itself (anything starting with '{' or '[')."""
+    if source.lstrip().startswith(("{", "[")):
         try:
             data = json.loads(source)
         except ValueError as exc:
@@ -252,7 +252,7 @@ def _search_api(url: str, filters: SearchFilters, options: StorageOptions) -> li
     try:
         client = Client.open(url, stac_io=stac_io, request_modifier=with_headers)
     except (APIError, OSError, pystac.STACError) as exc:
-        raise InvalidInputError(f"cannot open the STAC API at {url}: {redact(str(exc), hidden)}") from exc
+        raise InvalidInputError(f"cannot open the STAC API at {url}: {_api_error(exc, hidden)}") from exc
     kwargs: dict[str, Any] = {
         "collections": list(filters.collections or [DEFAULT_API_COLLECTION]),
         "bbox": filters.bbox,
@@ -278,11 +278,17 @@ def _search_api(url: str, filters: SearchFilters, options: StorageOptions) -> li
                 )
             items.extend(page.items)
     except APIError as exc:
-        raise InvalidInputError(f"search failed at {url}: {redact(str(exc), hidden)}") from exc
+        raise InvalidInputError(f"search failed at {url}: {_api_error(exc, hidden)}") from exc
     items = items[: filters.max_items] if filters.max_items is not None else items
     for item in items:
         _claimed_self(item, url)
     return items
+
+
+def _api_error(exc: Exception, hidden: Sequence[str]) -> str:
+    """An API's answer as a message: its HTTP status, and its text without the credentials it may echo."""
+    status = getattr(exc, "status_code", None)
+    return (f"HTTP {status}: " if status else "") + (redact(str(exc), hidden) or "")
 
 
 def _claimed_self(item: pystac.Item, url: str) -> None:

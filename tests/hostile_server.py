@@ -2,7 +2,9 @@
 
 Routes map a path (without query) to bytes, to (status, headers, bytes), or to a callable that gets the
 handler and writes the answer itself (slow bodies, redirects). A path without a route answers `default`
-(None: 404). Every request is recorded (method, path, headers, body) for the test to inspect.
+(None: 404). A `gate`, when given, sees every request first (handler.path keeps the query) and may answer it
+instead (a private server: 401 without its header). Every request is recorded (method, path, query, headers,
+body) for the test to inspect.
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ Answer = Union[bytes, tuple[int, dict[str, str], bytes], Callable[[BaseHTTPReque
 
 
 class HostileServer:
-    def __init__(self, routes: dict[str, Answer] | None = None, default: Answer | None = None):
+    def __init__(
+        self,
+        routes: dict[str, Answer] | None = None,
+        default: Answer | None = None,
+        gate: Callable[[BaseHTTPRequestHandler], Answer | None] | None = None,
+    ):
         self.routes: dict[str, Answer] = dict(routes or {})
         self.default = default
+        self.gate = gate
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
@@ -32,12 +40,18 @@ class HostileServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 with server.lock:
                     server.requests.append(
-                        {"method": self.command, "path": path, "headers": dict(self.headers), "body": body}
+                        {
+                            "method": self.command,
+                            "path": path,
+                            "query": query,
+                            "headers": dict(self.headers),
+                            "body": body,
+                        }
                     )
-                answer = server.routes.get(path, server.default)
+                answer = (server.gate(self) if server.gate else None) or server.routes.get(path, server.default)
                 if answer is None:
                     answer = (404, {}, b"not found")
                 if callable(answer):

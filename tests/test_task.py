@@ -131,8 +131,8 @@ def test_api_token_is_the_operators_and_goes_only_with_publish_api(
         ({"limits": {"max_pixels": 1.5}}, "limits.max_pixels must be a positive integer"),
         ({"api_retries": -1}, "api_retries must be at least 0"),
         ({"compile": "yes"}, "compile must be bool"),
-        ({"precision": "fp64"}, "--precision must be one of"),
-        ({"collection_id": "a/b"}, "--target-collection 'a/b'"),
+        ({"precision": "fp64"}, "clouds2mask: precision must be one of"),  # a payload names its parameters
+        ({"collection_id": "a/b"}, "clouds2mask: collection_id 'a/b'"),
     ],
 )
 def test_bad_parameters_exit_2_naming_them(sample_data_dir, tmp_path, monkeypatch, params, message):
