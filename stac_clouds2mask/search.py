@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +26,8 @@ from .products import is_product, product_item
 from .report import redact
 from .storage import STDIN, DocumentTooLarge, StorageOptions, get_fs, read_json
 from .trust import check_reference, resolve
+
+log = logging.getLogger(__name__)
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
@@ -214,6 +217,7 @@ def search_all(
     items = [item for source in sources for item in search(source, filters, options)]
     if not items:
         raise EmptySearchError(sources, conditions(filters, sources))
+    log.info("%d item(s) found in %s", len(items), ", ".join(redact(s) or "" for s in sources))
     return items
 
 
