@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from .access import header_secrets, headers_from_env
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -39,7 +40,11 @@ def redact(text: str | None, secrets_: Iterable[str] = ()) -> str | None:
 def environment_secrets() -> list[str]:
     """Credential values from the environment, to keep them out of messages and reports."""
     names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "STAC_CLOUDS2MASK_API_TOKEN")
-    return [v for v in (os.environ.get(n) for n in names) if v]
+    try:
+        source = header_secrets(headers_from_env())
+    except InvalidInputError:  # malformed: refused where it is used, with the reason
+        source = []
+    return [v for v in (os.environ.get(n) for n in names) if v] + source
 
 
 @dataclass

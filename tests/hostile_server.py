@@ -9,6 +9,7 @@ body) for the test to inspect.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,3 +92,21 @@ class HostileServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def api_landing(url: str) -> bytes:
+    """The landing page of a STAC API at `url` with item search (POST /search), for servers that play one."""
+    return json.dumps(
+        {
+            "type": "Catalog",
+            "id": "api",
+            "stac_version": "1.1.0",
+            "description": "a STAC API played by a test server",
+            "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+            "links": [
+                {"rel": "self", "href": url},
+                {"rel": "root", "href": url},
+                {"rel": "search", "href": f"{url}/search", "type": "application/geo+json", "method": "POST"},
+            ],
+        }
+    ).encode()

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from hostile_server import HostileServer
+from hostile_server import HostileServer, api_landing
 from pystac_client import ItemSearch
 from typer.testing import CliRunner
 
@@ -186,18 +186,7 @@ def test_max_items_is_the_maximum_and_limit_the_page_size(sample_catalog):
 
 def _api(items: list[dict]) -> HostileServer:
     server = HostileServer()
-    landing = {
-        "type": "Catalog",
-        "id": "api",
-        "stac_version": "1.1.0",
-        "description": "x",
-        "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
-        "links": [
-            {"rel": "search", "href": f"{server.url}/search", "type": "application/geo+json", "method": "POST"},
-            {"rel": "root", "href": server.url},
-        ],
-    }
-    server.routes["/"] = json.dumps(landing).encode()
+    server.routes["/"] = api_landing(server.url)
     server.routes["/search"] = json.dumps({"type": "FeatureCollection", "features": items, "links": []}).encode()
     return server
 
