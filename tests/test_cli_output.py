@@ -119,13 +119,14 @@ def test_rich_display_counts_patches_with_their_own_bar():
 
 def test_plain_display_prints_patches_every_tenth(capsys):
     display = PlainProgressDisplay()
-    display.start(1)
+    display.start(2)
     display.stage("scene", "infer")
+    display.stage("next", "read")  # the next item is read while this one is inferred
     for done in range(1, 101):
         display.patches(done, 100)
     lines = [line for line in capsys.readouterr().err.splitlines() if "patches" in line]
-    assert 10 <= len(lines) <= 11 and lines[-1] == "[0/1] infer scene: patches 100/100"
-    assert lines[0].startswith("[0/1] infer scene: patches 1/100, ") and lines[1].startswith(
-        "[0/1] infer scene: patches 10/100, "
+    assert 10 <= len(lines) <= 11 and lines[-1] == "[0/2] infer scene: patches 100/100"
+    assert lines[0].startswith("[0/2] infer scene: patches 1/100, ") and lines[1].startswith(
+        "[0/2] infer scene: patches 10/100, "
     )
     assert all(line.endswith(" left") for line in lines[:-1])

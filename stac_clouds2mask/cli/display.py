@@ -41,10 +41,9 @@ PATCH_LINES_SECONDS = 30.0  # without a terminal: at most one patches line per i
 
 @dataclass
 class Output:
-    """How much the commands print: `level` for logging, `quiet` for the progress display; set by -v / -q or
-    STAC_CLOUDS2MASK_LOG_LEVEL. `hidden`: credential values no log line may show."""
+    """How much the commands print: `quiet` (no progress display) is set by -q or STAC_CLOUDS2MASK_LOG_LEVEL
+    ERROR; `hidden`: credential values no log line may show."""
 
-    level: int = logging.WARNING
     quiet: bool = False
     hidden: list[str] = field(default_factory=list)
 
@@ -57,9 +56,9 @@ def plain() -> bool:
     return not console.is_terminal
 
 
-def say(text: str, style: str | None = None) -> None:
-    """One line on standard error, never wrapped or cut (`style`: rich markup for a terminal)."""
-    console.print(f"[{style}]{escape(text)}[/]" if style else escape(text), soft_wrap=True, highlight=False)
+def say(text: str) -> None:
+    """One line on standard error, never wrapped or cut."""
+    console.print(escape(text), soft_wrap=True, highlight=False)
 
 
 def warn(text: str) -> None:
@@ -102,7 +101,7 @@ def configure_output(verbose: int, quiet: bool) -> None:
             raise typer.BadParameter(
                 f"{LOG_LEVEL_ENV}={name!r} is not a log level (DEBUG, INFO, WARNING, ERROR)", param_hint="environment"
             )
-    OUTPUT.level, OUTPUT.quiet = level, quiet or level >= logging.ERROR
+    OUTPUT.quiet = quiet or level >= logging.ERROR
     root = logging.getLogger()
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
@@ -159,7 +158,7 @@ class PlainProgressDisplay(Progress):
     def __init__(self) -> None:
         self.total = 0
         self.done = 0
-        self.item = ""
+        self.inferring = ""  # the item being inferred (the next one is read meanwhile, in another thread)
         self.patch_start = 0.0
         self.patch_line = (0.0, -1)  # (time, tenth) of the last patches line
 
@@ -168,10 +167,10 @@ class PlainProgressDisplay(Progress):
         say(f"{total} item(s)")
 
     def stage(self, item_id: str, stage: str) -> None:
-        self.item = item_id
         if stage in ("read", "infer", "publish"):
             say(f"[{self.done}/{self.total}] {stage} {shown(item_id)}")
         if stage == "infer":
+            self.inferring = item_id
             self.patch_start, self.patch_line = time.monotonic(), (time.monotonic(), -1)
 
     def patches(self, done: int, total: int) -> None:
@@ -184,7 +183,7 @@ class PlainProgressDisplay(Progress):
         elapsed = now - self.patch_start
         left = elapsed * (total - done) / done if done else None
         eta = f", {_duration(left)} left" if left is not None and done < total else ""
-        say(f"[{self.done}/{self.total}] infer {shown(self.item)}: patches {done}/{total}{eta}")
+        say(f"[{self.done}/{self.total}] infer {shown(self.inferring)}: patches {done}/{total}{eta}")
 
     def item_done(self, outcome: ItemOutcome) -> None:
         self.done += 1
