@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
+MAX_PAGE_SIZE = 10_000  # pystac-client refuses a larger limit
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class SearchFilters:
                 stacklevel=3,
             )
             object.__setattr__(self, "max_items", self.limit)
+            object.__setattr__(self, "limit", None)  # as before: the API's own page size
+        if self.limit is not None and self.limit > MAX_PAGE_SIZE:
+            raise OptionError(
+                "limit", f"is the page size, at most {MAX_PAGE_SIZE} (pystac-client's bound), got {self.limit}"
+            )
 
 
 def parse_bbox(values: Iterable[float]) -> tuple[float, float, float, float]:

@@ -154,6 +154,7 @@ INVOCATIONS = [
     ("max-cloud-range", "catalog", ["--max-cloud", "120"], 2, "between 0 and 100"),
     ("limit-zero", "catalog", ["--limit", "0"], 2, "--limit must be at least 1"),
     ("max-items-zero", "catalog", ["--max-items", "0"], 2, "--max-items must be at least 1"),
+    ("page-too-large", "catalog", ["--max-items", "9", "--limit", "10001"], 2, "--limit is the page size, at most"),
     ("datetime-month-13", "catalog", ["--datetime", "2024-13"], 2, "--datetime '2024-13' is not RFC 3339"),
     ("aoi-inline-not-json", "catalog", ["--intersects", "[oops"], 2, "--intersects is not JSON"),
     ("header-no-colon", "catalog", ["--header", "X-Api-Key secret"], 2, "--header must look like 'Name: value'"),

@@ -15,9 +15,10 @@ from hostile_server import HostileServer, api_landing
 from signing_standin import SIGNATURE, sign
 from typer.testing import CliRunner
 
-from stac_clouds2mask import InvalidInputError, OptionError, StorageOptions, read_scene, search
+from stac_clouds2mask import InvalidInputError, OptionError, StorageOptions, read_scene
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.report import RUNS_DIR
+from stac_clouds2mask.search import search  # the package's `search` becomes the module once that is imported
 from stac_clouds2mask.storage import read_json
 from stac_clouds2mask.task import parse_payload
 

@@ -179,7 +179,9 @@ def test_max_items_is_the_maximum_and_limit_the_page_size(sample_catalog):
         assert len(search(cat, SearchFilters(max_items=3, limit=1))) == 3  # a page size limits no static search
     with pytest.warns(FutureWarning, match=r"SearchFilters\(limit=2\) without max_items is read as max_items=2"):
         old = SearchFilters(limit=2)
-    assert old.max_items == 2 and len(search(cat, old)) == 2
+    assert (old.max_items, old.limit) == (2, None) and len(search(cat, old)) == 2  # as before: no page size
+    with pytest.raises(InvalidInputError, match="limit is the page size, at most 10000"):
+        SearchFilters(max_items=20_000, limit=20_000)
     with pytest.raises(InvalidInputError, match="max_items must be at least 1"):
         SearchFilters(max_items=0)
 

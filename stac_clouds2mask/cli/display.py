@@ -112,8 +112,8 @@ def configure_output(verbose: int, quiet: bool) -> None:
 
 
 def hide(values: list[str]) -> None:
-    """Keep these credential values out of every log line."""
-    OUTPUT.hidden.extend(v for v in values if v)
+    """Keep these header values, and their credentials alone ('Bearer TOKEN' -> 'TOKEN'), out of every log line."""
+    OUTPUT.hidden.extend(v for value in values for v in (value, *value.split(None, 1)[1:]) if v)
 
 
 def _outcome_text(outcome: ItemOutcome) -> tuple[str, str]:
@@ -224,6 +224,8 @@ def summary(report: RunReport) -> None:
     counts = f"{len(pub)} published, {len(skip)} skipped, {len(fail)} failed{rest} of {len(report.outcomes)} item(s)"
     if plain():
         say(counts)
+        if fail:
+            say("Failed items:")
         for o in fail:
             say(f"failed item {shown(o.source_id)} (stage {o.stage or '-'}): {o.error or ''}")
     else:
