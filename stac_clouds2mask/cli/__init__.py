@@ -46,6 +46,7 @@ def main(
             "-v",
             count=True,
             metavar=FLAG,
+            show_default=False,
             help="More output: -v the package's log messages (INFO), -vv every library's (DEBUG). Before the "
             "command: stac-clouds2mask -v run ... (also STAC_CLOUDS2MASK_LOG_LEVEL=INFO).",
         ),

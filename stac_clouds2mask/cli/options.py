@@ -124,7 +124,7 @@ Modifier = Annotated[
     typer.Option(
         metavar="NAME",
         help="Change each source item before its files are read, as pystac-client's modifier: planetary-computer "
-        "(signs Planetary Computer hrefs; pip install 'stac-clouds2mask[planetary-computer]') or "
+        "(signs Planetary Computer hrefs; pip install 'stac-clouds2mask\\[planetary-computer]') or "
         "MODULE:FUNCTION (a function that changes an item in place). Signed hrefs are never published.",
     ),
 ]
