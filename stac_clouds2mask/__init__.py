@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _NAMES = {
+    "access": ("headers_from_env", "parse_headers"),
     "api": ("mask_array",),
     "config": ("RunConfig",),
     "errors": (
@@ -24,6 +25,7 @@ _NAMES = {
         "InvalidInputError",
         "ItemError",
         "ModelError",
+        "OptionError",
         "PublishError",
         "SourceDataError",
     ),
@@ -31,12 +33,13 @@ _NAMES = {
     "model": ("list_models",),
     "publish": ("Publisher", "StacApi", "StaticCatalog"),
     "read": ("read_scene",),
-    "report": ("ItemOutcome", "Progress", "RunReport", "redact", "unfinished_ids"),
+    "report": ("ItemOutcome", "Progress", "RunReport", "environment_secrets", "redact", "unfinished_ids"),
     "runner": ("Interrupted", "Runner", "interruptible", "run"),
     "scene": ("MaskResult", "Scene"),
     "search": ("EARTH_SEARCH", "SearchFilters", "load_geojson", "search", "search_all"),
     "stack": ("stack_masked",),
     "storage": ("StorageOptions", "write_bytes_atomic", "write_json_atomic"),
+    "task": ("absolute_item_dict",),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
@@ -52,6 +55,7 @@ __all__ = [
     "ItemOutcome",
     "MaskResult",
     "ModelError",
+    "OptionError",
     "Prediction",
     "Progress",
     "PublishError",
@@ -65,10 +69,14 @@ __all__ = [
     "StacApi",
     "StaticCatalog",
     "StorageOptions",
+    "absolute_item_dict",
+    "environment_secrets",
+    "headers_from_env",
     "interruptible",
     "list_models",
     "load_geojson",
     "mask_array",
+    "parse_headers",
     "predict",
     "read_scene",
     "redact",
@@ -97,6 +105,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from .access import headers_from_env, parse_headers
     from .api import mask_array
     from .config import RunConfig
     from .errors import (
@@ -106,6 +115,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         InvalidInputError,
         ItemError,
         ModelError,
+        OptionError,
         PublishError,
         SourceDataError,
     )
@@ -113,9 +123,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from .model import list_models
     from .publish import Publisher, StacApi, StaticCatalog
     from .read import read_scene
-    from .report import ItemOutcome, Progress, RunReport, redact, unfinished_ids
+    from .report import ItemOutcome, Progress, RunReport, environment_secrets, redact, unfinished_ids
     from .runner import Interrupted, Runner, interruptible, run
     from .scene import MaskResult, Scene
     from .search import EARTH_SEARCH, SearchFilters, load_geojson, search, search_all
     from .stack import stack_masked
     from .storage import StorageOptions, write_bytes_atomic, write_json_atomic
+    from .task import absolute_item_dict

@@ -8,6 +8,7 @@ import numpy as np
 
 from .infer import DEFAULT_OVERLAP, Prediction, predict, resolve_device
 from .model import choose_model, get_model_spec, load_model
+from .model.registry import missing_bands
 
 
 def mask_array(
@@ -33,6 +34,8 @@ def mask_array(
     if reflectance.ndim != 3 or reflectance.shape[0] != len(bands):
         raise ValueError(f"reflectance must be (bands, H, W) with {len(bands)} bands, got shape {reflectance.shape}")
     spec = choose_model(level, bands) if model == "auto" else get_model_spec(model)
+    if any(b not in bands for b in spec.bands):
+        raise ValueError(missing_bands(spec.name, spec.bands, bands))
     order = [list(bands).index(b) for b in spec.bands]
     data = np.ascontiguousarray(reflectance[order], dtype=np.float32)
     if valid is None:

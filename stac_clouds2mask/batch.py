@@ -167,7 +167,12 @@ def plan(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Search the sources (read with ``source_options``) and write a plan of ``shards`` payloads (with
-    ``plan_options``); returns the manifest (plus its ``url``)."""
+    ``plan_options``); returns the manifest (plus its ``url``). With source headers, the shards' payloads name
+    the hosts that receive them (``header_hosts``); the values stay the workers' (STAC_CLOUDS2MASK_SOURCE_HEADERS)."""
+    source_options = (source_options or StorageOptions()).for_sources(sources)
+    parameters = dict(parameters or {})
+    if source_options.headers:
+        parameters.setdefault("header_hosts", list(source_options.header_hosts))
     items = search_all(sources, filters, source_options)
     return write_plan(plan_url, items, output, shards, parameters, sources, filters, overwrite, plan_options)
 

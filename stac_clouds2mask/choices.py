@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import OptionError
+
 RESOLUTIONS = (10, 20, 30, 60)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -12,12 +14,12 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 def check_resolution(resolution: float) -> None:
     if resolution not in RESOLUTIONS:
-        raise ValueError(f"--resolution must be one of {', '.join(map(str, RESOLUTIONS))} m, got {resolution:g}")
+        raise OptionError("resolution", f"must be one of {', '.join(map(str, RESOLUTIONS))} m, got {resolution:g}")
 
 
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise OptionError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def check_device(device: str) -> None:
@@ -28,4 +30,4 @@ def check_device(device: str) -> None:
 
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise OptionError("batch_size", f"must be at least 1, got {batch_size}")

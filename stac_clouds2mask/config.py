@@ -13,12 +13,12 @@ from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .aoi import CONTEXT_MARGIN, aoi_id
-from .errors import ConfigurationError, InvalidInputError, ModelError
+from .errors import ConfigurationError, InvalidInputError, ModelError, OptionError
 from .choices import check_batch_size, check_precision, check_resolution
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
-from .read import available_bands, product_level
+from .read import available_bands, band_id, product_level
 from .storage import StorageOptions
 from .search import geometry_from_geojson
 from .trust import unsafe_segment
@@ -54,30 +54,25 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not self.output or not self.output.strip():
-            raise InvalidInputError("--output must not be empty")
+            raise OptionError("output", "must not be empty")
         protocols = (split_protocol(self.output)[0] or "file").split("::")  # chained URLs: simplecache::s3://...
         try:
             for protocol in protocols:
                 get_filesystem_class(protocol)
         except (ValueError, ImportError) as exc:
-            raise InvalidInputError(f"--output {self.output!r}: {exc}") from exc
+            raise OptionError("output", f"{self.output!r}: {exc}") from exc
         if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
-            raise InvalidInputError(
-                f"--target-collection {self.collection_id!r} {why}; it must be a single path segment"
-            )
-        try:
-            check_resolution(self.resolution)
-            check_batch_size(self.batch_size)
-            check_precision(self.precision)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from exc
+            raise OptionError("collection_id", f"{self.collection_id!r} {why}; it must be a single path segment")
+        check_resolution(self.resolution)
+        check_batch_size(self.batch_size)
+        check_precision(self.precision)
         if self.clip is not None:
             object.__setattr__(self, "clip", clip_geometry(self.clip))
         if self.model != "auto":
             try:
                 get_model_spec(self.model)
             except ValueError as exc:
-                raise InvalidInputError(str(exc)) from exc
+                raise OptionError("model", f": {exc}") from exc
         try:
             resolve_device(self.device)
         except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
@@ -88,12 +83,14 @@ def clip_geometry(value: Any) -> dict[str, Any]:
     """The AOI of a clipped run as a GeoJSON geometry: an area (Polygon or MultiPolygon), from a geometry,
     feature or feature collection; InvalidInputError otherwise."""
     if not isinstance(value, dict):
-        raise InvalidInputError(f"clip must be a GeoJSON geometry (the area of interest), got {type(value).__name__}")
-    geom = geometry_from_geojson(value)
+        raise OptionError("clip", f"must be a GeoJSON geometry (the area of interest), got {type(value).__name__}")
+    try:
+        geom = geometry_from_geojson(value)
+    except InvalidInputError as exc:
+        raise OptionError("clip", f"is not a usable area of interest: {exc}") from None
     if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.area <= 0:
-        raise InvalidInputError(
-            f"clip needs an area (Polygon or MultiPolygon) to mask over, got a {geom.geom_type}: give a bbox or a "
-            "polygon"
+        raise OptionError(
+            "clip", f"needs an area (Polygon or MultiPolygon) to mask over, got a {geom.geom_type}: a bbox or polygon"
         )
     return shapely.geometry.mapping(geom)
 
@@ -109,7 +106,7 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
         if missing:
             raise ModelError(
                 item.id,
-                f"no asset for band(s) {', '.join(missing)} needed by {spec.name}",
+                f"no asset for band(s) {', '.join(b + band_id(b) for b in missing)} needed by {spec.name}",
                 asset=missing[0],
                 stage="model",
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class Clouds2MaskError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -11,12 +13,31 @@ class InvalidInputError(Clouds2MaskError):
     """Bad invocation: a filter, URL or option that cannot be used as given (exit status 2)."""
 
 
+class OptionError(InvalidInputError, ValueError):
+    """A setting that cannot be used as given. `field` is its Python name (a RunConfig, SearchFilters or
+    StorageOptions field, also the payload parameter's), so each entry point can name it its own way: the
+    message names the field, the command line shows its flag instead."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}{'' if reason.startswith(':') else ' '}{reason}")
+
+
 class ConfigurationError(InvalidInputError):
     """The environment cannot run what was asked (no CUDA, a publish target without Transactions)."""
 
 
 class EmptySearchError(InvalidInputError):
-    """The sources and filters match no item (exit status 3): a typo in an id or collection, or no data yet."""
+    """The sources and filters match no item (exit status 3): a typo in an id or collection, or no data yet.
+
+    `sources` and `conditions` ((field, value as text) of each filter) let the command line name its flags."""
+
+    def __init__(self, sources: Sequence[str], conditions: Sequence[tuple[str, str]]):
+        self.sources = tuple(sources)
+        self.conditions = tuple(conditions)
+        shown = ", ".join(f"{field}={value}" for field, value in conditions) or "no filter"
+        super().__init__(f"no item found in {', '.join(sources)} for {shown}")
 
 
 class UntrustedReferenceError(Clouds2MaskError):

@@ -19,9 +19,11 @@ from rasterio.errors import CRSError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .access import modified
 from .aoi import CONTEXT_MARGIN, aoi_id, aoi_window, footprint_part, in_crs, inside, read_window
 from .errors import NothingToMask, SourceDataError, UntrustedReferenceError
 from .limits import Limits
+from .model.registry import BAND_IDS
 from .scene import AoiCut, Scene
 from .storage import StorageOptions, get_fs
 from .trust import check_reference, gdal_env, is_local, local_path, open_raster_safely
@@ -79,7 +81,17 @@ def find_asset(item: pystac.Item, band: str) -> tuple[str, pystac.Asset]:
     for key, asset in item.assets.items():
         if common_name(asset) == band:
             return key, asset
-    raise SourceDataError(item.id, f"no asset for band {band!r}", asset=band, stage="read")
+    raise SourceDataError(
+        item.id,
+        f"no asset for band {band!r}{band_id(band)}: none keyed {band!r} and none with eo:common_name {band!r}",
+        asset=band,
+        stage="read",
+    )
+
+
+def band_id(band: str) -> str:
+    """' (B02)' after a common name the models use, as messages show it; '' for other names."""
+    return f" ({BAND_IDS[band]})" if band in BAND_IDS else ""
 
 
 def scale_offset(item: pystac.Item, key: str, asset: pystac.Asset) -> tuple[float, float]:
@@ -252,14 +264,16 @@ def read_scene(
         if part is None:
             raise NothingToMask(item.id, "its footprint does not meet the AOI")
     limits = limits or Limits.from_env()
-    found = [(band, *find_asset(item, band)) for band in bands]
+    # a signed copy opens the files; the Scene keeps the item as found (no signature may reach a published item)
+    signed = modified(item, options.modifier) if options else item
+    found = [(band, *find_asset(signed, band)) for band in bands]
     with ExitStack() as stack:
         # each band is read once: a large GDAL block cache would only add to peak memory
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
         stack.enter_context(gdal_env())
         datasets = []
         for band, key, asset in found:
-            href = _href(item, key, asset)
+            href = _href(signed, key, asset)
             try:
                 block = WINDOW_BLOCK_BYTES if aoi is not None else None
                 ds = stack.enter_context(open_raster(href, options, item.get_self_href(), block))

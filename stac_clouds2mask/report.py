@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
+from .access import header_secrets, headers_from_env
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -95,7 +96,11 @@ def credentials_in(value: Any, path: str = "") -> str | None:
 def environment_secrets() -> list[str]:
     """Credential values from the environment, to keep them out of messages and reports."""
     names = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "STAC_CLOUDS2MASK_API_TOKEN")
-    return [v for v in (os.environ.get(n) for n in names) if v]
+    try:
+        source = header_secrets(headers_from_env())
+    except InvalidInputError:  # malformed: refused where it is used, with the reason
+        source = []
+    return [v for v in (os.environ.get(n) for n in names) if v] + source
 
 
 @dataclass

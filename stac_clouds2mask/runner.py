@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import secrets
 import signal
 import threading
@@ -18,6 +19,7 @@ import pystac
 import torch
 
 from . import __version__, page, timeseries
+from .access import header_secrets, modifier_name
 from .config import RunConfig, select_model, settings_for
 from .aoi import footprint_part
 from .errors import (
@@ -27,6 +29,7 @@ from .errors import (
     ItemError,
     LimitExceededError,
     NothingToMask,
+    OptionError,
     PublishError,
 )
 from .infer import NODATA, compile_model, predict, resolve_device
@@ -40,6 +43,8 @@ from .search import SearchFilters, geometry_from_geojson, search_all
 from .storage import check_writable, join, remove_temporaries, write_bytes_atomic, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
+
+log = logging.getLogger(__name__)
 
 REPORT_TEMPORARY_SECONDS = 600  # a run report's temporary older than this is a killed run's (writes take ms)
 
@@ -81,11 +86,13 @@ class Runner:
         self._checked = False  # preflight() passed
 
     def _secrets(self) -> list[str]:
-        """Header values, and their credentials alone ('Bearer TOKEN' -> 'TOKEN': a server may echo just
-        the token), and credentials from the environment: what redact() takes out of every message."""
-        values = self.config.api_headers.values()
-        credentials = [parts[1] for v in values if len(parts := v.split(None, 1)) == 2]
-        return [*values, *credentials, *environment_secrets()]
+        """Header values of the publish API and the sources, and credentials from the environment: what
+        redact() takes out of every message."""
+        return [
+            *header_secrets(self.config.api_headers),
+            *header_secrets(self.config.options.headers),
+            *environment_secrets(),
+        ]
 
     def _failed(
         self, work: _Work, stage: str, error: str, error_class: str, asset: str | None = None, href: str | None = None
@@ -172,16 +179,20 @@ class Runner:
         def choose() -> None:
             work.spec = select_model(item, self.config.model)
             work.settings = settings_for(work.spec, self.config)
+            log.info("item %s: model %s at %g m", item.id, work.spec.name, self.config.resolution)
 
         def plan() -> None:
             if self.config.clip is not None and footprint_part(self.config.clip, item.geometry) is None:
                 raise NothingToMask(item.id, "its footprint does not meet the AOI")
             work.plan = self.publisher.plan(item, work.settings, overwrite=self.config.overwrite)
             if work.plan.skip:
-                found = next((d for d in work.plan.versions if d.get("id") == work.plan.item_id), None)
+                found = self.publisher.published_item(item, work.settings) or next(
+                    (d for d in work.plan.versions if d.get("id") == work.plan.item_id), None
+                )
                 work.outcome = ItemOutcome(
                     item.id,
                     "skipped",
+                    item=pystac.Item.from_dict(found) if found else None,
                     error=work.plan.reason,
                     collection=item.collection_id,
                     mask_item_id=work.plan.item_id,
@@ -248,6 +259,9 @@ class Runner:
             if from_product(work.item):
                 self.publisher.catalog.put_source(work.item)
             published = self.publisher.publish(work.result, work.spec, work.plan)
+            if published.get_self_href() is None:  # where it now lives, for readers of the outcome (--print-items)
+                published.set_self_href(self.publisher.catalog.item_url(work.plan.collection_id, work.plan.item_id))
+            log.info("item %s: published %s", work.item.id, published.get_self_href())
             work.outcome = ItemOutcome(
                 work.item.id,
                 "published",
@@ -388,6 +402,9 @@ class Runner:
                 "anon": c.options.anon,
                 "requester_pays": c.options.requester_pays,
                 "endpoint_url": redact(c.options.endpoint_url),
+                "header_names": sorted(c.options.headers),
+                "header_hosts": list(c.options.header_hosts),
+                "modifier": modifier_name(c.options.modifier),
             },
             "limits": dataclasses.asdict(c.limits),
         }
@@ -555,13 +572,13 @@ def run(
     form of `stac-clouds2mask run`. With `clip`, each item is read and masked only over the filters' area of
     interest (their bbox and/or intersects; RunConfig.clip set to it). InvalidInputError for what cannot be
     used, EmptySearchError when nothing matches: in both cases nothing is written."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    config = dataclasses.replace(config, options=config.options.for_sources(sources))
     if clip:
         area = filters.aoi() if filters is not None else None
         if area is None:
-            raise InvalidInputError(
-                "clip needs an area of interest: a bbox or intersects filter (--bbox, --intersects)"
-            )
+            raise OptionError("clip", "needs an area of interest: a bbox or intersects filter")
         config = dataclasses.replace(config, clip=area)
     runner = Runner(config, progress)
     runner.preflight()
-    return runner.run(search_all([sources] if isinstance(sources, str) else sources, filters, config.options))
+    return runner.run(search_all(sources, filters, config.options))

@@ -6,7 +6,10 @@ The same filters apply to both kinds of source, so a static catalog behaves like
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +19,15 @@ import shapely.geometry
 import shapely.validation
 from shapely.geometry.base import BaseGeometry
 
-from .errors import EmptySearchError, InvalidInputError, UntrustedReferenceError
+from .access import header_secrets
+from .errors import EmptySearchError, InvalidInputError, OptionError, UntrustedReferenceError
 from .limits import Limits, check_item_count
 from .products import is_product, product_item
-from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
+from .report import redact
+from .storage import STDIN, DocumentTooLarge, StorageOptions, get_fs, read_json
 from .trust import check_reference, resolve
+
+log = logging.getLogger(__name__)
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 # what pystac and pystac-client raise on JSON that is not the STAC they expect
@@ -34,11 +41,17 @@ _MALFORMED = (
     AttributeError,
 )
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
+MAX_PAGE_SIZE = 10_000  # pystac-client refuses a larger limit
 
 
 @dataclass(frozen=True)
 class SearchFilters:
-    """Filters of a search, applied by the API where it can and locally otherwise."""
+    """Filters of a search, applied by the API where it can and locally otherwise.
+
+    `max_items`: at most this many items per source; `limit`: the page size asked of a STAC API, as in
+    pystac-client and stac-client. `limit` without `max_items` keeps its earlier meaning, the maximum
+    (with a FutureWarning), so that scripts written before `max_items` existed still take as many items.
+    """
 
     bbox: tuple[float, float, float, float] | None = None
     intersects: dict[str, Any] | None = None
@@ -47,6 +60,7 @@ class SearchFilters:
     ids: tuple[str, ...] | None = None
     limit: int | None = None
     collections: tuple[str, ...] | None = field(default=None)
+    max_items: int | None = None
 
     def __post_init__(self) -> None:
         if self.bbox is not None:
@@ -56,9 +70,25 @@ class SearchFilters:
         if self.intersects is not None:
             geometry_from_geojson(self.intersects)
         if self.max_cloud is not None and not 0 <= self.max_cloud <= 100:
-            raise InvalidInputError(f"--max-cloud must be between 0 and 100, got {self.max_cloud}")
-        if self.limit is not None and self.limit < 1:
-            raise InvalidInputError(f"--limit must be at least 1, got {self.limit}")
+            raise OptionError("max_cloud", f"must be between 0 and 100, got {self.max_cloud}")
+        for name in ("limit", "max_items"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(name, f"must be at least 1, got {value}")
+        if self.limit is not None and self.max_items is None:
+            warnings.warn(
+                f"SearchFilters(limit={self.limit}) without max_items is read as max_items={self.limit}, the "
+                "maximum number of items, as before; limit will be only the page size (as in pystac-client): "
+                "set max_items",
+                FutureWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "max_items", self.limit)
+            object.__setattr__(self, "limit", None)  # as before: the API's own page size
+        if self.limit is not None and self.limit > MAX_PAGE_SIZE:
+            raise OptionError(
+                "limit", f"is the page size, at most {MAX_PAGE_SIZE} (pystac-client's bound), got {self.limit}"
+            )
 
     def aoi(self) -> dict[str, Any] | None:
         """The area of interest as one GeoJSON geometry (WGS84): the bbox and/or intersects geometry, their
@@ -71,43 +101,51 @@ def parse_bbox(values: Iterable[float]) -> tuple[float, float, float, float]:
     """Check a W S E N bbox in degrees; W > E means it crosses the antimeridian."""
     vals = tuple(float(v) for v in values)
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
-        raise InvalidInputError(f"bbox needs four finite numbers W S E N, got {list(values)}")
+        raise OptionError("bbox", f"needs four finite numbers W S E N, got {list(values)}")
     w, s, e, n = vals
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-        raise InvalidInputError(f"bbox {list(vals)} is outside longitude -180..180 / latitude -90..90")
+        raise OptionError("bbox", f"{list(vals)} is outside longitude -180..180 / latitude -90..90")
     if s > n:
-        raise InvalidInputError(f"bbox {list(vals)} has south {s} above north {n}; the order is W S E N")
+        raise OptionError("bbox", f"{list(vals)} has south {s} above north {n}; the order is W S E N")
     return vals  # type: ignore[return-value]
 
 
-def _parse_instant(text: str, end: bool) -> dt.datetime:
-    """A date or RFC 3339 date-time; a bare date covers its whole day (UTC)."""
-    text = text.strip()
+def normalise_datetime(text: str) -> str:
+    """The interval as pystac-client sends it to a STAC API, from any form it accepts: '2024' is the whole
+    year, '2024-06' the month, '2024-06-01' the day, a date-time without zone is UTC, '..' or '' an open end.
+
+    pystac-client's own parser, so that a static catalog filters exactly as an API search does."""
+    from pystac_client import ItemSearch
+
+    if text.count("/") > 1:
+        raise OptionError("datetime", f"{text!r} must be an instant or 'start/end'")
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            t = dt.time.max if end else dt.time.min
-            return dt.datetime.combine(day, t, tzinfo=dt.timezone.utc)
-        value = dt.datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError as exc:
-        raise InvalidInputError(f"datetime {text!r} is not RFC 3339 (e.g. 2024-06-01 or 2024-06-01T10:00:00Z)") from exc
+        return ItemSearch("", datetime=text).get_parameters()["datetime"]
+    except Exception as exc:  # pystac-client raises a bare Exception for a malformed component
+        raise OptionError(
+            "datetime",
+            f"{text!r} is not RFC 3339 or a shortened form of it (2024, 2024-06, 2024-06-01, "
+            f"2024-06-01T10:00:00Z; intervals start/end, ../end, start/..): {exc}",
+        ) from exc
+
+
+def _instant(text: str) -> dt.datetime | None:
+    if text == "..":
+        return None
+    value = dt.datetime.fromisoformat(text.upper())
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def parse_datetime_interval(text: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """Parse 'instant', 'start/end', 'start/..' or '../end' into aware bounds (None = open)."""
-    parts = text.split("/")
-    if len(parts) == 1:
-        return _parse_instant(parts[0], end=False), _parse_instant(parts[0], end=True)
-    if len(parts) != 2:
-        raise InvalidInputError(f"datetime {text!r} must be an instant or 'start/end'")
-    start = None if parts[0] in ("", "..") else _parse_instant(parts[0], end=False)
-    stop = None if parts[1] in ("", "..") else _parse_instant(parts[1], end=True)
-    if start is None and stop is None:
-        raise InvalidInputError(f"datetime {text!r} is open at both ends")
-    if start and stop and start > stop:
-        raise InvalidInputError(f"datetime {text!r} starts after it ends")
-    return start, stop
+    """Aware bounds (None = open) of any datetime or interval pystac-client accepts (normalise_datetime)."""
+    normal = normalise_datetime(text)
+    start, _, stop = normal.partition("/")
+    bounds = _instant(start), _instant(stop or start)
+    if bounds == (None, None):
+        raise OptionError("datetime", f"{text!r} is open at both ends")
+    if bounds[0] and bounds[1] and bounds[0] > bounds[1]:
+        raise OptionError("datetime", f"{text!r} starts after it ends")
+    return bounds
 
 
 def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
@@ -122,35 +160,50 @@ def geometry_from_geojson(data: dict[str, Any]) -> BaseGeometry:
         else:
             geom = shapely.geometry.shape(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidInputError(
-            f"--intersects is not a GeoJSON geometry, feature or feature collection: {exc}"
-        ) from exc
+        raise OptionError("intersects", f"is not a GeoJSON geometry, feature or feature collection: {exc}") from exc
     if geom is None or geom.is_empty:
-        raise InvalidInputError("--intersects holds an empty geometry")
+        raise OptionError("intersects", "holds an empty geometry")
     if not geom.is_valid:
-        raise InvalidInputError(f"--intersects geometry is invalid: {shapely.validation.explain_validity(geom)}")
+        raise OptionError("intersects", f"geometry is invalid: {shapely.validation.explain_validity(geom)}")
     return geom
 
 
-def load_geojson(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
-    """Read an AOI file (local path or any fsspec URL)."""
-    return _read_json_object(url, options, "--intersects file", "a GeoJSON object")
+def load_geojson(source: str, options: StorageOptions | None = None) -> dict[str, Any]:
+    """An AOI: a GeoJSON file (local path or any fsspec URL), '-' for standard input, or the GeoJSON text
+    itself (anything starting with '{' or '[')."""
+    if source.lstrip().startswith(("{", "[")):
+        try:
+            data = json.loads(source)
+        except ValueError as exc:
+            raise OptionError("intersects", f"is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise OptionError("intersects", f"holds a JSON {type(data).__name__}, not a GeoJSON object")
+        return data
+    what = "(standard input)" if source == STDIN else "file"
+    return _read_json_object(source, options, what, "a GeoJSON object", field="intersects")
 
 
-def _read_json_object(url: str, options: StorageOptions | None, what: str, expected: str) -> dict[str, Any]:
-    """A JSON object from any fsspec URL; InvalidInputError naming `what` and the URL otherwise."""
+def _read_json_object(
+    url: str, options: StorageOptions | None, what: str, expected: str, field: str | None = None
+) -> dict[str, Any]:
+    """A JSON object from any fsspec URL or standard input ('-'); InvalidInputError naming `what` and the URL
+    otherwise (an OptionError of `field` when the document is the value of a setting)."""
+
+    def error(text: str) -> InvalidInputError:
+        return OptionError(field, text) if field else InvalidInputError(text)
+
     try:
         data = read_json(url, options, Limits.from_env().max_body_bytes)
     except DocumentTooLarge as exc:
-        raise InvalidInputError(f"{what} {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
+        raise error(f"{what} {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
     except FileNotFoundError as exc:
-        raise InvalidInputError(f"{what} not found: {url}") from exc
+        raise error(f"{what} not found: {url}") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise InvalidInputError(f"{what} {url} is not JSON: {exc}") from exc
+        raise error(f"{what} {url} is not JSON: {exc}") from exc
     except OSError as exc:
-        raise InvalidInputError(f"cannot read the {what} {url}: {exc}") from exc
+        raise error(f"cannot read the {what} {url}: {exc}") from exc
     if not isinstance(data, dict):
-        raise InvalidInputError(f"{what} {url} holds a JSON {type(data).__name__}, not {expected}")
+        raise error(f"{what} {url} holds a JSON {type(data).__name__}, not {expected}")
     return data
 
 
@@ -167,10 +220,10 @@ def search(
     source order."""
     filters = filters or SearchFilters()
     if is_api(source):
-        return _search_api(source, filters)
+        return _search_api(source, filters, options or StorageOptions())
     try:
         found = iter([product_item(source)]) if is_product(source) else _read_static(source, options)
-        return list(_limit(_filter_static(found, filters), filters.limit))
+        return list(_limit(_filter_static(found, filters), filters.max_items))
     except InvalidInputError:
         raise
     except (OSError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -185,29 +238,30 @@ def search_all(
     filters = filters or SearchFilters()
     items = [item for source in sources for item in search(source, filters, options)]
     if not items:
-        raise EmptySearchError(f"no item found in {', '.join(sources)} for {describe(filters, sources)}")
+        raise EmptySearchError(sources, conditions(filters, sources))
+    log.info("%d item(s) found in %s", len(items), ", ".join(redact(s) or "" for s in sources))
     return items
 
 
-def describe(filters: SearchFilters, sources: Sequence[str] = ()) -> str:
-    """The filters as the command-line options that set them (the default API collection included)."""
-    parts = [f"--ids {','.join(filters.ids)}"] if filters.ids else []
+def conditions(filters: SearchFilters, sources: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(field, value as text) of each filter that is set (the default API collection included)."""
+    parts = [("ids", ",".join(filters.ids))] if filters.ids else []
     if filters.collections:
-        parts.append(f"--collection {','.join(filters.collections)}")
+        parts.append(("collections", ",".join(filters.collections)))
     elif any(is_api(s) for s in sources):
-        parts.append(f"--collection {DEFAULT_API_COLLECTION} (the default for a STAC API)")
+        parts.append(("collections", f"{DEFAULT_API_COLLECTION} (the default for a STAC API)"))
     if filters.bbox is not None:
-        parts.append("--bbox " + " ".join(f"{v:g}" for v in filters.bbox))
+        parts.append(("bbox", " ".join(f"{v:g}" for v in filters.bbox)))
     if filters.intersects is not None:
-        parts.append("--intersects (the given area)")
+        parts.append(("intersects", "(the given area)"))
     if filters.datetime:
-        parts.append(f"--datetime {filters.datetime}")
+        parts.append(("datetime", filters.datetime))
     if filters.max_cloud is not None:
-        parts.append(f"--max-cloud {filters.max_cloud:g}")
-    return " ".join(parts) or "no filter"
+        parts.append(("max_cloud", f"{filters.max_cloud:g}"))
+    return parts
 
 
-def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
+def _search_api(url: str, filters: SearchFilters, options: StorageOptions) -> list[pystac.Item]:
     from pystac_client import Client
     from pystac_client.errors import ClientTypeError
     from pystac_client.exceptions import APIError
@@ -217,17 +271,24 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
     limits = Limits.from_env()
     stac_io = TrustedStacApiIO(url, limits)  # every link and redirect it follows is checked there
     url = stac_io.home  # without user info (that is the session's auth now), so no item link holds it
-    try:
-        client = Client.open(url, stac_io=stac_io, timeout=60)  # (Client.open sets the timeout of its stac_io)
+    hidden = header_secrets(options.headers)
+
+    def with_headers(request: Any) -> None:
+        """Headers per request, on the header hosts only (not on the session: next links may go elsewhere)."""
+        request.headers = {**(request.headers or {}), **options.headers_for(request.url)}
+
+    try:  # (Client.open sets the timeout and request modifier of its stac_io)
+        client = Client.open(url, stac_io=stac_io, timeout=60, request_modifier=with_headers)
     except (APIError, ClientTypeError, OSError, *_MALFORMED) as exc:
-        raise InvalidInputError(f"cannot open the STAC API at {url}: {type(exc).__name__}: {exc}") from exc
+        raise InvalidInputError(f"cannot open the STAC API at {url}: {_api_error(exc, hidden)}") from exc
     kwargs: dict[str, Any] = {
         "collections": list(filters.collections or [DEFAULT_API_COLLECTION]),
         "bbox": filters.bbox,
         "intersects": filters.intersects and shapely.geometry.mapping(geometry_from_geojson(filters.intersects)),
         "datetime": filters.datetime,
         "ids": list(filters.ids) if filters.ids else None,
-        "max_items": filters.limit,
+        "max_items": filters.max_items,
+        "limit": filters.limit,
     }
     if filters.max_cloud is not None:
         if client.conforms_to("FILTER"):
@@ -241,19 +302,25 @@ def _search_api(url: str, filters: SearchFilters) -> list[pystac.Item]:
             if n >= limits.max_documents or len(items) >= limits.max_documents:
                 raise InvalidInputError(
                     f"search at {url}: more than {limits.max_documents} pages or items "
-                    "(STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused; narrow the search or use --limit"
+                    "(STAC_CLOUDS2MASK_MAX_DOCUMENTS): refused; narrow the search or set a maximum of items"
                 )
             items.extend(page.items)
     except APIError as exc:
-        raise InvalidInputError(f"search failed at {url}: {exc}") from exc
+        raise InvalidInputError(f"search failed at {url}: {_api_error(exc, hidden)}") from exc
     except _MALFORMED as exc:  # a page that is JSON but not an ItemCollection with well-formed links
         raise InvalidInputError(
             f"search at {url}: a page is not a STAC ItemCollection: {type(exc).__name__}: {exc}"
         ) from exc
-    items = items[: filters.limit] if filters.limit is not None else items
+    items = items[: filters.max_items] if filters.max_items is not None else items
     for item in items:
         _claimed_self(item, url)
     return items
+
+
+def _api_error(exc: Exception, hidden: Sequence[str]) -> str:
+    """An API's answer as a message: its HTTP status, and its text without the credentials it may echo."""
+    status = getattr(exc, "status_code", None)
+    return (f"HTTP {status}: " if status else "") + (redact(str(exc), hidden) or "")
 
 
 def _claimed_self(item: pystac.Item, url: str) -> None:

@@ -14,36 +14,73 @@ import os
 import posixpath
 import random
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import fsspec
 import fsspec.implementations.local
 from fsspec.core import url_to_fs
 
+from .access import Modifier, check_headers, host, resolve_modifier
+from .errors import OptionError
+
 S3_SCHEMES = ("s3://", "s3a://")
+STDIN = "-"  # read_json's name for standard input (command lines: `--intersects -`, `run-payload -`)
 S3_ATTEMPTS = 6
 UPDATE_ATTEMPTS = 100  # conditional writes of one shared document lost in a row before giving up
 
 
 @dataclass(frozen=True)
 class StorageOptions:
-    """How to reach object storage.
+    """How to reach object storage and private or signed sources.
 
     anon: None picks signed requests when AWS credentials are found (environment, config files,
     container or instance role) and anonymous ones otherwise.
+    headers: HTTP headers for a private source STAC API and its http(s) files, sent only to `header_hosts`
+    (host or host:port; run() and plan() default them to the hosts of the http(s) sources).
+    modifier: changes a copy of each source item before its files are opened, as pystac-client's
+    `modifier` (a callable, 'planetary-computer' or 'module:function'; see access.py).
     """
 
     anon: bool | None = None
     requester_pays: bool = False
     endpoint_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # credentials: never in a repr
+    header_hosts: tuple[str, ...] = ()
+    modifier: Modifier | str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.header_hosts, str) or not all(isinstance(h, str) and h for h in self.header_hosts):
+            raise OptionError("header_hosts", f"must be a list of host names, got {self.header_hosts!r}")
+        object.__setattr__(self, "headers", check_headers(self.headers, "headers"))
+        object.__setattr__(self, "header_hosts", tuple(h.strip().lower() for h in self.header_hosts))
+        object.__setattr__(self, "modifier", resolve_modifier(self.modifier))
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        """The headers a request to `url` carries: all of them on the header hosts, none elsewhere."""
+        return dict(self.headers) if self.headers and host(url) in self.header_hosts else {}
+
+    def for_sources(self, sources: Sequence[str]) -> StorageOptions:
+        """These options with the header hosts defaulted to the hosts of the http(s) sources."""
+        if not self.headers or self.header_hosts:
+            return self
+        hosts = tuple(dict.fromkeys(h for source in sources if (h := host(source))))
+        if not hosts:
+            raise OptionError(
+                "header_hosts",
+                "must name the hosts that receive the headers when no source is an http(s) URL",
+            )
+        return replace(self, header_hosts=hosts)
 
     def fsspec_kwargs(self, url: str) -> dict[str, Any]:
         """Keyword arguments for fsspec's filesystem of this URL."""
+        if headers := self.headers_for(url):
+            return {"client_kwargs": {"headers": headers}}
         if not url.startswith(S3_SCHEMES):
             return {}
         anon = _have_no_credentials(*(os.environ.get(v) for v in _CREDENTIAL_VARS)) if self.anon is None else self.anon
@@ -142,10 +179,14 @@ def retries() -> int:
 
 
 def read_json(url: str, options: StorageOptions | None = None, max_bytes: int | None = None) -> dict[str, Any]:
-    """Read a JSON document from any fsspec URL; at most `max_bytes` (DocumentTooLarge beyond)."""
-    fs, path = get_fs(url, options)
-    with fs.open(path, "rb") as f:
-        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    """Read a JSON document from any fsspec URL, or standard input for '-'; at most `max_bytes`
+    (DocumentTooLarge beyond)."""
+    if url == STDIN:
+        data = sys.stdin.buffer.read() if max_bytes is None else sys.stdin.buffer.read(max_bytes + 1)
+    else:
+        fs, path = get_fs(url, options)
+        with fs.open(path, "rb") as f:
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
         raise DocumentTooLarge(f"{url} is larger than {max_bytes} bytes")
     return json.loads(data)

@@ -10,8 +10,9 @@ payload with ``features`` replaced by the published mask items, plus ``clouds2ma
 items failed.
 
 Parameters are the fields of :class:`config.RunConfig` (see :data:`PARAMETERS`), except ``output``
-(from the path template), ``options`` (the ``anon``, ``requester_pays`` and ``endpoint_url`` parameters)
-and ``api_headers``: credentials are the operator's (``STAC_CLOUDS2MASK_API_TOKEN``), never a payload's,
+(from the path template), ``options`` (the ``anon``, ``requester_pays``, ``endpoint_url``, ``header_hosts``
+and ``modifier`` parameters: a named modifier only, never an import path) and ``api_headers``: credentials
+are the operator's (``STAC_CLOUDS2MASK_API_TOKEN``, ``STAC_CLOUDS2MASK_SOURCE_HEADERS``), never a payload's,
 because payloads are stored in plans and echoed into output payloads. ``limits`` may only lower the
 operator's limits (``STAC_CLOUDS2MASK_*``).
 """
@@ -32,7 +33,8 @@ from stactask.payload import Payload
 
 from . import __version__
 from .config import RunConfig, expected_settings
-from .errors import InvalidInputError, UntrustedReferenceError
+from .access import headers_from_env, resolve_modifier
+from .errors import InvalidInputError, OptionError, UntrustedReferenceError
 from .limits import ENV_PREFIX, Limits, check_item_count, limit_problem
 from .publish.documents import absolute_hrefs
 from .report import ItemOutcome, Progress, RunReport
@@ -67,9 +69,11 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "requester_pays": ((bool,), False),
     "anon": ((bool,), True),
     "endpoint_url": ((str,), True),
+    "header_hosts": ((list,), False),
+    "modifier": ((str,), True),
     "clip": ((dict,), True),
 }
-STORAGE_PARAMETERS = ("requester_pays", "anon", "endpoint_url")
+STORAGE_PARAMETERS = ("requester_pays", "anon", "endpoint_url", "header_hosts", "modifier")
 TARGET_PARAMETERS = ("publish_api", "endpoint_url")  # credentials go there: the operator's endpoints only
 
 
@@ -147,6 +151,13 @@ def check_parameters(workflow: dict[str, Any], own: dict[str, Any]) -> dict[str,
         )
     if "limits" in params:
         _check_limits(params["limits"])
+    if not all(isinstance(h, str) and h for h in params.get("header_hosts", [])):
+        got = json.dumps(params["header_hosts"])
+        raise InvalidInputError(f"process.tasks.{TASK_NAME}.header_hosts must be a list of host names, got {got}")
+    try:  # a payload names a modifier, never an import path: that would run code of the payload's choosing
+        resolve_modifier(params.get("modifier"), named_only=True)
+    except OptionError as exc:
+        raise InvalidInputError(f"process.tasks.{TASK_NAME}.{exc}") from None
     return params
 
 
@@ -194,7 +205,7 @@ class TaskPayload:
             output=root,
             api_headers={"Authorization": f"Bearer {token}"} if token and p.get("publish_api") else {},
             device=device or p.get("device", "auto"),
-            options=StorageOptions(**{k: p[k] for k in STORAGE_PARAMETERS if k in p}),
+            options=StorageOptions(**{k: p[k] for k in STORAGE_PARAMETERS if k in p}, headers=headers_from_env()),
             limits=dataclasses.replace(Limits.from_env(), **p.get("limits", {})),
             **direct,
         )

@@ -2,11 +2,14 @@
 
 Routes map a path (without query) to bytes, to (status, headers, bytes), or to a callable that gets the
 handler and writes the answer itself (slow bodies, redirects). A path without a route answers `default`
-(None: 404). Every request is recorded (method, path, headers, body) for the test to inspect.
+(None: 404). A `gate`, when given, sees every request first (handler.path keeps the query) and may answer it
+instead (a private server: 401 without its header). Every request is recorded (method, path, query, headers,
+body) for the test to inspect.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,9 +19,15 @@ Answer = Union[bytes, tuple[int, dict[str, str], bytes], Callable[[BaseHTTPReque
 
 
 class HostileServer:
-    def __init__(self, routes: dict[str, Answer] | None = None, default: Answer | None = None):
+    def __init__(
+        self,
+        routes: dict[str, Answer] | None = None,
+        default: Answer | None = None,
+        gate: Callable[[BaseHTTPRequestHandler], Answer | None] | None = None,
+    ):
         self.routes: dict[str, Answer] = dict(routes or {})
         self.default = default
+        self.gate = gate
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         server = self
@@ -32,12 +41,18 @@ class HostileServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 with server.lock:
                     server.requests.append(
-                        {"method": self.command, "path": path, "headers": dict(self.headers), "body": body}
+                        {
+                            "method": self.command,
+                            "path": path,
+                            "query": query,
+                            "headers": dict(self.headers),
+                            "body": body,
+                        }
                     )
-                answer = server.routes.get(path, server.default)
+                answer = (server.gate(self) if server.gate else None) or server.routes.get(path, server.default)
                 if answer is None:
                     answer = (404, {}, b"not found")
                 if callable(answer):
@@ -77,3 +92,21 @@ class HostileServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def api_landing(url: str) -> bytes:
+    """The landing page of a STAC API at `url` with item search (POST /search), for servers that play one."""
+    return json.dumps(
+        {
+            "type": "Catalog",
+            "id": "api",
+            "stac_version": "1.1.0",
+            "description": "a STAC API played by a test server",
+            "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+            "links": [
+                {"rel": "self", "href": url},
+                {"rel": "root", "href": url},
+                {"rel": "search", "href": f"{url}/search", "type": "application/geo+json", "method": "POST"},
+            ],
+        }
+    ).encode()

@@ -21,6 +21,8 @@ from conftest import item_dict
 from rasterio.warp import calculate_default_transform, reproject
 from typer.testing import CliRunner
 
+from stac_clouds2mask import EmptySearchError, OptionError, RunConfig, SearchFilters, StorageOptions, mask_array
+from stac_clouds2mask import run as run_pipeline
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.report import RUNS_DIR
 
@@ -151,6 +153,17 @@ INVOCATIONS = [
     ("output-unknown-protocol", "catalog", ["--output", "foo://bar"], 2, "Protocol not known: foo"),
     ("max-cloud-range", "catalog", ["--max-cloud", "120"], 2, "between 0 and 100"),
     ("limit-zero", "catalog", ["--limit", "0"], 2, "--limit must be at least 1"),
+    ("max-items-zero", "catalog", ["--max-items", "0"], 2, "--max-items must be at least 1"),
+    ("page-too-large", "catalog", ["--max-items", "9", "--limit", "10001"], 2, "--limit is the page size, at most"),
+    ("datetime-month-13", "catalog", ["--datetime", "2024-13"], 2, "--datetime '2024-13' is not RFC 3339"),
+    ("aoi-inline-not-json", "catalog", ["--intersects", "[oops"], 2, "--intersects is not JSON"),
+    ("header-no-colon", "catalog", ["--header", "X-Api-Key secret"], 2, "--header must look like 'Name: value'"),
+    ("header-bad-name", "catalog", ["--header", "Bad Name: x"], 2, "--header name 'Bad Name' is not a valid"),
+    ("header-without-host", "catalog", ["--header", "X-Api-Key: k"], 2, "--header-host must name the hosts"),
+    ("modifier-unknown-module", "catalog", ["--modifier", "no_such_module:f"], 2, "--modifier 'no_such_module:f'"),
+    ("modifier-no-function", "catalog", ["--modifier", "json:no_such"], 2, "the module 'json' has no 'no_such'"),
+    ("modifier-not-a-path", "catalog", ["--modifier", "signer"], 2, "is neither a named modifier"),
+    ("log-level-unknown", "catalog", [], 2, "STAC_CLOUDS2MASK_LOG_LEVEL='LOUD' is not a log level"),
     ("source-unknown-type", "unknown_type", [], 2, "is not a STAC Catalog, Collection, Item or ItemCollection"),
     ("source-missing", "missing", [], 2, "STAC source not found"),
     ("source-not-json", "not_json", [], 2, "is not JSON"),
@@ -193,8 +206,10 @@ INVOCATIONS = [
 @pytest.mark.parametrize(
     "row, source, args, code, fragment", [r if hasattr(r, "marks") else pytest.param(*r, id=r[0]) for r in INVOCATIONS]
 )
-def test_bad_invocation(inputs, tmp_path, row, source, args, code, fragment):
+def test_bad_invocation(inputs, tmp_path, monkeypatch, row, source, args, code, fragment):
     out = tmp_path / "o"
+    if row == "log-level-unknown":
+        monkeypatch.setenv("STAC_CLOUDS2MASK_LOG_LEVEL", "loud")
     result = invoke("run", inputs[source], "--output", str(out), *[a.format(**inputs) for a in args])
     text = flat(result.output)
     assert result.exit_code == code, text
@@ -437,3 +452,52 @@ def test_model_level_mismatch_and_missing_model_band(sample_data_dir, tmp_path):
     )
     assert entries[E]["status"] == "published"
     assert set(published_items(out)) == {E}
+
+
+# ------------------------------------------------------------------------------------------
+# the Python API speaks Python: its errors name the fields, never the command line's flags
+# ------------------------------------------------------------------------------------------
+
+PYTHON_ERRORS = [
+    (lambda out: RunConfig(output=out, resolution=15), "resolution must be one of 10, 20, 30, 60 m, got 15"),
+    (lambda out: RunConfig(output=out, precision="fp8"), "precision must be one of auto, fp32, bf16, fp16"),
+    (lambda out: RunConfig(output=out, batch_size=0), "batch_size must be at least 1, got 0"),
+    (lambda out: RunConfig(output=""), "output must not be empty"),
+    (lambda out: RunConfig(output=out, collection_id="a/b"), "collection_id 'a/b' contains '/'"),
+    (lambda out: RunConfig(output=out, model="model_9b"), "model: unknown model 'model_9b'"),
+    (lambda out: SearchFilters(max_cloud=120), "max_cloud must be between 0 and 100, got 120"),
+    (lambda out: SearchFilters(max_items=0), "max_items must be at least 1, got 0"),
+    (lambda out: SearchFilters(bbox=(10, 52, 11, 51)), "bbox [10.0, 52.0, 11.0, 51.0] has south 52.0 above north"),
+    (lambda out: SearchFilters(datetime="2024-13"), "datetime '2024-13' is not RFC 3339"),
+    (lambda out: SearchFilters(intersects={"type": "Polygon"}), "intersects is not a GeoJSON geometry"),
+    (lambda out: StorageOptions(headers={"Bad Name": "x"}), "headers name 'Bad Name' is not a valid HTTP header"),
+    (lambda out: StorageOptions(modifier="nope"), "modifier 'nope' is neither a named modifier"),
+]
+
+
+@pytest.mark.parametrize("make, message", PYTHON_ERRORS, ids=[m for _, m in PYTHON_ERRORS])
+def test_python_api_errors_name_the_python_field(tmp_path, make, message):
+    with pytest.raises(OptionError) as exc:
+        make(str(tmp_path / "o"))
+    assert message in str(exc.value) and "--" not in str(exc.value)
+
+
+def test_run_names_python_fields_and_the_cli_its_flags(sample_catalog, tmp_path):
+    """The same empty search: run() says `ids=...`, the command line `--ids ...`."""
+    config = RunConfig(output=str(tmp_path / "o"), device="cpu")
+    with pytest.raises(EmptySearchError, match="for ids=no-such, datetime=1990") as exc:
+        run_pipeline(str(sample_catalog), config, SearchFilters(ids=("no-such",), datetime="1990"))
+    assert "--" not in str(exc.value)
+    result = invoke("run", str(sample_catalog), "-o", str(tmp_path / "o"), "--ids", "no-such", "--datetime", "1990")
+    assert result.exit_code == 3 and "for --ids no-such --datetime 1990" in flat(result.output)
+
+
+def test_band_names_say_what_is_accepted():
+    """mask_array takes common names: Sentinel-2 band ids are told apart and renamed in the message."""
+    data = np.full((4, 64, 64), 0.2, dtype=np.float32)
+    for model in ("auto", "model_4b_l1c"):
+        with pytest.raises(ValueError) as exc:
+            mask_array(data, ["B02", "B03", "B04", "B08"], model=model, device="cpu")
+        text = str(exc.value)
+        assert "blue (B02), green (B03), red (B04), nir (B08) by common name" in text
+        assert "'B02' is 'blue'" in text and "'B08' is 'nir'" in text

@@ -260,7 +260,7 @@ BAD_PAYLOADS = [
     (lambda p: _set(p, ["tasks", "clouds2mask", "resolutoin"], 20), "unknown parameter(s) resolutoin"),
     (lambda p: _set(p, ["tasks", "clouds2mask", "resolution"], "20"), "resolution must be int or float"),
     (lambda p: _set(p, ["tasks", "clouds2mask", "overwrite"], "yes"), "overwrite must be bool"),
-    (lambda p: _set(p, ["tasks", "clouds2mask", "resolution"], 15), "--resolution must be one of"),
+    (lambda p: _set(p, ["tasks", "clouds2mask", "resolution"], 15), "clouds2mask: resolution must be one of"),
     (lambda p: _set(p, ["tasks", "clouds2mask", "model"], "no-such-model"), "no-such-model"),
     (
         lambda p: _set(p, ["tasks", "clouds2mask"], [1]),
@@ -299,7 +299,7 @@ def test_run_payload_cli_exits_2_on_a_bad_payload(tmp_path, sample_items):
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     (tmp_path / "not-json.json").write_text("{")
     for name, message in (
-        ("bad.json", "--resolution must be one of"),
+        ("bad.json", "clouds2mask: resolution must be one of"),
         ("not-json.json", "is not JSON"),
         ("missing.json", "payload not found"),
     ):

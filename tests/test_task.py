@@ -76,6 +76,8 @@ FIELDS = [
     ("requester_pays", True, lambda c: c.options.requester_pays is True),
     ("anon", True, lambda c: c.options.anon is True),
     ("endpoint_url", "https://s3.example.test", lambda c: c.options.endpoint_url == "https://s3.example.test"),
+    ("header_hosts", ["data.example.test"], lambda c: c.options.header_hosts == ("data.example.test",)),
+    ("modifier", "planetary-computer", lambda c: getattr(c.options.modifier, "__name__", None) == "sign_inplace"),
 ]
 
 
@@ -89,7 +91,8 @@ def operator_endpoints(monkeypatch):
 
 
 def test_every_run_config_field_is_a_payload_parameter():
-    storage = {f.name for f in dataclasses.fields(StorageOptions)}
+    # header values are the operator's too (STAC_CLOUDS2MASK_SOURCE_HEADERS): no payload holds credentials
+    storage = {f.name for f in dataclasses.fields(StorageOptions)} - {"headers"}
     # output comes from the path template, options from the storage parameters, api_headers from the operator
     run_config = {f.name for f in dataclasses.fields(RunConfig)} - {"output", "options", "api_headers"}
     assert set(task.PARAMETERS) == run_config | storage
@@ -131,8 +134,8 @@ def test_api_token_is_the_operators_and_goes_only_with_publish_api(
         ({"limits": {"max_pixels": 1.5}}, "limits.max_pixels must be a positive integer"),
         ({"api_retries": -1}, "api_retries must be at least 0"),
         ({"compile": "yes"}, "compile must be bool"),
-        ({"precision": "fp64"}, "--precision must be one of"),
-        ({"collection_id": "a/b"}, "--target-collection 'a/b'"),
+        ({"precision": "fp64"}, "clouds2mask: precision must be one of"),  # a payload names its parameters
+        ({"collection_id": "a/b"}, "clouds2mask: collection_id 'a/b'"),
     ],
 )
 def test_bad_parameters_exit_2_naming_them(sample_data_dir, tmp_path, monkeypatch, params, message):

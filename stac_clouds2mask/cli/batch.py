@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .display import console, guarded, markup, plain, progress, summary
+from .display import console, guarded, hide, markup, plain, progress, summary
 from .options import (
     Anon,
     BatchSize,
@@ -17,11 +17,15 @@ from .options import (
     Datetime,
     DeviceOverride,
     EndpointUrl,
+    Header,
+    HeaderHost,
     Ids,
     Intersects,
     Limit,
     MaxCloud,
+    MaxItems,
     Model,
+    Modifier,
     Resolution,
     Sources,
     flag,
@@ -37,7 +41,7 @@ def run_payload(
         typer.Argument(
             metavar="PAYLOAD_URL",
             help="stac-task payload: a FeatureCollection with 'features' (source items) and 'process' "
-            "(upload_options.path_template, tasks.clouds2mask), at a path or fsspec URL.",
+            "(upload_options.path_template, tasks.clouds2mask), at a path or fsspec URL, or - for standard input.",
         ),
     ],
     output: Annotated[
@@ -57,9 +61,10 @@ def run_payload(
 
     [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
     overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
-    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url, clip (a
-    GeoJSON polygon: mask only this area of interest of each item). Failed items are listed under
-    'clouds2mask:failures', items the AOI holds nothing of under 'clouds2mask:nothing_to_mask'.
+    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url,
+    header_hosts (the hosts that receive the worker's STAC_CLOUDS2MASK_SOURCE_HEADERS), modifier (a named one:
+    planetary-computer), clip (a GeoJSON polygon: mask only this area of interest of each item). Failed items
+    are listed under 'clouds2mask:failures', items the AOI holds nothing of under 'clouds2mask:nothing_to_mask'.
 
     Exit status: 0 all items published or skipped, 1 some items failed, 2 bad invocation or bad payload.
     """
@@ -68,8 +73,9 @@ def run_payload(
         from stac_clouds2mask import task, write_bytes_atomic
 
         data = task.load_payload(payload_url)
+        origin = None if payload_url == "-" else payload_url  # standard input: named by the operator, as a flag
         with progress(eta=False) as display:
-            out, report, _ = task.run_payload(data, payload_url, device, display)
+            out, report, _ = task.run_payload(data, origin, device, display)
         text = json.dumps(out, indent=2)
         if output:
             write_bytes_atomic(output, text.encode("utf-8"))
@@ -116,7 +122,11 @@ def plan(
     max_cloud: MaxCloud = None,
     ids: Ids = None,
     limit: Limit = None,
+    max_items: MaxItems = None,
     collection: Collection = None,
+    header: Header = None,
+    header_host: HeaderHost = None,
+    modifier: Modifier = None,
     resolution: Resolution = 20,
     model: Model = "auto",
     batch_size: BatchSize = None,
@@ -140,7 +150,8 @@ def plan(
     def body() -> int:
         from stac_clouds2mask import InvalidInputError, RunConfig, batch
 
-        options = storage_options(anon, requester_pays, endpoint_url)
+        options = storage_options(anon, requester_pays, endpoint_url, header, header_host)
+        hide(list(options.headers.values()))
         filters = search_filters(
             options,
             bbox=bbox,
@@ -149,6 +160,7 @@ def plan(
             max_cloud=max_cloud,
             ids=id_list(ids),
             limit=limit,
+            max_items=max_items,
             collection=collection,
         )
         params: dict[str, Any] = {"resolution": resolution, "model": model}
@@ -157,6 +169,7 @@ def plan(
             ("publish_api", publish_api),
             ("anon", anon),
             ("endpoint_url", endpoint_url),
+            ("modifier", modifier),  # a named one only: the shards' payloads hold it (checked with the parameters)
         ):
             if value is not None:
                 params[name] = value

@@ -15,14 +15,16 @@ if TYPE_CHECKING:
 
 def checked(check: str):  # noqa: ANN201 (a click callback)
     """A callback that refuses a bad value with stac_clouds2mask.choices' check `check` while the command
-    line is parsed: exit 2 at once, before torch and rasterio load."""
+    line is parsed: exit 2 at once, before torch and rasterio load. The message names the flag."""
 
-    def callback(value):  # noqa: ANN001, ANN202
-        from stac_clouds2mask import choices
+    def callback(param: typer.CallbackParam, value):  # noqa: ANN001, ANN202
+        from stac_clouds2mask import OptionError, choices
 
         if value is not None:
             try:
                 getattr(choices, check)(value)
+            except OptionError as exc:
+                raise typer.BadParameter(f"{param.opts[0]} {exc.reason}") from exc
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from exc
         return value
@@ -51,12 +53,18 @@ Bbox = Annotated[
 ]
 Intersects = Annotated[
     Optional[str],
-    typer.Option(metavar="FILE", help="Area of interest as a GeoJSON file (geometry, feature or feature collection)."),
+    typer.Option(
+        metavar="FILE|GEOJSON|-",
+        help="Area of interest as GeoJSON (geometry, feature or feature collection): a file or URL, the JSON "
+        "text itself, or - for standard input.",
+    ),
 ]
 Datetime = Annotated[
     Optional[str],
     typer.Option(
-        metavar="DATETIME", help="RFC 3339 instant or interval, e.g. 2024-06-01/2024-06-30 or 2024-06-01T00:00:00Z/.."
+        metavar="DATETIME",
+        help="Instant or interval in any form pystac-client accepts: 2024 (the year), 2024-06 (the month), "
+        "2024-06-01 (the day), 2024-06-01T10:00:00Z, 2024-06-01/2024-06-30, ../2024-06-01 or 2024-06-01/.. (open).",
     ),
 ]
 MaxCloud = Annotated[
@@ -79,11 +87,55 @@ Clip = Annotated[
         "id per AOI. Without --clip the AOI only selects items and whole scenes are masked.",
     ),
 ]
-Limit = Annotated[Optional[int], typer.Option(metavar="N", help="At most this many items per source.")]
+MaxItems = Annotated[
+    Optional[int], typer.Option("--max-items", metavar="N", help="At most this many items per source.")
+]
+Limit = Annotated[
+    Optional[int],
+    typer.Option(
+        metavar="N",
+        help="Page size asked of a STAC API, as in stac-client. Deprecated meaning kept for now: without "
+        "--max-items, --limit N is also the maximum number of items (with a warning).",
+    ),
+]
 Collection = Annotated[
     Optional[list[str]],
     typer.Option(
-        "--collection", "-c", metavar="ID", help="Source collection(s); for a STAC API the default is sentinel-2-l1c."
+        "--collections",
+        "--collection",
+        "-c",
+        metavar="ID",
+        help="Source collection id(s): repeat the option or separate with commas; for a STAC API the default is "
+        "sentinel-2-l1c.",
+    ),
+]
+
+# private and signed sources
+Header = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--header",
+        metavar="'NAME: VALUE'",
+        help="HTTP header for the source STAC API and its http(s) files, e.g. 'Authorization: Bearer TOKEN' "
+        "(also NAME=VALUE; repeat for more; also STAC_CLOUDS2MASK_SOURCE_HEADERS, one per line). Sent only to "
+        "the hosts of the http(s) sources, or to --header-host.",
+    ),
+]
+HeaderHost = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--header-host",
+        metavar="HOST",
+        help="Host (or host:port) that receives the --header values, instead of the sources' hosts; repeat for more.",
+    ),
+]
+Modifier = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="NAME",
+        help="Change each source item before its files are read, as pystac-client's modifier: planetary-computer "
+        "(signs Planetary Computer hrefs; pip install 'stac-clouds2mask\\[planetary-computer]') or "
+        "MODULE:FUNCTION (a function that changes an item in place). Signed hrefs are never published.",
     ),
 ]
 
@@ -182,12 +234,24 @@ def check_sources(sources: list[str]) -> None:
 
 
 def storage_options(
-    anon: bool | None = None, requester_pays: bool = False, endpoint_url: str | None = None
+    anon: bool | None = None,
+    requester_pays: bool = False,
+    endpoint_url: str | None = None,
+    header: list[str] | None = None,
+    header_host: list[str] | None = None,
+    modifier: str | None = None,
 ) -> StorageOptions:
-    """The storage options, as the package's type."""
-    from stac_clouds2mask import StorageOptions
+    """The storage options, as the package's type: --header values over STAC_CLOUDS2MASK_SOURCE_HEADERS."""
+    from stac_clouds2mask import StorageOptions, headers_from_env, parse_headers
 
-    return StorageOptions(anon=anon, requester_pays=requester_pays, endpoint_url=endpoint_url)
+    return StorageOptions(
+        anon=anon,
+        requester_pays=requester_pays,
+        endpoint_url=endpoint_url,
+        headers={**headers_from_env(), **parse_headers(header or [], "headers")},
+        header_hosts=tuple(header_host or ()),
+        modifier=modifier,
+    )
 
 
 def search_filters(
@@ -199,17 +263,32 @@ def search_filters(
     max_cloud: float | None = None,
     ids: tuple[str, ...] | None = None,
     limit: int | None = None,
+    max_items: int | None = None,
     collection: list[str] | None = None,
 ) -> SearchFilters:
-    """The filters, as the package's type (the AOI file read with `options`)."""
+    """The filters, as the package's type (the AOI read with `options`). --limit without --max-items keeps
+    its old meaning, the maximum (SearchFilters' rule, told here in flags)."""
+    import warnings
+
     from stac_clouds2mask import SearchFilters, load_geojson
 
-    return SearchFilters(
-        bbox=bbox,
-        intersects=load_geojson(intersects, options) if intersects else None,
-        datetime=datetime,
-        max_cloud=max_cloud,
-        ids=ids,
-        limit=limit,
-        collections=tuple(collection) if collection else None,
-    )
+    from .display import warn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # SearchFilters' own words name its fields, not flags
+        filters = SearchFilters(
+            bbox=bbox,
+            intersects=load_geojson(intersects, options) if intersects else None,
+            datetime=datetime,
+            max_cloud=max_cloud,
+            ids=ids,
+            limit=limit,
+            max_items=max_items,
+            collections=id_list(collection),
+        )
+    if limit is not None and max_items is None:
+        warn(
+            f"--limit {limit} without --max-items is read as --max-items {limit}, the maximum number of items, as "
+            "before; --limit will be only the page size (as in stac-client): use --max-items"
+        )
+    return filters

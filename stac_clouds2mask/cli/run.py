@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Optional
+import json
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from .display import console, guarded, markup, progress, summary
+from .display import console, guarded, hide, markup, progress, summary
 from .options import (
     Anon,
     checked,
@@ -18,11 +18,15 @@ from .options import (
     Datetime,
     Device,
     EndpointUrl,
+    Header,
+    HeaderHost,
     Ids,
     Intersects,
     Limit,
     MaxCloud,
+    MaxItems,
     Model,
+    Modifier,
     PublishApi,
     RequesterPays,
     Resolution,
@@ -33,25 +37,17 @@ from .options import (
     storage_options,
 )
 
+if TYPE_CHECKING:
+    from stac_clouds2mask import RunReport
 
-def _headers(values: list[str] | None) -> dict[str, str]:
-    """--api-header values as a dict, refusing names and values that would not be one valid header."""
-    from stac_clouds2mask import InvalidInputError
 
-    headers = {}
-    for value in values or []:
-        name, sep, text = value.partition(":")
-        name = name.strip()
-        if not sep or not name:
-            raise InvalidInputError(
-                "--api-header must look like 'Name: value' (got one without a name or ':'; the value is not shown)"
-            )
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-            raise InvalidInputError(f"--api-header name {name!r} is not a valid HTTP header name")
-        if any(c in text for c in "\r\n\0"):
-            raise InvalidInputError(f"--api-header {name!r} has a line break or NUL in its value (not shown)")
-        headers[name] = text.strip()
-    return headers
+def item_collection(report: RunReport) -> dict[str, Any]:
+    """The mask items of a run (published now, or before with the same settings) as one ItemCollection
+    dict, every href absolute, so that it reads anywhere (pystac.ItemCollection.from_dict, stac-client)."""
+    from stac_clouds2mask import absolute_item_dict
+
+    items = [absolute_item_dict(o.item) for o in report.outcomes if o.item is not None]
+    return {"type": "FeatureCollection", "features": items}
 
 
 def run(
@@ -81,7 +77,11 @@ def run(
     max_cloud: MaxCloud = None,
     ids: Ids = None,
     limit: Limit = None,
+    max_items: MaxItems = None,
     collection: Collection = None,
+    header: Header = None,
+    header_host: HeaderHost = None,
+    modifier: Modifier = None,
     publish_api: PublishApi = None,
     api_header: Annotated[
         Optional[list[str]],
@@ -149,6 +149,14 @@ def run(
     requester_pays: RequesterPays = False,
     anon: Anon = None,
     endpoint_url: EndpointUrl = None,
+    print_items: Annotated[
+        bool,
+        flag(
+            "--print-items",
+            "Write the mask items (published now or before with the same settings) as one ItemCollection on "
+            "standard output, for stac-client, jq or another run.",
+        ),
+    ] = False,
 ) -> None:
     """Mask every item that the SOURCES yield for the filters, and publish COG masks plus STAC items to OUTPUT.
 
@@ -190,11 +198,16 @@ def run(
     """
 
     def body() -> int:
-        from stac_clouds2mask import EARTH_SEARCH, InvalidInputError, RunConfig, unfinished_ids
+        from stac_clouds2mask import EARTH_SEARCH, InvalidInputError, RunConfig, parse_headers, unfinished_ids
         from stac_clouds2mask import run as run_pipeline
 
         check_sources(sources or [])
-        options = storage_options(anon, requester_pays, endpoint_url)
+        options = storage_options(anon, requester_pays, endpoint_url, header, header_host, modifier)
+        api_headers = {
+            **({"Authorization": f"Bearer {api_token}"} if api_token else {}),
+            **parse_headers(api_header or [], "api_headers"),
+        }
+        hide([*options.headers.values(), *api_headers.values()])
         chosen = id_list(ids)
         if rerun_failed:
             if chosen:
@@ -211,12 +224,13 @@ def run(
             max_cloud=max_cloud,
             ids=chosen,
             limit=limit,
+            max_items=max_items,
             collection=collection,
         )
         config = RunConfig(
             output=output,
             publish_api=publish_api,
-            api_headers={**({"Authorization": f"Bearer {api_token}"} if api_token else {}), **_headers(api_header)},
+            api_headers=api_headers,
             resolution=resolution,
             device=device,
             model=model,
@@ -232,6 +246,8 @@ def run(
         )
         with progress() as display:
             report = run_pipeline(sources or [EARTH_SEARCH], config, filters, display, clip=clip)
+        if print_items:
+            typer.echo(json.dumps(item_collection(report)))
         summary(report)
         return report.exit_code
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 MODEL_NAMES = ("model_6b_l1c", "model_4b_l1c", "model_6b_l2a", "model_4b_l2a")
 SIX_BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
+# the models' bands by common name (the names the models, items and mask_array use) and Sentinel-2 band id
+BAND_IDS = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12"}
 FOUR_BANDS = SIX_BANDS[:4]
 LEVELS = ("L1C", "L2A")
 
@@ -92,9 +94,20 @@ def choose_model(level: str, available_bands: Iterable[str]) -> ModelSpec:
     available = {b.lower() for b in available_bands}
     if available.issuperset(SIX_BANDS):
         return get_model_spec(f"model_6b_{lvl}")
-    missing = [b for b in FOUR_BANDS if b not in available]
-    if missing:
-        raise ValueError(
-            f"the cloud models need at least the bands {', '.join(FOUR_BANDS)}; missing: {', '.join(missing)}"
-        )
+    if any(b not in available for b in FOUR_BANDS):
+        raise ValueError(missing_bands("the cloud models", FOUR_BANDS, available_bands))
     return get_model_spec(f"model_4b_{lvl}")
+
+
+def missing_bands(who: str, needed: Iterable[str], given: Iterable[str]) -> str:
+    """Why `given` band names do not serve `who`: what is accepted (common names, with the Sentinel-2 band
+    ids beside them), what is missing, and which given names are band ids to rename ('B02' is 'blue')."""
+    given = list(given)
+    missing = [b for b in needed if b not in {g.lower() for g in given}]
+    ids = {i.lower(): name for name, i in BAND_IDS.items()}
+    renames = [f"{g!r} is {ids[g.lower()]!r}" for g in given if g.lower() in ids]
+    return (
+        f"{who} need the bands {', '.join(f'{b} ({BAND_IDS[b]})' for b in needed)} by common name "
+        f"(the 6-band models also {', '.join(f'{b} ({BAND_IDS[b]})' for b in SIX_BANDS[4:])}); missing: "
+        f"{', '.join(missing)}" + (f"; rename the band ids: {', '.join(renames)}" if renames else "")
+    )
