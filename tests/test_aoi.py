@@ -165,9 +165,9 @@ def test_aoi_mask_is_a_window_of_the_whole_scene_grid(t29_run, safe, validate_st
     assert (classes[touched] != 255).mean() > 0.99  # inside: the product's data (all valid there)
 
 
-# Agreement with the whole-scene mask: the minimum per case, each measured with the chosen context margin less
-# a little for the precision another CPU may choose (benchmarks/aoi_margin.py prints every figure). The models are
-# not shift-invariant and their squeeze-excite blocks pool over the whole patch, so a pixel's class depends on
+# Agreement with the whole-scene mask: the minimum per case, each measured with the chosen context margin (96 px)
+# less a little for the precision another CPU may choose (benchmarks/aoi_margin.py prints every figure). The models
+# are not shift-invariant and their squeeze-excite blocks pool over the whole patch, so a pixel's class depends on
 # what else its patch holds: the whole-scene mask itself changes on ~1.3 % of T29UNU's valid pixels when its patch
 # grid moves by 96 px, and an AOI mask (other patches, less context) agrees on ~99 % of an interior AOI. Across
 # the nodata edge the patches differ most. Crop A is 160 m, far out of the models' scale, its whole scene one
@@ -176,11 +176,11 @@ def test_aoi_mask_is_a_window_of_the_whole_scene_grid(t29_run, safe, validate_st
 AGREEMENT = {
     ("T29UNU", "interior"): 98.5,
     ("T29UNU", "corner"): 99.5,
-    ("T29UNU", "nodata edge"): 95.0,
+    ("T29UNU", "nodata edge"): 96.0,
     ("chip F", "interior"): 99.5,
-    ("chip F", "corner"): 98.0,
+    ("chip F", "corner"): 98.5,
     ("crop A", "interior"): 99.5,
-    ("crop A", "corner"): 84.0,
+    ("crop A", "corner"): 90.0,
 }
 
 
@@ -205,7 +205,7 @@ def test_aoi_masks_agree_with_the_whole_scene_mask(whole_scenes, scene, where):
     size = max(int(round(np.sqrt(0.03 * whole.valid.size))), 32)
     [(_, row, col)] = [p for p in positions(whole.valid, size, 0, 0) if p[0] == where]
     clipped = read_scene(item, spec.bands, res, aoi=pixel_aoi(whole, row, col, size))
-    assert clipped.valid.size < whole.valid.size / 4  # only the window (and its margin) was read
+    assert clipped.valid.size < whole.valid.size / 2  # only the window (and its margin) was read
     pred = predict(clipped.dn, clipped.valid, spec, scale=clipped.scale, offset=clipped.offset, nodata=clipped.nodata)
     mine, grid = clipped.crop(pred.classes, 255), clipped.published()
     step = whole.resolution
@@ -461,7 +461,7 @@ def test_an_aoi_read_fetches_only_the_tiles_under_its_window(moto_s3, s3_bucket,
     The scene is a scale model of a real 10 m Sentinel-2 L2A COG (10980 px, 1024 px tiles) shrunk 5.36 times: the
     quick benchmark's 2048 px scene (crop A upsampled to 20 m) with 192 px tiles, uncompressed (72 KiB a tile; the
     blocky upsampled pixels would deflate to a few KiB, all header). With the context margin shrunk alike
-    (64 -> 12 px), the AOI read fetches at most a tenth of the whole read's bytes; with the real margin, no more
+    (96 -> 18 px), the AOI read fetches at most a tenth of the whole read's bytes; with the real margin, no more
     than the tiles under its window, the files' headers and the read-ahead past each tile."""
     from aoi import cog_scene
     from fault_proxy import FaultProxy
@@ -485,7 +485,7 @@ def test_an_aoi_read_fetches_only_the_tiles_under_its_window(moto_s3, s3_bucket,
         size = int(round(np.sqrt(0.03 * whole.valid.size)))
         [(_, row, col)] = [p for p in positions(whole.valid, size, 0, 0) if p[0] == "interior"]
         aoi = pixel_aoi(whole, row, col, size)
-        for margin in (12, CONTEXT_MARGIN):
+        for margin in (18, CONTEXT_MARGIN):
             before = proxy.bytes_out["GET"]
             clipped = read_scene(item, spec.bands, 20, options, aoi=aoi, margin=margin)
             fetched[margin] = proxy.bytes_out["GET"] - before
@@ -500,12 +500,12 @@ def test_an_aoi_read_fetches_only_the_tiles_under_its_window(moto_s3, s3_bucket,
     allowance = len(item.assets) * (WINDOW_BLOCK_BYTES + tiles * tiles * WINDOW_BLOCK_BYTES)
     files = sum(s3fs_fs.size(a.href) for a in item.assets.values())
     print(
-        f"whole {fetched['whole']} B (files {files} B); AOI, margin 12: {fetched[12]} B "
-        f"({fetched[12] / fetched['whole']:.1%}); margin {CONTEXT_MARGIN}: {fetched[CONTEXT_MARGIN]} B "
+        f"whole {fetched['whole']} B (files {files} B); AOI, margin 18: {fetched[18]} B "
+        f"({fetched[18] / fetched['whole']:.1%}); margin {CONTEXT_MARGIN}: {fetched[CONTEXT_MARGIN]} B "
         f"({fetched[CONTEXT_MARGIN] / fetched['whole']:.1%}), tiles under its window {under} B"
     )
     assert fetched["whole"] >= 0.9 * files
-    assert fetched[12] <= 0.10 * fetched["whole"]
+    assert fetched[18] <= 0.10 * fetched["whole"]
     assert under <= fetched[CONTEXT_MARGIN] <= under + allowance
 
 
@@ -516,7 +516,7 @@ def test_a_clipped_read_is_the_same_window_of_the_whole_scene_read(sample_data_d
     item = pystac.Item.from_file(str(sample_data_dir / F / f"{F}.json"))
     bands = ("blue", "green", "red", "nir")
     whole = read_scene(item, bands, resolution)
-    clipped = read_scene(item, bands, resolution, aoi=box((35.189, 2.736, 35.1944, 2.7415)))
+    clipped = read_scene(item, bands, resolution, aoi=box((35.205, 2.72, 35.21, 2.725)))
     r0 = round((whole.transform.f - clipped.transform.f) / resolution)
     c0 = round((clipped.transform.c - whole.transform.c) / resolution)
     assert clipped.transform.a == whole.transform.a and (r0, c0) != (0, 0) and r0 % 32 == 0 and c0 % 32 == 0

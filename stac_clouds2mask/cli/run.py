@@ -170,7 +170,7 @@ def run(
       stac-clouds2mask run ../shared/data/safe/*.SAFE --resolution 60 --bbox -8.9 52.55 -8.6 52.75 --clip -o ./masks
 
     [bold]Areas of interest[/]: with --clip only the AOI's window of each item is read (COG tiles by range
-    requests, JPEG 2000 tiles decoded) and masked, with 64 px of context around it that is not published. The mask
+    requests, JPEG 2000 tiles decoded) and masked, with 96 px of context around it that is not published. The mask
     item is '<source id>_cloudmask-aoi-<AOI id>' (one per source item and AOI; whole-scene masks and masks of
     other AOIs are left alone), its geometry the AOI inside the footprint, its percentages those of the AOI. An
     item whose footprint misses the AOI, or whose AOI holds no valid pixel, is skipped with the reason. Every run
