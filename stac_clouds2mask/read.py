@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from .errors import SourceDataError, UntrustedReferenceError
 from .limits import Limits
 from .scene import Scene
-from .storage import StorageOptions, get_fs
+from .storage import StorageOptions, carrying_retries, check_readable, get_fs
 from .trust import check_reference, gdal_env, is_local, local_path, open_raster_safely
 
 L2A_PRODUCT_TYPES = ("S2MSI2A",)
@@ -125,6 +125,7 @@ def open_raster(href: str, options: StorageOptions | None = None, source: str | 
     if is_local(href):
         return open_raster_safely(local_path(href))
     fs, path = get_fs(href, options)
+    check_readable(fs, path, href)
     return open_raster_safely(path, opener=fs)
 
 
@@ -323,7 +324,7 @@ def read_scene(
 
         # one thread per band: GDAL releases the GIL while it reads, decodes and resamples
         with ThreadPoolExecutor(max_workers=min(len(datasets), MAX_READ_THREADS)) as pool:
-            list(pool.map(read, range(len(datasets))))
+            list(pool.map(carrying_retries(read), range(len(datasets))))
         valid = np.ones((height, width), dtype=bool)
         scales, offsets, nodatas = [], [], []
         hrefs = {}

@@ -28,7 +28,7 @@ from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
 from .search import SearchFilters, search_all
-from .storage import check_writable, join, remove_temporaries, write_json_atomic
+from .storage import RetryCounter, check_writable, counting_retries, join, remove_temporaries, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
 
@@ -116,7 +116,8 @@ class Runner:
         self.progress.stage(work.item.id, stage)
         t0 = time.perf_counter()
         try:
-            step()
+            with counting_retries(work.retries):
+                step()
         except ItemError as exc:
             self._failed(work, exc.stage or stage, str(exc), type(exc).__name__, exc.asset, exc.href)
         except InvalidInputError:
@@ -133,10 +134,13 @@ class Runner:
         finally:
             if stage not in ("model", "validate", "plan"):
                 work.seconds[stage] = time.perf_counter() - t0
+            if work.outcome is not None:
+                work.outcome.retries = work.retries.count
 
     def prepare(self, item: pystac.Item, index: int = 0) -> _Work:
         """Id checks, model choice, the publish plan (skip / new / new version / overwrite), then the read."""
         work = _Work(item, index, deadline=time.monotonic() + self.config.limits.item_seconds)
+        work.retries.notify = lambda n, why: self.progress.retry(item.id, n, redact(why, self._secrets()) or "")
 
         def validate() -> None:
             """Ids become folder and file names under the output: refuse any that could leave it."""
@@ -364,7 +368,6 @@ class Runner:
             "exit_code": report.exit_code if aborted is None else None,
             "aborted": aborted,
             "settings": self.settings(),
-            # retries cannot be told apart per item: s3fs sends requests from its own I/O thread
             "totals": {"items": len(items), **totals, "s3_retries": storage_retries() - self._retries_at_start},
             "items": [
                 {
@@ -470,6 +473,7 @@ class _Work:
     result: MaskResult | None = None
     outcome: ItemOutcome | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    retries: RetryCounter = field(default_factory=RetryCounter)  # S3 retries of its requests, all stages
 
 
 def run(

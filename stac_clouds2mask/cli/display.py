@@ -47,6 +47,10 @@ class RichProgressDisplay(Progress):
     def stage(self, item_id: str, stage: str) -> None:
         self.bar.update(self.task, description=escape(f"{stage:<7} {shown(item_id)}"))
 
+    def retry(self, item_id: str, retries: int, reason: str) -> None:
+        """Shown as it happens: an unreachable source is not a stage that seems to hang."""
+        self.bar.console.print(f"[yellow]retry {retries}[/] {escape(shown(item_id) + ': ' + shown(reason))}")
+
     def item_done(self, outcome: ItemOutcome) -> None:
         mark = {
             "published": "[green]published",
