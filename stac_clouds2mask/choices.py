@@ -7,6 +7,7 @@ import re
 
 RESOLUTIONS = (10, 20, 30, 60)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_API_RETRIES = 20  # each request is bounded as a whole by STAC_CLOUDS2MASK_API_SECONDS anyway
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -29,3 +30,8 @@ def check_device(device: str) -> None:
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def check_api_retries(retries: int) -> None:
+    if not 0 <= retries <= MAX_API_RETRIES:
+        raise ValueError(f"--api-retries must be between 0 and {MAX_API_RETRIES}, got {retries}")

@@ -11,7 +11,7 @@ from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .errors import ConfigurationError, InvalidInputError, ModelError
-from .choices import check_batch_size, check_precision, check_resolution
+from .choices import check_api_retries, check_batch_size, check_precision, check_resolution
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
@@ -58,6 +58,7 @@ class RunConfig:
         try:
             check_resolution(self.resolution)
             check_batch_size(self.batch_size)
+            check_api_retries(self.api_retries)
             check_precision(self.precision)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from exc

@@ -6,8 +6,10 @@ A *payload* is a GeoJSON FeatureCollection whose ``features`` are the source ite
 ``tasks.clouds2mask`` parameters (merged over ``workflow_options``). stactask's ``Payload`` parses that
 shape; :class:`Clouds2MaskTask` checks what this task needs on top (output roots, trust, parameters,
 items) in ``validate`` and masks the items in ``process``. The output payload is stactask's: the input
-payload with ``features`` replaced by the published mask items, plus ``clouds2mask:failures`` when some
-items failed.
+payload with ``features`` replaced by the published mask items. When some items failed, ``process`` lists
+them under ``clouds2mask:failures`` and raises (:class:`ItemsFailed`), which is how a stac-task task fails
+under stactask's ``handler`` and ``Task.cli``; ``run_payload`` (the ``run-payload`` command) keeps the
+output payload with the failures and exits 1.
 
 Parameters are the fields of :class:`config.RunConfig` (see :data:`PARAMETERS`), except ``output``
 (from the path template), ``options`` (the ``anon``, ``requester_pays`` and ``endpoint_url`` parameters)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +30,14 @@ from typing import Any
 
 import pystac
 from stactask import Task
+from stactask.exceptions import InvalidInput
 from stactask.payload import Payload
 
 from . import __version__
+from .choices import check_api_retries
 from .config import RunConfig, expected_settings
-from .errors import InvalidInputError, UntrustedReferenceError
-from .limits import ENV_PREFIX, Limits
+from .errors import Clouds2MaskError, InvalidInputError, UntrustedReferenceError
+from .limits import ENV_PREFIX, Limits, limit_problem, shown_value
 from .publish.documents import absolute_hrefs
 from .report import ItemOutcome, Progress, RunReport
 from .runner import Runner
@@ -104,18 +108,18 @@ def path_template(root: str) -> str:
 
 
 def _check_limits(value: dict[str, Any]) -> dict[str, Any]:
-    """Payload limits: Limits fields, positive numbers of the field's type, at most the operator's."""
+    """Payload limits: Limits fields, each a finite positive number of the field's type (limits.limit_problem),
+    at most the operator's."""
     where = f"process.tasks.{TASK_NAME}.limits"
     operator = Limits.from_env()
-    kinds = {f.name: f.type for f in dataclasses.fields(Limits)}
-    unknown = sorted(set(value) - set(kinds))
+    known = [f.name for f in dataclasses.fields(Limits)]
+    unknown = sorted(set(value) - set(known))
     if unknown:
-        raise InvalidInputError(f"{where} has unknown limit(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        raise InvalidInputError(f"{where} has unknown limit(s) {', '.join(unknown)}; known: {', '.join(known)}")
     for name, v in value.items():
-        types = (int, float) if kinds[name] in ("float", float) else (int,)
-        if not isinstance(v, types) or isinstance(v, bool) or v <= 0:
-            want = "a positive " + ("number" if float in types else "integer")
-            raise InvalidInputError(f"{where}.{name} must be {want}, got {json.dumps(v)}")
+        problem = limit_problem(name, v)
+        if problem:
+            raise InvalidInputError(f"{where}.{name} {problem}")
         if v > getattr(operator, name):
             raise InvalidInputError(
                 f"{where}.{name} {v} is above the operator's {getattr(operator, name)} "
@@ -140,11 +144,15 @@ def check_parameters(workflow: dict[str, Any], own: dict[str, Any]) -> dict[str,
             continue
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             want = " or ".join("object" if t is dict else t.__name__ for t in types) + (" or null" if nullable else "")
-            raise InvalidInputError(f"process.tasks.{TASK_NAME}.{name} must be {want}, got {json.dumps(value)}")
-    if params.get("api_retries", 0) < 0:
-        raise InvalidInputError(
-            f"process.tasks.{TASK_NAME}.api_retries must be at least 0, got {params['api_retries']}"
-        )
+            raise InvalidInputError(f"process.tasks.{TASK_NAME}.{name} must be {want}, got {shown_value(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # JSON parsers take NaN and 1e999 (inf)
+            raise InvalidInputError(
+                f"process.tasks.{TASK_NAME}.{name} must be a finite number, got {shown_value(value)}"
+            )
+    try:
+        check_api_retries(params.get("api_retries", 0))
+    except ValueError as exc:
+        raise InvalidInputError(f"process.tasks.{TASK_NAME}.api_retries: {exc}") from None
     if "limits" in params:
         _check_limits(params["limits"])
     return params
@@ -310,10 +318,10 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
 def load_payload(url: str, options: StorageOptions | None = None) -> dict[str, Any]:
     """The JSON document at ``url`` (read_json's size limit applies); InvalidInputError when absent or not JSON."""
     try:
-        return read_json(url, options)
+        return read_json(url, options, strict=True)
     except FileNotFoundError as exc:
         raise InvalidInputError(f"payload not found: {url}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN / Infinity
         raise InvalidInputError(f"payload {url} is not JSON: {exc}") from exc
 
 
@@ -365,6 +373,33 @@ def mask_items(
     return features, failures, report
 
 
+class ItemsFailed(Clouds2MaskError):
+    """Some items of a payload failed or did not run: how the task fails under stactask's ``handler`` and
+    ``Task.cli`` (a runner such as Cirrus then marks the task failed, never a success with fewer features).
+    ``failures`` are the entries of ``clouds2mask:failures``; ``features`` the mask items published."""
+
+    def __init__(self, failures: list[dict[str, Any]], features: list[dict[str, Any]], total: int):
+        self.failures, self.features = failures, features
+        shown = "; ".join(f"{f['source_item']!r} ({f['status']}, {f['stage']}): {f['error']}" for f in failures[:3])
+        more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+        super().__init__(f"{len(failures)} of {total} item(s) failed or did not run: {shown}{more}")
+
+
+class ItemsInvalid(ItemsFailed, InvalidInput):
+    """Every failed item failed on what it is (an id that cannot be a path segment, no model for its
+    level or bands), which no retry changes: stactask's InvalidInput, so runners do not retry."""
+
+
+NOT_RETRYABLE_STAGES = ("validate", "model")
+
+
+def items_failed(failures: list[dict[str, Any]], features: list[dict[str, Any]], total: int) -> ItemsFailed:
+    """The exception of a task whose items failed: ItemsInvalid when no failure can go away on a retry."""
+    failed = [f for f in failures if f["status"] == "failed"]
+    invalid = bool(failed) and all(f["stage"] in NOT_RETRYABLE_STAGES for f in failed)
+    return (ItemsInvalid if invalid else ItemsFailed)(failures, features, total)
+
+
 class Clouds2MaskTask(Task):
     """stactask's Task for cloud masks. Of stactask's Task machinery only the payload handling is used:
     ``download_item_assets`` is not (rasters are read in windows straight from their hrefs, never copied
@@ -399,8 +434,10 @@ class Clouds2MaskTask(Task):
         return True
 
     def process(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """Mask the items with these parameters (stactask passes workflow options merged with this task's);
-        returns the published mask items and lists failed ones under ``clouds2mask:failures``."""
+        """Mask the items with these parameters (stactask passes workflow options merged with this task's)
+        and return the published mask items. When any item failed or did not run, the task fails as
+        stac-task expects of a task, by raising (ItemsFailed, or ItemsInvalid, a stactask InvalidInput,
+        when retrying cannot help), with the failures also listed under ``clouds2mask:failures``."""
         job = self.job if self.job is not None else parse_payload(self.payload, self.origin)
         parameters = check_parameters(kwargs, {})
         _check_targets(parameters)  # also when process is called with parameters of its own
@@ -409,6 +446,7 @@ class Clouds2MaskTask(Task):
         self.payload.pop(FAILURES, None)
         if failures:
             self.payload[FAILURES] = failures
+            raise items_failed(failures, features, len(job.items))
         return features
 
 
@@ -422,7 +460,11 @@ def run_payload(
     origin checks and size limit) and no ``assign_collections`` (collection matchers are refused)."""
     task = Clouds2MaskTask(data, origin=url, device=device, progress=progress)
     try:
-        features = [task.post_process_item(item) for item in task.process(**task.parameters)]
+        try:
+            published = task.process(**task.parameters)
+        except ItemsFailed as exc:  # the report and clouds2mask:failures tell; the exit status is the report's
+            published = exc.features
+        features = [task.post_process_item(item) for item in published]
     finally:
         task.cleanup_workdir()
     task.payload["features"] = features
