@@ -16,7 +16,8 @@ class ConfigurationError(InvalidInputError):
 
 
 class EmptySearchError(InvalidInputError):
-    """The sources and filters match no item (exit status 3): a typo in an id or collection, or no data yet."""
+    """The sources and filters match no item, or not every id asked for (exit status 3): a typo in an id or
+    collection, or no data yet."""
 
 
 class UntrustedReferenceError(Clouds2MaskError):

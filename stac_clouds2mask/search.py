@@ -165,11 +165,20 @@ def search_all(
     sources: Sequence[str], filters: SearchFilters | None = None, options: StorageOptions | None = None
 ) -> list[pystac.Item]:
     """Items of every source, in order; EmptySearchError naming the sources and filters when there is none,
-    so that a mistyped id or collection is never a silent success."""
+    or when any of the ids asked for is not among them (each missing id named), so that a mistyped id or
+    collection is never a silent success, not even a partial one."""
     filters = filters or SearchFilters()
-    items = [item for source in sources for item in search(source, filters, options)]
+    found = [search(source, filters, options) for source in sources]
+    items = [item for items in found for item in items]
     if not items:
         raise EmptySearchError(f"no item found in {', '.join(sources)} for {describe(filters, sources)}")
+    cut = filters.limit is not None and any(len(of_source) >= filters.limit for of_source in found)
+    missing = [i for i in dict.fromkeys(filters.ids or ()) if i not in {item.id for item in items}]
+    if missing and not cut:  # ids that --limit left out are not missing
+        raise EmptySearchError(
+            f"{len(missing)} of the {len(set(filters.ids or ()))} --ids not found in {', '.join(sources)} for "
+            f"{describe(filters, sources)}: {', '.join(repr(i) for i in missing)}; nothing was run"
+        )
     return items
 
 

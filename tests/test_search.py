@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from stac_clouds2mask.errors import InvalidInputError
-from stac_clouds2mask.search import SearchFilters, is_api, parse_bbox, parse_datetime_interval, search
+from typer.testing import CliRunner
+
+from stac_clouds2mask.cli import app
+from stac_clouds2mask.errors import EmptySearchError, InvalidInputError
+from stac_clouds2mask.search import (
+    SearchFilters,
+    is_api,
+    parse_bbox,
+    parse_datetime_interval,
+    search,
+    search_all,
+)
 
 F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
 G = "ccd-s2-l2a-20200403-epsg32737-512-labelled"
@@ -117,3 +127,17 @@ def test_api_search_by_bbox_and_datetime(clean_stac_api, sample_data_dir):
     assert sorted(ids(found)) == sorted([E, F, G])
     assert sorted(ids(search(url, SearchFilters(collections=both, max_cloud=2.0)))) == sorted([D, E])
     assert ids(search(url, SearchFilters(collections=both, ids=(G,)))) == [G]
+
+
+def test_every_id_asked_for_and_not_found_is_named_and_nothing_runs(sample_catalog, tmp_path):
+    cat = str(sample_catalog)
+    with pytest.raises(EmptySearchError) as info:
+        search_all([cat], SearchFilters(ids=(D, "typo", "typo2", "typo")))
+    assert f"2 of the 3 --ids not found in {cat} for --ids {D},typo,typo2,typo: 'typo', 'typo2'" in str(info.value)
+    assert sorted(ids(search_all([cat], SearchFilters(ids=(D, E))))) == sorted([D, E])
+    assert len(search_all([cat], SearchFilters(ids=(D, E), limit=1))) == 1  # --limit left E out: not missing
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(app, ["run", cat, "--ids", f"{D},typo", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    assert "1 of the 2 --ids not found" in " ".join(result.output.split()) and "'typo'" in result.output
+    assert not out.exists()
