@@ -192,9 +192,9 @@ def _extract(archive: Path, safe: str, limits: Limits) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         _remove_stale_partials(root)
-        target = root / _sha256(archive)
         with zipfile.ZipFile(archive) as zf:
-            infos = _checked_members(zf, archive, safe, limits)
+            infos = _checked_members(zf, archive, safe, limits)  # before the hash: a refusal costs no read
+            target = root / _sha256(archive)
             if _intact(target, infos):
                 return target / safe
             tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=root))
