@@ -27,7 +27,8 @@ from .errors import InvalidInputError, ItemError, LimitExceededError, UntrustedR
 from .publish import Publisher, StaticCatalog
 from .report import Progress, RunReport, credentials_in, public_url
 from .search import SearchFilters, search_all
-from .storage import StorageOptions, absolute, get_fs, join, read_json, resolve_href, write_json_atomic
+from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
+from .trust import check_output_root, check_reference, resolve, unsafe_segment
 from .task import (
     TASK_NAME,
     TaskPayload,
@@ -149,7 +150,7 @@ def write_plan(
                 "their own (an IAM role, STAC_CLOUDS2MASK_API_TOKEN) and plan from URLs without credentials"
             )
     for k, payload in enumerate(payloads):
-        write_json_atomic(resolve_href(murl, shard_href(k)), payload, options)
+        write_json_atomic(resolve(murl, shard_href(k)), payload, options)
     write_json_atomic(murl, manifest, options)
     manifest["url"] = murl
     return manifest
@@ -188,14 +189,37 @@ def read_manifest(plan_url: str, options: StorageOptions | None = None) -> tuple
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"plan manifest {murl} is not JSON: {exc}") from exc
     if (
-        manifest.get("type") != PLAN_TYPE
+        not isinstance(manifest, dict)
+        or manifest.get("type") != PLAN_TYPE
         or manifest.get("version") != PLAN_VERSION
         or not isinstance(manifest.get("shards"), list)
     ):
         raise InvalidInputError(
             f"{murl} is not a stac-clouds2mask plan manifest (type {PLAN_TYPE!r}, version {PLAN_VERSION})"
         )
+    _check_manifest(manifest, murl)
     return manifest, murl
+
+
+def _check_manifest(manifest: dict[str, Any], murl: str) -> None:
+    """What a plan names, judged as any document's references are (whoever could write the plan folder
+    could write it): the id a single path segment (it names the run records' folder), the output an
+    allowed output root for a document at ``murl``, each shard href a reference it may name."""
+    if why := unsafe_segment(manifest.get("id")):
+        raise InvalidInputError(f"plan manifest {murl}: id {manifest.get('id')!r} {why}: refused")
+    output = manifest.get("output")
+    try:
+        check_output_root(output if isinstance(output, str) else "", murl)
+    except UntrustedReferenceError as exc:
+        raise InvalidInputError(f"plan manifest {murl}: output: {exc}") from None
+    for k, shard in enumerate(manifest["shards"]):
+        href = shard.get("href") if isinstance(shard, dict) else None
+        if not isinstance(href, str):
+            raise InvalidInputError(f"plan manifest {murl}: shards[{k}] has no string 'href'")
+        try:
+            check_reference(resolve(murl, href), murl, what=f"shards[{k}].href")
+        except UntrustedReferenceError as exc:
+            raise InvalidInputError(f"plan manifest {murl}: {exc}") from None
 
 
 def array_index(index: int | None, shard_count: int) -> int:
@@ -246,7 +270,7 @@ def run_shard(
     manifest, murl = read_manifest(plan_url, options)
     k = array_index(index, len(manifest["shards"]))
     shard = manifest["shards"][k]
-    purl = resolve_href(murl, shard["href"])
+    purl = resolve(murl, shard["href"])
     out, report, payload = run_payload(load_payload(purl, options), purl, device, progress)
     record = {
         "plan": manifest["id"],
@@ -375,7 +399,7 @@ def _item_status(
 
 
 def _shard_status(manifest: dict[str, Any], murl: str, index: int, options: StorageOptions | None) -> ShardStatus:
-    payload = read_payload(resolve_href(murl, manifest["shards"][index]["href"]), options)
+    payload = read_payload(resolve(murl, manifest["shards"][index]["href"]), options)
     record_options = payload.config(manifest["output"], "cpu").options
     try:
         record = read_json(run_record_url(manifest["output"], manifest["id"], index), record_options)

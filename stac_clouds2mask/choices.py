@@ -9,6 +9,7 @@ from .errors import OptionError
 
 RESOLUTIONS = (10, 20, 30, 60)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MAX_API_RETRIES = 20  # each request is bounded as a whole by STAC_CLOUDS2MASK_API_SECONDS anyway
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -31,3 +32,8 @@ def check_device(device: str) -> None:
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
         raise OptionError("batch_size", f"must be at least 1, got {batch_size}")
+
+
+def check_api_retries(retries: int) -> None:
+    if not 0 <= retries <= MAX_API_RETRIES:
+        raise OptionError("api_retries", f"must be between 0 and {MAX_API_RETRIES}, got {retries}")

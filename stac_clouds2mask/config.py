@@ -14,7 +14,7 @@ from fsspec.registry import get_filesystem_class
 from . import __version__
 from .aoi import CONTEXT_MARGIN, aoi_id
 from .errors import ConfigurationError, InvalidInputError, ModelError, OptionError
-from .choices import check_batch_size, check_precision, check_resolution
+from .choices import check_api_retries, check_batch_size, check_precision, check_resolution
 from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
@@ -65,6 +65,7 @@ class RunConfig:
             raise OptionError("collection_id", f"{self.collection_id!r} {why}; it must be a single path segment")
         check_resolution(self.resolution)
         check_batch_size(self.batch_size)
+        check_api_retries(self.api_retries)
         check_precision(self.precision)
         if self.clip is not None:
             object.__setattr__(self, "clip", clip_geometry(self.clip))

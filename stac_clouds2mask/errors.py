@@ -29,15 +29,28 @@ class ConfigurationError(InvalidInputError):
 
 
 class EmptySearchError(InvalidInputError):
-    """The sources and filters match no item (exit status 3): a typo in an id or collection, or no data yet.
+    """The sources and filters match no item, or not every id asked for (exit status 3): a typo in an id or
+    collection, or no data yet.
 
-    `sources` and `conditions` ((field, value as text) of each filter) let the command line name its flags."""
+    `sources`, `conditions` ((field, value as text) of each filter) and `missing` (the ids asked for and not
+    found, when some were found) let the command line name its flags."""
 
-    def __init__(self, sources: Sequence[str], conditions: Sequence[tuple[str, str]]):
+    def __init__(self, sources: Sequence[str], conditions: Sequence[tuple[str, str]], missing: Sequence[str] = ()):
         self.sources = tuple(sources)
         self.conditions = tuple(conditions)
-        shown = ", ".join(f"{field}={value}" for field, value in conditions) or "no filter"
-        super().__init__(f"no item found in {', '.join(sources)} for {shown}")
+        self.missing = tuple(missing)
+        super().__init__(self.told(", ".join(f"{field}={value}" for field, value in conditions), "ids"))
+
+    def told(self, shown: str, ids: str) -> str:
+        """The message with the filters `shown` as the caller names them (`ids`: its name for the ids filter)."""
+        where = f"in {', '.join(self.sources)} for {shown or 'no filter'}"
+        if not self.missing:
+            return f"no item found {where}"
+        asked = next((len(set(v.split(","))) for f, v in self.conditions if f == "ids"), len(self.missing))
+        return (
+            f"{len(self.missing)} of the {asked} {ids} not found {where}: "
+            f"{', '.join(repr(i) for i in self.missing)}; nothing was run"
+        )
 
 
 class UntrustedReferenceError(Clouds2MaskError):

@@ -6,6 +6,8 @@ environment variable with which the operator changes it for a worker (see docs/a
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import threading
 import time
@@ -24,8 +26,12 @@ class Limits:
     """max_pixels: largest raster (per file, from its header) and processing grid; item_seconds: wall
     clock per item (read + infer + publish); max_depth / max_documents: static catalog traversal (and
     pages / items of an API search); api_seconds / max_body_bytes: whole HTTP request to a STAC API
-    (search or publishing) and its response body (also the largest static catalog document);
-    max_versions: mask versions walked per source item."""
+    (search or publishing) and its response body (also the largest static catalog document and the
+    largest product metadata file); max_versions: mask versions walked per source item;
+    max_product_members / max_product_bytes: members of a zipped product, and bytes extracted from it.
+
+    Every value is a finite positive number of its field's type (an int field takes no float and no
+    bool): NaN would switch a limit off, since every comparison with it is false."""
 
     max_pixels: int = 130_000_000
     item_seconds: float = 3600.0
@@ -34,6 +40,8 @@ class Limits:
     api_seconds: float = 120.0
     max_body_bytes: int = 32 * 2**20
     max_versions: int = 100
+    max_product_members: int = 10_000
+    max_product_bytes: int = 2 * 2**30
 
     def __post_init__(self) -> None:
         """Every limit is refused unless it is above 0, however it was given (Python, environment, payload):
@@ -53,25 +61,39 @@ class Limits:
             if text is None or not text.strip():
                 continue
             try:
-                values[f.name] = _kind(f.name)(text)
+                value = _KINDS[f.name](text)
             except ValueError as exc:
-                raise InvalidInputError(f"{name}={text!r} is not a number") from exc
+                kind = "a number" if _KINDS[f.name] is float else "an integer"
+                raise InvalidInputError(f"{name}={text!r} is not {kind}") from exc
+            problem = limit_problem(f.name, value)
+            if problem:
+                raise InvalidInputError(f"{name}={text!r} {problem}")
+            values[f.name] = value
         return cls(**values)
 
 
-def _kind(name: str) -> type:
-    """The number type of the limit `name` (int or float)."""
-    kind = next(f.type for f in fields(Limits) if f.name == name)
-    return float if kind in ("float", float) else int
-
-
 def limit_problem(name: str, value: object) -> str | None:
-    """Why `value` cannot be the limit `name`, or None when it can: a number of the limit's type above 0."""
-    kind = _kind(name)
-    types = (int, float) if kind is float else (int,)
-    if not isinstance(value, bool) and isinstance(value, types) and value > 0:  # NaN is not > 0
-        return None
-    return f"must be a positive {'number' if kind is float else 'integer'}, got {value!r}"
+    """Why `value` cannot be the limit `name` (a Limits field), or None when it can."""
+    kind = _KINDS[name]
+    want = "a positive number" if kind is float else "a positive integer"
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        return f"must be {want}, got {shown_value(value)}"
+    if not math.isfinite(value):
+        return f"must be finite ({want}), got {shown_value(value)}"
+    if value <= 0:
+        return f"must be {want}, got {shown_value(value)}"
+    return None
+
+
+def shown_value(value: object) -> str:
+    """A value as a payload would spell it (NaN, true, 1.5), else its repr."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+_KINDS: dict[str, type] = {f.name: float if f.type in ("float", float) else int for f in fields(Limits)}
 
 
 def check_item_count(count: int, where: str) -> None:

@@ -25,7 +25,7 @@ from .errors import NothingToMask, SourceDataError, UntrustedReferenceError
 from .limits import Limits
 from .model.registry import BAND_IDS
 from .scene import AoiCut, Scene
-from .storage import StorageOptions, get_fs
+from .storage import StorageOptions, carrying_retries, check_readable, get_fs
 from .trust import check_reference, gdal_env, is_local, local_path, open_raster_safely
 
 L2A_PRODUCT_TYPES = ("S2MSI2A",)
@@ -145,6 +145,7 @@ def open_raster(
     if is_local(href):
         return open_raster_safely(local_path(href))
     fs, path = get_fs(href, options, block_size)
+    check_readable(fs, path, href)
     return open_raster_safely(path, opener=fs)
 
 
@@ -377,7 +378,7 @@ def read_scene(
 
         # one thread per band: GDAL releases the GIL while it reads, decodes and resamples
         with ThreadPoolExecutor(max_workers=min(len(datasets), MAX_READ_THREADS)) as pool:
-            list(pool.map(read, range(len(datasets))))
+            list(pool.map(carrying_retries(read), range(len(datasets))))
         valid = np.ones((height, width), dtype=bool)
         scales, offsets, nodatas = [], [], []
         hrefs = {}

@@ -115,7 +115,7 @@ class ItemOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
     error_class: str | None = None
     asset: str | None = None
-    retries: int = 0  # not tracked per item yet: always 0
+    retries: int = 0  # S3 requests of this item retried after a transient failure (storage.RetryCounter)
     collection: str | None = None
     href: str | None = None  # the file of the failed asset, where one applies
     mask_item_id: str | None = None  # the mask item published now, or found published (skipped)
@@ -148,6 +148,7 @@ class Progress:
     def start(self, total: int) -> None: ...
     def stage(self, item_id: str, stage: str) -> None: ...
     def patches(self, done: int, total: int) -> None: ...
+    def retry(self, item_id: str, retries: int, reason: str) -> None: ...
     def item_done(self, outcome: ItemOutcome) -> None: ...
 
 

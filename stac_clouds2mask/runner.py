@@ -40,7 +40,15 @@ from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
 from .search import SearchFilters, geometry_from_geojson, search_all
-from .storage import check_writable, join, remove_temporaries, write_bytes_atomic, write_json_atomic
+from .storage import (
+    RetryCounter,
+    check_writable,
+    counting_retries,
+    join,
+    remove_temporaries,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
 
@@ -133,7 +141,8 @@ class Runner:
         self.progress.stage(work.item.id, stage)
         t0 = time.perf_counter()
         try:
-            step()
+            with counting_retries(work.retries):
+                step()
         except NothingToMask as exc:
             work.outcome = ItemOutcome(
                 work.item.id,
@@ -160,10 +169,13 @@ class Runner:
         finally:
             if stage not in ("model", "validate", "plan"):
                 work.seconds[stage] = time.perf_counter() - t0
+            if work.outcome is not None:
+                work.outcome.retries = work.retries.count
 
     def prepare(self, item: pystac.Item, index: int = 0) -> _Work:
         """Id checks, model choice, the publish plan (skip / new / new version / overwrite), then the read."""
         work = _Work(item, index, deadline=time.monotonic() + self.config.limits.item_seconds)
+        work.retries.notify = lambda n, why: self.progress.retry(item.id, n, redact(why, self._secrets()) or "")
 
         def validate() -> None:
             """Ids become folder and file names under the output: refuse any that could leave it."""
@@ -431,7 +443,6 @@ class Runner:
             "exit_code": report.exit_code if aborted is None else None,
             "aborted": aborted,
             "settings": self.settings(),
-            # retries cannot be told apart per item: s3fs sends requests from its own I/O thread
             "totals": {"items": len(items), **totals, "s3_retries": storage_retries() - self._retries_at_start},
             "items": [
                 {
@@ -558,6 +569,7 @@ class _Work:
     preview: bytes | None = None  # the mask over true colour (PNG), for the run page
     outcome: ItemOutcome | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    retries: RetryCounter = field(default_factory=RetryCounter)  # S3 retries of its requests, all stages
 
 
 def run(

@@ -234,11 +234,17 @@ def search_all(
     sources: Sequence[str], filters: SearchFilters | None = None, options: StorageOptions | None = None
 ) -> list[pystac.Item]:
     """Items of every source, in order; EmptySearchError naming the sources and filters when there is none,
-    so that a mistyped id or collection is never a silent success."""
+    or when any of the ids asked for is not among them (each missing id named), so that a mistyped id or
+    collection is never a silent success, not even a partial one."""
     filters = filters or SearchFilters()
-    items = [item for source in sources for item in search(source, filters, options)]
+    found = [search(source, filters, options) for source in sources]
+    items = [item for items in found for item in items]
     if not items:
         raise EmptySearchError(sources, conditions(filters, sources))
+    cut = filters.max_items is not None and any(len(of_source) >= filters.max_items for of_source in found)
+    missing = [i for i in dict.fromkeys(filters.ids or ()) if i not in {item.id for item in items}]
+    if missing and not cut:  # ids that --max-items left out are not missing
+        raise EmptySearchError(sources, conditions(filters, sources), missing)
     log.info("%d item(s) found in %s", len(items), ", ".join(redact(s) or "" for s in sources))
     return items
 

@@ -6,6 +6,7 @@ all go through fsspec so that every stage reads and writes the same way.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import fcntl
 import functools
@@ -14,13 +15,18 @@ import os
 import posixpath
 import random
 import secrets
+import shutil
+import socket
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 import fsspec.implementations.local
@@ -32,6 +38,7 @@ from .errors import OptionError
 S3_SCHEMES = ("s3://", "s3a://")
 STDIN = "-"  # read_json's name for standard input (command lines: `--intersects -`, `run-payload -`)
 S3_ATTEMPTS = 6
+PROBE_PREFIX = ".clouds2mask-probe-"  # check_writable's probes
 UPDATE_ATTEMPTS = 100  # conditional writes of one shared document lost in a row before giving up
 
 
@@ -138,8 +145,9 @@ def absolute(url: str) -> str:
 def get_fs(
     url: str, options: StorageOptions | None = None, block_size: int | None = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem for a URL and the path inside it (S3 clients count their retries, see retries()).
-    `block_size`: the bytes each read of a remote file fetches ahead (fsspec's default otherwise)."""
+    """The filesystem for a URL and the path inside it (S3 clients count their retries and refuse the
+    hopeless ones, see _on_retry). `block_size`: the bytes each read of a remote file fetches ahead
+    (fsspec's default otherwise)."""
     kwargs = (options or StorageOptions()).fsspec_kwargs(url)
     if block_size is not None and url.startswith(S3_SCHEMES):
         kwargs.update(default_block_size=block_size, default_cache_type="readahead")
@@ -151,25 +159,97 @@ def get_fs(
     fs, path = url_to_fs(url, **kwargs)
     if url.startswith(S3_SCHEMES) and not getattr(fs, "_clouds2mask_counted", False):
         fs.connect()
-        fs.s3.meta.events.register("needs-retry.s3", _count_retryable)
+        fs.s3.meta.events.register_first("needs-retry.s3", _on_retry)
         fs._clouds2mask_counted = True
     return fs, path
 
 
+class SourceUnreachable(ConnectionError):
+    """A request that no retry can make succeed (a host name that does not resolve): raised at the first
+    failed attempt, naming the cause, instead of after minutes of retries."""
+
+
+@dataclass
+class RetryCounter:
+    """The S3 retries of one unit of work (an item): counted, and told to `notify` as they happen."""
+
+    count: int = 0
+    notify: Callable[[int, str], None] | None = None
+
+
 _RETRIES = Counter()
 _RETRY_LOCK = threading.Lock()
+# the item whose requests these are: s3fs sends them from its own event-loop thread, in a copy of the
+# context of the thread that asked (asyncio tasks copy contextvars), so the counter travels with them
+_COUNTER: contextvars.ContextVar[RetryCounter | None] = contextvars.ContextVar("clouds2mask_retries", default=None)
 
 
-def _count_retryable(
-    attempts: int = 1, response: Any = None, caught_exception: Exception | None = None, **_: Any
+@contextmanager
+def counting_retries(counter: RetryCounter) -> Iterator[RetryCounter]:
+    """Count the S3 retries of the requests made in this block (and in carrying_retries workers) to `counter`."""
+    token = _COUNTER.set(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTER.reset(token)
+
+
+def carrying_retries(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` for a worker thread (threads start with an empty context): its retries count where the caller's do."""
+    counter = _COUNTER.get()
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = _COUNTER.set(counter)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _COUNTER.reset(token)
+
+    return run
+
+
+def _on_retry(
+    attempts: int = 1,
+    response: Any = None,
+    caught_exception: Exception | None = None,
+    request_dict: dict[str, Any] | None = None,
+    **_: Any,
 ) -> None:
-    """Count attempts that failed in a way botocore retries (connection error, 5xx, 429/SlowDown).
+    """Before botocore decides whether to retry a failed S3 attempt (its "standard" mode retries 5xx,
+    throttling and every connection error): end at once what retrying cannot fix (a host name that does not
+    resolve: SourceUnreachable), and count the rest, per process and for the item that asked.
 
-    Only counts: the retry decision itself stays with botocore's retry handler."""
+    Returns None always, so that the retry decision itself stays with botocore's retry handler."""
+    if caught_exception is not None and (cause := _name_resolution_error(caught_exception)) is not None:
+        host = urlsplit((request_dict or {}).get("url", "")).hostname
+        raise SourceUnreachable(f"the S3 endpoint host {host!r} does not resolve ({cause}): not retried")
     status = (response[1] or {}).get("ResponseMetadata", {}).get("HTTPStatusCode") if response else None
-    if caught_exception is not None or (status is not None and (status >= 500 or status == 429)):
-        with _RETRY_LOCK:
-            _RETRIES["s3"] += 1
+    transient = caught_exception is not None or (status is not None and (status >= 500 or status == 429))
+    if not transient or attempts > S3_ATTEMPTS:  # the last attempt: botocore gives up, nothing is retried
+        return
+    with _RETRY_LOCK:
+        _RETRIES["s3"] += 1
+    counter = _COUNTER.get()
+    if counter is not None:
+        counter.count += 1
+        if counter.notify is not None:
+            why = f"{type(caught_exception).__name__}: {caught_exception}" if caught_exception else f"HTTP {status}"
+            counter.notify(counter.count, why)
+
+
+def _name_resolution_error(exc: BaseException) -> socket.gaierror | None:
+    """The failed name lookup behind a connection error (botocore and aiohttp each wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, socket.gaierror):
+            return current
+        seen.add(id(current))
+        nested = getattr(current, "os_error", None)  # aiohttp's ClientConnectorError keeps it here
+        if isinstance(nested, socket.gaierror):
+            return nested
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def retries() -> int:
@@ -178,9 +258,30 @@ def retries() -> int:
         return _RETRIES["s3"]
 
 
-def read_json(url: str, options: StorageOptions | None = None, max_bytes: int | None = None) -> dict[str, Any]:
+def check_readable(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+    """Ask S3 for the object once before GDAL opens it, so that a failure names its real cause (no such
+    bucket or key, access denied, a host that does not resolve) instead of GDAL's "Resource temporarily
+    unavailable" after the retries of every driver it tries. Other URLs: nothing to ask."""
+    if not url.startswith(S3_SCHEMES):
+        return
+    try:
+        fs.info(path)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{url}: no such object or bucket ({exc})") from exc
+    except PermissionError as exc:
+        raise PermissionError(f"{url}: access denied ({exc})") from exc
+    except SourceUnreachable:
+        raise
+    except Exception as exc:  # botocore's connection errors are no OSError
+        raise ConnectionError(f"{url} cannot be reached: {type(exc).__name__}: {exc}") from exc
+
+
+def read_json(
+    url: str, options: StorageOptions | None = None, max_bytes: int | None = None, strict: bool = False
+) -> dict[str, Any]:
     """Read a JSON document from any fsspec URL, or standard input for '-'; at most `max_bytes`
-    (DocumentTooLarge beyond)."""
+    (DocumentTooLarge beyond). `strict`: NaN, Infinity and -Infinity (which Python's parser takes, but
+    RFC 8259 has no place for) are a ValueError, for documents whose numbers act as settings."""
     if url == STDIN:
         data = sys.stdin.buffer.read() if max_bytes is None else sys.stdin.buffer.read(max_bytes + 1)
     else:
@@ -189,7 +290,11 @@ def read_json(url: str, options: StorageOptions | None = None, max_bytes: int | 
             data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     if max_bytes is not None and len(data) > max_bytes:
         raise DocumentTooLarge(f"{url} is larger than {max_bytes} bytes")
-    return json.loads(data)
+    return json.loads(data, parse_constant=_not_json) if strict else json.loads(data)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number (RFC 8259)")
 
 
 class DocumentTooLarge(OSError):
@@ -214,8 +319,9 @@ def write_bytes_atomic(url: str, data: bytes, options: StorageOptions | None = N
 
 
 def write_json_atomic(url: str, data: Any, options: StorageOptions | None = None) -> None:
-    """Write a JSON document (indented, UTF-8) to a URL atomically (see _atomic)."""
-    write_bytes_atomic(url, json.dumps(data, indent=2).encode("utf-8"), options)
+    """Write a JSON document (indented, UTF-8) to a URL atomically (see _atomic); a NaN or infinity in
+    `data` is a ValueError, never a document that JSON readers refuse."""
+    write_bytes_atomic(url, json.dumps(data, indent=2, allow_nan=False).encode("utf-8"), options)
 
 
 def create_exclusive(url: str, data: bytes, options: StorageOptions | None = None) -> bool:
@@ -282,7 +388,7 @@ def update_json(
             return new
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
-            fs.pipe_file(path, json.dumps(new, indent=2).encode("utf-8"), **condition)
+            fs.pipe_file(path, json.dumps(new, indent=2, allow_nan=False).encode("utf-8"), **condition)
         except (FileExistsError, FileNotFoundError):  # created or deleted by another writer since the read
             pass
         except OSError as exc:
@@ -377,30 +483,58 @@ def resolve_href(base: str, href: str) -> str:
 def check_writable(url: str, options: StorageOptions | None = None) -> None:
     """Raise OSError naming the reason when `url` cannot take output, before any item is worked on: a
     regular file, a folder that cannot be created or written, an S3 endpoint or bucket that does not
-    answer (one attempt, seconds, not the minutes of a run's retries). Writes nothing."""
+    answer (one attempt, seconds, not the minutes of a run's retries). Writing is tried for real with a
+    probe that is removed at once (permission bits and os.access say yes on /proc, /sys and read-only
+    mounts): locally a folder with a file in it, made in the output folder or, while that does not exist
+    yet, in the nearest folder above it; on S3 an empty object under the prefix. Leaves nothing behind."""
     if not is_remote(url):
-        path = absolute(url)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise NotADirectoryError(f"{url} is a file, not a folder")
-        existing = path
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        if not os.path.isdir(existing):
-            raise NotADirectoryError(f"{existing} is a file: the folder {url} cannot be made under it")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise PermissionError(f"{existing} is not writable: {url} cannot be written")
+        _probe_local(url)
         return
     if url.startswith(S3_SCHEMES):
-        kwargs = (options or StorageOptions()).fsspec_kwargs(url)
-        kwargs["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 10}
-        fs, path = url_to_fs(url, skip_instance_cache=True, **kwargs)
-        bucket, _, prefix = path.partition("/")
-        try:
-            fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
-        except PermissionError:
-            pass  # listing may be denied where writing is allowed: the run itself will tell
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{url}: no bucket {bucket!r} ({exc})") from exc
-        except Exception as exc:  # botocore's connection errors are no OSError
-            endpoint = kwargs.get("client_kwargs", {}).get("endpoint_url", "AWS S3 (no --endpoint-url)")
-            raise ConnectionError(f"{url} cannot be reached at {endpoint}: {type(exc).__name__}: {exc}") from exc
+        _probe_s3(url, options)
+
+
+def _probe_local(url: str) -> None:
+    path = absolute(url)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{url} is a file, not a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"{existing} is a file: the folder {url} cannot be made under it")
+    probe = None
+    try:
+        probe = tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=existing)
+        with open(os.path.join(probe, "probe"), "xb") as f:
+            f.write(b"probe")
+    except OSError as exc:
+        raise PermissionError(f"{existing} is not writable ({exc.strerror or exc}): {url} cannot be written") from exc
+    finally:
+        if probe is not None:
+            shutil.rmtree(probe, ignore_errors=True)
+
+
+def _probe_s3(url: str, options: StorageOptions | None) -> None:
+    kwargs = (options or StorageOptions()).fsspec_kwargs(url)
+    kwargs["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 10}
+    fs, path = url_to_fs(url, skip_instance_cache=True, **kwargs)
+    bucket, _, prefix = path.partition("/")
+    try:
+        fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    except PermissionError:
+        pass  # listing may be denied where writing is allowed: the probe below tells
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{url}: no bucket {bucket!r} ({exc})") from exc
+    except Exception as exc:  # botocore's connection errors are no OSError
+        endpoint = kwargs.get("client_kwargs", {}).get("endpoint_url", "AWS S3 (no --endpoint-url)")
+        raise ConnectionError(f"{url} cannot be reached at {endpoint}: {type(exc).__name__}: {exc}") from exc
+    key = posixpath.join(prefix.rstrip("/"), f"{PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(6)}").lstrip("/")
+    try:
+        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"")
+    except OSError as exc:
+        raise PermissionError(f"{url} cannot be written: {exc}") from exc
+    try:
+        fs.call_s3("delete_object", Bucket=bucket, Key=key)
+    except OSError as exc:  # publishing moves temporaries into place: copy, then delete
+        raise PermissionError(f"{url}: objects cannot be deleted there ({exc}), and publishing needs to") from exc

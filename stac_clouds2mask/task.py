@@ -6,8 +6,10 @@ A *payload* is a GeoJSON FeatureCollection whose ``features`` are the source ite
 ``tasks.clouds2mask`` parameters (merged over ``workflow_options``). stactask's ``Payload`` parses that
 shape; :class:`Clouds2MaskTask` checks what this task needs on top (output roots, trust, parameters,
 items) in ``validate`` and masks the items in ``process``. The output payload is stactask's: the input
-payload with ``features`` replaced by the published mask items, plus ``clouds2mask:failures`` when some
-items failed.
+payload with ``features`` replaced by the published mask items. When some items failed, ``process`` lists
+them under ``clouds2mask:failures`` and raises (:class:`ItemsFailed`), which is how a stac-task task fails
+under stactask's ``handler`` and ``Task.cli``; ``run_payload`` (the ``run-payload`` command) keeps the
+output payload with the failures and exits 1.
 
 Parameters are the fields of :class:`config.RunConfig` (see :data:`PARAMETERS`), except ``output``
 (from the path template), ``options`` (the ``anon``, ``requester_pays``, ``endpoint_url``, ``header_hosts``
@@ -22,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,13 +32,15 @@ from typing import Any
 
 import pystac
 from stactask import Task
+from stactask.exceptions import InvalidInput
 from stactask.payload import Payload
 
 from . import __version__
+from .choices import check_api_retries
 from .config import RunConfig, expected_settings
 from .access import headers_from_env, resolve_modifier
-from .errors import InvalidInputError, OptionError, UntrustedReferenceError
-from .limits import ENV_PREFIX, Limits, check_item_count, limit_problem
+from .errors import Clouds2MaskError, InvalidInputError, OptionError, UntrustedReferenceError
+from .limits import ENV_PREFIX, Limits, check_item_count, limit_problem, shown_value
 from .publish.documents import absolute_hrefs
 from .report import ItemOutcome, Progress, RunReport
 from .runner import Runner
@@ -110,7 +115,8 @@ def path_template(root: str) -> str:
 
 
 def _check_limits(value: dict[str, Any]) -> dict[str, Any]:
-    """Payload limits: Limits fields, positive numbers of the field's type, at most the operator's."""
+    """Payload limits: Limits fields, each a finite positive number of the field's type (limits.limit_problem),
+    at most the operator's."""
     where = f"process.tasks.{TASK_NAME}.limits"
     operator = Limits.from_env()
     known = [f.name for f in dataclasses.fields(Limits)]
@@ -144,11 +150,15 @@ def check_parameters(workflow: dict[str, Any], own: dict[str, Any]) -> dict[str,
             continue
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             want = " or ".join("object" if t is dict else t.__name__ for t in types) + (" or null" if nullable else "")
-            raise InvalidInputError(f"process.tasks.{TASK_NAME}.{name} must be {want}, got {json.dumps(value)}")
-    if params.get("api_retries", 0) < 0:
-        raise InvalidInputError(
-            f"process.tasks.{TASK_NAME}.api_retries must be at least 0, got {params['api_retries']}"
-        )
+            raise InvalidInputError(f"process.tasks.{TASK_NAME}.{name} must be {want}, got {shown_value(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # JSON parsers take NaN and 1e999 (inf)
+            raise InvalidInputError(
+                f"process.tasks.{TASK_NAME}.{name} must be a finite number, got {shown_value(value)}"
+            )
+    try:
+        check_api_retries(params.get("api_retries", 0))
+    except ValueError as exc:
+        raise InvalidInputError(f"process.tasks.{TASK_NAME}.api_retries: {exc}") from None
     if "limits" in params:
         _check_limits(params["limits"])
     if not all(isinstance(h, str) and h for h in params.get("header_hosts", [])):
@@ -323,12 +333,12 @@ def load_payload(url: str, options: StorageOptions | None = None) -> dict[str, A
     """The JSON document at ``url``, at most STAC_CLOUDS2MASK_MAX_BODY_BYTES; InvalidInputError when absent,
     larger or not JSON."""
     try:
-        return read_json(url, options, Limits.from_env().max_body_bytes)
+        return read_json(url, options, Limits.from_env().max_body_bytes, strict=True)
     except DocumentTooLarge as exc:
         raise InvalidInputError(f"payload {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
     except FileNotFoundError as exc:
         raise InvalidInputError(f"payload not found: {url}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN / Infinity
         raise InvalidInputError(f"payload {url} is not JSON: {exc}") from exc
 
 
@@ -382,6 +392,33 @@ def mask_items(
     return features, failures, report
 
 
+class ItemsFailed(Clouds2MaskError):
+    """Some items of a payload failed or did not run: how the task fails under stactask's ``handler`` and
+    ``Task.cli`` (a runner such as Cirrus then marks the task failed, never a success with fewer features).
+    ``failures`` are the entries of ``clouds2mask:failures``; ``features`` the mask items published."""
+
+    def __init__(self, failures: list[dict[str, Any]], features: list[dict[str, Any]], total: int):
+        self.failures, self.features = failures, features
+        shown = "; ".join(f"{f['source_item']!r} ({f['status']}, {f['stage']}): {f['error']}" for f in failures[:3])
+        more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+        super().__init__(f"{len(failures)} of {total} item(s) failed or did not run: {shown}{more}")
+
+
+class ItemsInvalid(ItemsFailed, InvalidInput):
+    """Every failed item failed on what it is (an id that cannot be a path segment, no model for its
+    level or bands), which no retry changes: stactask's InvalidInput, so runners do not retry."""
+
+
+NOT_RETRYABLE_STAGES = ("validate", "model")
+
+
+def items_failed(failures: list[dict[str, Any]], features: list[dict[str, Any]], total: int) -> ItemsFailed:
+    """The exception of a task whose items failed: ItemsInvalid when no failure can go away on a retry."""
+    failed = [f for f in failures if f["status"] == "failed"]
+    invalid = bool(failed) and all(f["stage"] in NOT_RETRYABLE_STAGES for f in failed)
+    return (ItemsInvalid if invalid else ItemsFailed)(failures, features, total)
+
+
 class Clouds2MaskTask(Task):
     """stactask's Task for cloud masks. Of stactask's Task machinery only the payload handling is used:
     ``download_item_assets`` is not (rasters are read in windows straight from their hrefs, never copied
@@ -416,8 +453,10 @@ class Clouds2MaskTask(Task):
         return True
 
     def process(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """Mask the items with these parameters (stactask passes workflow options merged with this task's);
-        returns the published mask items and lists failed ones under ``clouds2mask:failures``."""
+        """Mask the items with these parameters (stactask passes workflow options merged with this task's)
+        and return the published mask items. When any item failed or did not run, the task fails as
+        stac-task expects of a task, by raising (ItemsFailed, or ItemsInvalid, a stactask InvalidInput,
+        when retrying cannot help), with the failures also listed under ``clouds2mask:failures``."""
         job = self.job if self.job is not None else parse_payload(self.payload, self.origin)
         parameters = check_parameters(kwargs, {})
         _check_targets(parameters)  # also when process is called with parameters of its own
@@ -425,8 +464,6 @@ class Clouds2MaskTask(Task):
         features, failures, self.report = mask_items(job, self.device, self.progress)
         for key in (FAILURES, NOTHING_TO_MASK):
             self.payload.pop(key, None)
-        if failures:
-            self.payload[FAILURES] = failures
         nothing = [
             {"source_item": o.source_id, "collection": o.collection, "reason": o.error}
             for o in self.report.outcomes
@@ -434,6 +471,9 @@ class Clouds2MaskTask(Task):
         ]
         if nothing:
             self.payload[NOTHING_TO_MASK] = nothing
+        if failures:
+            self.payload[FAILURES] = failures
+            raise items_failed(failures, features, len(job.items))
         return features
 
 
@@ -447,7 +487,11 @@ def run_payload(
     origin checks and size limit) and no ``assign_collections`` (collection matchers are refused)."""
     task = Clouds2MaskTask(data, origin=url, device=device, progress=progress)
     try:
-        features = [task.post_process_item(item) for item in task.process(**task.parameters)]
+        try:
+            published = task.process(**task.parameters)
+        except ItemsFailed as exc:  # the report and clouds2mask:failures tell; the exit status is the report's
+            published = exc.features
+        features = [task.post_process_item(item) for item in published]
     finally:
         task.cleanup_workdir()
     task.payload["features"] = features

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import unchanged_items
+from hostile_server import HostileServer
 from typer.testing import CliRunner
 
 from stac_clouds2mask import batch, task
@@ -481,3 +482,70 @@ def test_shard_index_comes_from_the_array_index_else_from_the_array_child_job_id
         with pytest.raises(InvalidInputError, match=message):
             batch.array_index(None, 3)
     assert batch.array_index(None, 1) == 0
+
+
+# ------------------------------------------------------------------------------------------
+# run-shard and status do not trust the plan's manifest
+# ------------------------------------------------------------------------------------------
+
+
+def _plan(tmp_path: Path, sample_catalog: Path) -> tuple[Path, dict]:
+    plan_dir = tmp_path / "plan"
+    args = ("plan", str(sample_catalog), "--ids", D, "-o", str(plan_dir), "--masks", str(tmp_path / "masks"))
+    assert invoke(*args).exit_code == 0
+    return plan_dir, json.loads((plan_dir / "manifest.json").read_text())
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "change,env,message",
+    [
+        ({"id": "../../../escaped"}, {}, "id '../../../escaped' contains '/': refused"),
+        (
+            {"output": "{tmp}/elsewhere"},
+            {"STAC_CLOUDS2MASK_OUTPUT_ROOTS": "{tmp}/masks"},
+            "not under an allowed output",
+        ),
+        ({"output": "{tmp}/masks/../elsewhere"}, {}, "contains '..': refused"),
+        (
+            {"shards": [{"index": 0, "href": "/etc/passwd"}]},
+            {"STAC_CLOUDS2MASK_LOCAL_ROOTS": "{tmp}"},
+            "outside the allowed local roots",
+        ),
+    ],
+    ids=["id-escapes-the-plan", "output-not-allowed", "output-with-dot-dot", "shard-outside-local-roots"],
+)
+def test_run_shard_refuses_what_a_local_manifest_may_not_name(
+    tmp_path, sample_catalog, monkeypatch, change, env, message
+):
+    plan_dir, manifest = _plan(tmp_path, sample_catalog)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    manifest.update({k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in change.items()})
+    (plan_dir / "manifest.json").write_text(json.dumps(manifest))
+    before = _files(tmp_path)
+    for command in (("run-shard", str(plan_dir), "--index", "0"), ("status", str(plan_dir))):
+        result = invoke(*command)
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()) and "plan manifest" in result.output
+    assert _files(tmp_path) == before  # no mask, no run record, nothing outside the plan
+
+
+def test_a_remote_manifest_names_shards_on_allowed_hosts_only(tmp_path, sample_catalog, monkeypatch):
+    _, manifest = _plan(tmp_path, sample_catalog)
+    server = HostileServer()
+    try:
+        manifest["output"] = "s3://masks-bucket/masks"  # a remote document may name remote outputs only
+        manifest["shards"][0]["href"] = f"http://localhost:{server.port}/plan/shards/shard-00000.json"
+        server.routes["/plan/manifest.json"] = json.dumps(manifest).encode()
+        server.routes["/plan/shards/shard-00000.json"] = b"{}"
+        monkeypatch.setenv("STAC_CLOUDS2MASK_ALLOWED_HOSTS", f"127.0.0.1:{server.port},masks-bucket")
+        result = invoke("run-shard", f"{server.url}/plan", "--index", "0")
+        assert result.exit_code == 2, result.output
+        assert "host 'localhost' is not among the allowed hosts" in " ".join(result.output.split())
+        assert set(server.paths()) == {"/plan/manifest.json"}  # the shard was never asked for
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from stac_clouds2mask.cli import app
 
-from stac_clouds2mask.errors import InvalidInputError
+from stac_clouds2mask.errors import EmptySearchError, InvalidInputError
 from stac_clouds2mask.search import (
     SearchFilters,
     is_api,
@@ -22,6 +22,7 @@ from stac_clouds2mask.search import (
     parse_bbox,
     parse_datetime_interval,
     search,
+    search_all,
 )
 
 F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
@@ -257,3 +258,17 @@ def test_cli_search_options_as_stac_client_has_them(sample_catalog, tmp_path):
 def test_inline_geojson_errors_name_the_field(text, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
         SearchFilters(intersects=load_geojson(text))
+
+
+def test_every_id_asked_for_and_not_found_is_named_and_nothing_runs(sample_catalog, tmp_path):
+    cat = str(sample_catalog)
+    with pytest.raises(EmptySearchError) as info:
+        search_all([cat], SearchFilters(ids=(D, "typo", "typo2", "typo")))
+    assert f"2 of the 3 ids not found in {cat} for ids={D},typo,typo2,typo: 'typo', 'typo2'" in str(info.value)
+    assert sorted(ids(search_all([cat], SearchFilters(ids=(D, E))))) == sorted([D, E])
+    assert len(search_all([cat], SearchFilters(ids=(D, E), max_items=1))) == 1  # --max-items left E out
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(app, ["run", cat, "--ids", f"{D},typo", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    assert "1 of the 2 --ids not found" in " ".join(result.output.split()) and "'typo'" in result.output
+    assert not out.exists()

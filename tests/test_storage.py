@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from pathlib import Path
 
 import pytest
+import s3fs
+from conftest import item_dict
+from fault_proxy import FaultProxy
+from typer.testing import CliRunner
 
-from stac_clouds2mask.storage import StorageOptions, join, update_json, write_json_atomic
+from stac_clouds2mask.cli import app
+from stac_clouds2mask.report import RUNS_DIR
+from stac_clouds2mask.storage import StorageOptions, check_writable, join, update_json, write_json_atomic
 
 
 def test_requester_pays_and_endpoint_reach_s3fs(monkeypatch):
@@ -122,3 +130,96 @@ def test_update_json_on_s3_redoes_a_change_another_writer_beat(moto_s3, s3_bucke
     assert result == want
     assert json.loads(fs.cat_file(f"{s3_bucket}/c/collection.json")) == want
     assert len(seen) == 2
+
+
+# ------------------------------------------------------------------------------------------
+# the pre-run check writes for real; unreachable sources fail fast; retries counted per item
+# ------------------------------------------------------------------------------------------
+
+E = "s2b-t32upc-20200406-l1c-n0209-10x10"
+F = "ccd-s2-l2a-20200908-epsg32636-512-labelled"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("output", ["/proc/clouds2mask-out", "/sys/clouds2mask-out"])
+def test_an_output_that_takes_no_write_is_refused_before_any_item(sample_catalog, output):
+    """/proc and /sys pass every permission check (and os.access) but take no new folder: the probe tells."""
+    with pytest.raises(PermissionError, match="is not writable"):
+        check_writable(output)
+    result = invoke("run", str(sample_catalog), "--ids", E, "-o", output)
+    assert result.exit_code == 2, result.output
+    assert f"--output {output}: /{output.split('/')[1]} is not writable" in " ".join(result.output.split())
+    assert "published" not in result.output  # refused before the first item
+
+
+def test_the_write_probe_leaves_nothing_behind(tmp_path, moto_s3, s3_bucket):
+    check_writable(str(tmp_path))
+    check_writable(str(tmp_path / "not" / "yet"))  # probed in the nearest folder that exists, not made
+    assert list(tmp_path.iterdir()) == []
+    check_writable(f"s3://{s3_bucket}/masks")
+    assert moto_s3.filesystem().find(s3_bucket) == []
+
+
+def _s3_item(
+    s3fs_fs, bucket: str, sample_data_dir: Path, tmp_path: Path, source_bucket: str | None = None, item_id: str = E
+) -> Path:
+    """A sample item with its bands on S3 (uploaded to `bucket`, named in `source_bucket`), as a local item file."""
+    d = item_dict(sample_data_dir, item_id)
+    for asset in d["assets"].values():
+        name = Path(asset["href"]).name
+        s3fs_fs.put_file(asset["href"], f"{bucket}/e/{name}")
+        asset["href"] = f"s3://{source_bucket or bucket}/e/{name}"
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+def _report(out: Path) -> dict:
+    [path] = (out / RUNS_DIR).glob("run-*.json")
+    return json.loads(path.read_text())
+
+
+def test_an_unreachable_source_fails_fast_and_names_the_cause(moto_s3, s3_bucket, s3fs_fs, sample_data_dir, tmp_path):
+    item = _s3_item(s3fs_fs, s3_bucket, sample_data_dir, tmp_path)
+    t0 = time.monotonic()
+    out = tmp_path / "unresolvable"
+    result = invoke("run", str(item), "-o", str(out), "--endpoint-url", "http://s3.nonexistent.invalid:9")
+    seconds = time.monotonic() - t0
+    assert result.exit_code == 1, result.output
+    [entry] = _report(out)["items"]
+    assert entry["stage"] == "read" and entry["retries"] == 0, entry
+    assert "the S3 endpoint host 's3.nonexistent.invalid' does not resolve" in entry["error"], entry
+    assert "not retried" in entry["error"] and "vsiriopener" not in entry["error"]
+    assert seconds < 60, f"{seconds:.0f} s: the name lookup failure was retried"
+
+    missing = _s3_item(s3fs_fs, s3_bucket, sample_data_dir, tmp_path, source_bucket="no-such-bucket")
+    out = tmp_path / "no-bucket"
+    assert invoke("run", str(missing), "-o", str(out)).exit_code == 1
+    [entry] = _report(out)["items"]
+    assert "s3://no-such-bucket/e/B02.tif: no such object or bucket" in entry["error"], entry
+
+
+def test_retries_are_shown_as_they_happen_and_counted_per_item(
+    moto_s3, s3_bucket, s3fs_fs, sample_data_dir, tmp_path, monkeypatch
+):
+    item = _s3_item(s3fs_fs, s3_bucket, sample_data_dir, tmp_path, item_id=F)
+    # small blocks: the read stage's band threads then send requests of their own, as full-size scenes do
+    monkeypatch.setattr(s3fs.S3FileSystem, "default_block_size", 2**14)
+    proxy = FaultProxy(moto_s3.endpoint_url, rate=0.3, seed=21, anonymise=(s3_bucket,))
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        out = tmp_path / "masks"
+        result = invoke("run", str(item), "-o", str(out))
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    report = _report(out)
+    [entry] = report["items"]
+    # every S3 request of this run is the item's (the item file and the output are local)
+    assert entry["retries"] > 0 and entry["retries"] == report["totals"]["s3_retries"], (entry, report["totals"])
+    shown = [line for line in result.output.splitlines() if line.startswith("retry ")]
+    assert len(shown) == entry["retries"] and all(F in line for line in shown), result.output

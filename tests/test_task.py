@@ -9,10 +9,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import item_dict
+from stactask.exceptions import InvalidInput
 from typer.testing import CliRunner
 
 from stac_clouds2mask import task
@@ -21,7 +24,7 @@ from stac_clouds2mask.config import RunConfig
 from stac_clouds2mask.errors import InvalidInputError
 from stac_clouds2mask.limits import Limits
 from stac_clouds2mask.report import RUNS_DIR
-from stac_clouds2mask.storage import StorageOptions
+from stac_clouds2mask.storage import StorageOptions, write_json_atomic
 
 E = "s2b-t32upc-20200406-l1c-n0209-10x10"
 BROKEN = "broken-e"
@@ -132,7 +135,7 @@ def test_api_token_is_the_operators_and_goes_only_with_publish_api(
         ({"limits": {"max_pixel": 5}}, "limits has unknown limit(s) max_pixel"),
         ({"limits": {"max_pixels": 10**12}}, "limits.max_pixels 1000000000000 is above the operator's"),
         ({"limits": {"max_pixels": 1.5}}, "limits.max_pixels must be a positive integer"),
-        ({"api_retries": -1}, "api_retries must be at least 0"),
+        ({"api_retries": -1}, "api_retries: --api-retries must be between 0 and 20, got -1"),
         ({"compile": "yes"}, "compile must be bool"),
         ({"precision": "fp64"}, "clouds2mask: precision must be one of"),  # a payload names its parameters
         ({"collection_id": "a/b"}, "clouds2mask: collection_id 'a/b'"),
@@ -213,3 +216,99 @@ def test_stale_failures_are_dropped_and_indirection_is_refused(sample_data_dir, 
     assert "clouds2mask:failures" not in out
     with pytest.raises(InvalidInputError, match="payload indirection \\('url'\\) is not supported"):
         task.run_payload({**data, "url": "file:///etc/passwd"})
+
+
+# ------------------------------------------------------------------------------------------
+# numbers in payloads: finite, of their type, within the operator's limits
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"limits": {"item_seconds": float("nan")}}, "limits.item_seconds must be finite (a positive number), got NaN"),
+        (
+            {"limits": {"api_seconds": float("inf")}},
+            "limits.api_seconds must be finite (a positive number), got Infinity",
+        ),
+        ({"limits": {"max_pixels": True}}, "limits.max_pixels must be a positive integer, got true"),
+        ({"limits": {"max_versions": 2.0}}, "limits.max_versions must be a positive integer, got 2.0"),
+        ({"limits": {"item_seconds": 0}}, "limits.item_seconds must be a positive number, got 0"),
+        ({"resolution": float("nan")}, "resolution must be a finite number, got NaN"),
+        ({"resolution": float("-inf")}, "resolution must be a finite number, got -Infinity"),
+        ({"batch_size": True}, "batch_size must be int or null, got true"),
+        ({"api_retries": 10**9}, "--api-retries must be between 0 and 20, got 1000000000"),
+    ],
+    ids=lambda v: json.dumps(v) if isinstance(v, dict) else "",
+)
+def test_numeric_parameters_are_finite_typed_and_within_limits(sample_data_dir, tmp_path, params, message):
+    with pytest.raises(InvalidInputError) as info:
+        task.parse_payload(payload([item_dict(sample_data_dir, E)], tmp_path / "masks", **params))
+    assert message in str(info.value)
+
+
+def test_nan_never_reaches_a_run(sample_data_dir, tmp_path, monkeypatch):
+    """Not in a payload file (NaN is no JSON number), not from the operator's environment, not in the
+    run report: the limit a payload sets arrives in the run's report as the finite number it is."""
+    path = tmp_path / "payload.json"
+    path.write_text(
+        json.dumps(payload([item_dict(sample_data_dir, E)], tmp_path / "masks", limits={"item_seconds": 1}))
+    )
+    path.write_text(path.read_text().replace('"item_seconds": 1', '"item_seconds": NaN'))
+    result = invoke("run-payload", str(path))
+    assert result.exit_code == 2 and "is not JSON: NaN is not a JSON number" in flat(result.output), result.output
+    path.write_text(
+        json.dumps(payload([item_dict(sample_data_dir, E)], tmp_path / "masks", limits={"item_seconds": 99.5}))
+    )
+    monkeypatch.setenv("STAC_CLOUDS2MASK_ITEM_SECONDS", "nan")
+    result = invoke("run-payload", str(path))
+    assert result.exit_code == 2 and "STAC_CLOUDS2MASK_ITEM_SECONDS='nan' must be finite" in flat(result.output)
+    assert not (tmp_path / "masks").exists()
+    monkeypatch.delenv("STAC_CLOUDS2MASK_ITEM_SECONDS")
+    assert invoke("run-payload", str(path)).exit_code == 0
+    [report] = (tmp_path / "masks" / RUNS_DIR).glob("run-*.json")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"the run report holds {constant}")
+
+    assert json.loads(report.read_text(), parse_constant=refuse)["settings"]["limits"]["item_seconds"] == 99.5
+    with pytest.raises(InvalidInputError, match="limit item_seconds must be finite"):
+        Limits(item_seconds=float("nan"))  # the Python API too
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_json_atomic(str(tmp_path / "x.json"), {"seconds": float("nan")})
+    assert not list(tmp_path.glob("x.json*"))
+
+
+# ------------------------------------------------------------------------------------------
+# stac-task semantics: a failed item fails the task through stactask's own entry points
+# ------------------------------------------------------------------------------------------
+
+
+def test_a_failed_item_fails_the_task_through_stactasks_handler_and_cli(sample_data_dir, tmp_path):
+    data = payload([broken_item(sample_data_dir, tmp_path), item_dict(sample_data_dir, E)], tmp_path / "masks")
+    with pytest.raises(task.ItemsFailed) as info:
+        task.Clouds2MaskTask.handler(copy.deepcopy(data))
+    assert not isinstance(info.value, InvalidInput)  # a missing file may be there on a retry
+    assert [f["source_item"] for f in info.value.failures] == [BROKEN]
+    assert [f["id"] for f in info.value.features] == [f"{E}_cloudmask"]  # published before the task failed
+    assert f"1 of 2 item(s) failed or did not run: '{BROKEN}' (failed, read)" in str(info.value)
+
+    path, out = tmp_path / "payload.json", tmp_path / "out.json"
+    path.write_text(json.dumps(data))
+    cli = "from stac_clouds2mask.task import Clouds2MaskTask; Clouds2MaskTask.cli()"
+    proc = subprocess.run(
+        [sys.executable, "-c", cli, "run", str(path), "--output", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 1 and "ItemsFailed: 1 of 2 item(s) failed" in proc.stderr, proc.stderr[-3000:]
+    assert not out.exists()  # no output payload that a runner could take for a success
+
+    unsafe = {**item_dict(sample_data_dir, E), "id": "a/b"}  # what no retry changes: stactask's InvalidInput
+    with pytest.raises(task.ItemsInvalid) as info:
+        task.Clouds2MaskTask.handler(payload([unsafe], tmp_path / "masks"))
+    assert isinstance(info.value, InvalidInput) and info.value.failures[0]["stage"] == "validate"
+
+    path.write_text(json.dumps(data))  # run-payload keeps its contract: the output payload, exit 1
+    result = invoke("run-payload", str(path), "--output", str(out))
+    assert result.exit_code == 1, result.output
+    written = json.loads(out.read_text())
+    assert [f["source_item"] for f in written["clouds2mask:failures"]] == [BROKEN] and len(written["features"]) == 1

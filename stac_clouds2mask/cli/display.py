@@ -160,6 +160,10 @@ class RichProgressDisplay(Progress):
     def patches(self, done: int, total: int) -> None:
         self.bar.update(self.patch_task, total=total, completed=done, visible=done < total)
 
+    def retry(self, item_id: str, retries: int, reason: str) -> None:
+        """Shown as it happens: an unreachable source is not a stage that seems to hang."""
+        self.bar.console.print(f"[yellow]retry {retries}[/] {escape(shown(item_id) + ': ' + shown(reason))}")
+
     def item_done(self, outcome: ItemOutcome) -> None:
         word, rest = _outcome_text(outcome)
         color = {"published": "green", "skipped": "yellow", "failed": "red", "not_run": "yellow"}[outcome.status]
@@ -312,8 +316,7 @@ def option_message(exc: InvalidInputError) -> str:
     if isinstance(exc, OptionError):
         return f"{flag_of(exc.field)}{'' if exc.reason.startswith(':') else ' '}{exc.reason}"
     if isinstance(exc, EmptySearchError):
-        shown_ = " ".join(f"{flag_of(field)} {value}" for field, value in exc.conditions) or "no filter"
-        return f"no item found in {', '.join(exc.sources)} for {shown_}"
+        return exc.told(" ".join(f"{flag_of(field)} {value}" for field, value in exc.conditions), "--ids")
     return str(exc)
 
 

@@ -180,8 +180,9 @@ def run(
     [bold]Exit status[/]: 0 every item published or skipped; 1 some items failed (listed at the end; with
     --fail-fast the rest are not run); 2 bad invocation (an option, filter, source or AOI that cannot be used, an
     output that cannot be written or a --publish-api that does not answer, checked once before any item: nothing
-    is written); 3 the search found no item (an unknown --ids or --collection, dates with no data; the sources
-    and filters are named: nothing is written).
+    is written); 3 the search found no item (an unknown --collection, dates with no data; the sources and
+    filters are named), or not every id of --ids (each id not found is named; ids that --limit left out do
+    not count): nothing is written.
 
     [bold]Run report[/]: every run writes OUTPUT/.clouds2mask-runs/run-<UTC time>-<random>.json with, per item, the
     status, stage, error class and message and seconds per stage, plus the settings (no credentials) and totals.
