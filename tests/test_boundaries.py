@@ -114,7 +114,8 @@ def test_a_local_root_admits_its_own_files_but_not_a_sibling_folders(sources, tm
 def test_every_limit_refuses_zero_negative_and_nan_from_the_environment(monkeypatch, name, text):
     env = ENV_PREFIX + name.upper()
     monkeypatch.setenv(env, text)
-    with pytest.raises(InvalidInputError, match=rf"{name} must be a positive|{env}='{text}' is not a number") as info:
+    refused = rf"{env}='{text}' (must be (a positive|finite)|is not (a number|an integer))"
+    with pytest.raises(InvalidInputError, match=refused) as info:
         Limits.from_env()
     assert env in str(info.value)
     monkeypatch.setenv(env, "7")
@@ -126,9 +127,9 @@ def test_every_limit_refuses_zero_negative_and_nan_from_the_environment(monkeypa
 def test_every_limit_refuses_zero_negative_and_nan_in_a_payload_and_in_python(name, value):
     """A payload's limits (NaN is valid JSON to Python's json module) and Limits built in Python."""
     payload_limits = json.loads(json.dumps({name: value}))
-    with pytest.raises(InvalidInputError, match=rf"limits\.{name} must be a positive (number|integer)"):
+    with pytest.raises(InvalidInputError, match=rf"limits\.{name} must be (a positive|finite)"):
         check_parameters({}, {"limits": payload_limits})
-    with pytest.raises(InvalidInputError, match=rf"limit {name} must be a positive .*{ENV_PREFIX}{name.upper()}"):
+    with pytest.raises(InvalidInputError, match=rf"limit {name} must be (a positive|finite).*{ENV_PREFIX}{name.upper()}"):
         Limits(**{name: value})
     assert check_parameters({}, {"limits": {name: 1}})["limits"] == {name: 1}
 
