@@ -129,7 +129,9 @@ def test_every_limit_refuses_zero_negative_and_nan_in_a_payload_and_in_python(na
     payload_limits = json.loads(json.dumps({name: value}))
     with pytest.raises(InvalidInputError, match=rf"limits\.{name} must be (a positive|finite)"):
         check_parameters({}, {"limits": payload_limits})
-    with pytest.raises(InvalidInputError, match=rf"limit {name} must be (a positive|finite).*{ENV_PREFIX}{name.upper()}"):
+    with pytest.raises(
+        InvalidInputError, match=rf"limit {name} must be (a positive|finite).*{ENV_PREFIX}{name.upper()}"
+    ):
         Limits(**{name: value})
     assert check_parameters({}, {"limits": {name: 1}})["limits"] == {name: 1}
 
