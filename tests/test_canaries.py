@@ -143,7 +143,7 @@ def test_canaries_in_failing_hrefs_and_an_echoing_api_reach_errors_and_no_output
 
     fs = moto_s3.filesystem()
     keys = fs.find(f"{s3_bucket}/masks")
-    [report_key] = [k for k in keys if f"/{RUNS_DIR}/run-" in k]
+    [report_key] = [k for k in keys if f"/{RUNS_DIR}/run-" in k and k.endswith(".json")]
     report = json.loads(fs.cat(report_key))
     by_id = {i["source_id"]: i for i in report["items"]}
     assert by_id["canary-user-info"]["asset"] == "red" and by_id["canary-user-info"]["stage"] == "read"

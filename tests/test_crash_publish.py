@@ -13,6 +13,7 @@ linked, and no `*.tmp-*` (collection.json.tmp-* and catalog.json.tmp-* included)
 from __future__ import annotations
 
 import hashlib
+import csv
 import json
 import os
 import subprocess
@@ -122,6 +123,11 @@ def check_whole(out: Path, reference: Path) -> list[dict]:
                 raise AssertionError(f"{rel} is not a whole JSON document: {exc}") from None
         elif path.suffix in (".tif", ".png", ".xml", ".onnx"):
             assert path.read_bytes() == (reference / rel).read_bytes(), f"{rel} is not the whole file"
+        elif path.suffix == ".csv":  # the run's time series (its name is the run's own)
+            rows = list(csv.reader(path.read_text().splitlines()))
+            assert rows and rows[0][0] == "datetime" and {len(r) for r in rows} == {len(rows[0])}, rel
+        elif path.suffix == ".html":  # the run page
+            assert path.read_text().rstrip().endswith("</html>"), f"{rel} is not the whole page"
         else:
             raise AssertionError(f"unexpected file {rel}")
     items = []

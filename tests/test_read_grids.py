@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -257,13 +258,17 @@ def test_a_pixel_that_is_nodata_in_any_band_is_nodata_in_the_mask(
 
 
 def mirror_product(safe: Path, target: Path) -> Path:
-    """The real product folder as a tree of symbolic links to its files, so files can be added to it."""
-    for folder, _, files in os.walk(safe):
-        here = target / Path(folder).relative_to(safe)
-        here.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            (here / name).symlink_to(Path(folder) / name)
+    """A copy of the real product folder (hard links where the file system allows: the product folder is the
+    boundary of what a product may name, so symbolic links out of it are refused), so files can be added."""
+    shutil.copytree(safe, target, copy_function=_link_or_copy, dirs_exist_ok=True)
     return target
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def add_b08(product: Path) -> Path:

@@ -221,5 +221,5 @@ def test_retries_are_shown_as_they_happen_and_counted_per_item(
     [entry] = report["items"]
     # every S3 request of this run is the item's (the item file and the output are local)
     assert entry["retries"] > 0 and entry["retries"] == report["totals"]["s3_retries"], (entry, report["totals"])
-    shown = [line for line in result.output.splitlines() if line.startswith("retry ")]
+    shown = [line for line in result.output.splitlines() if line.split("] ", 1)[-1].startswith("retry ")]
     assert len(shown) == entry["retries"] and all(F in line for line in shown), result.output

@@ -81,6 +81,11 @@ FIELDS = [
     ("endpoint_url", "https://s3.example.test", lambda c: c.options.endpoint_url == "https://s3.example.test"),
     ("header_hosts", ["data.example.test"], lambda c: c.options.header_hosts == ("data.example.test",)),
     ("modifier", "planetary-computer", lambda c: getattr(c.options.modifier, "__name__", None) == "sign_inplace"),
+    (
+        "clip",
+        {"type": "Polygon", "coordinates": [[[35.18, 2.72], [35.2, 2.72], [35.2, 2.74], [35.18, 2.72]]]},
+        lambda c: c.clip is not None and c.clip["type"] == "Polygon" and c.aoi_id is not None,
+    ),
 ]
 
 
@@ -135,7 +140,7 @@ def test_api_token_is_the_operators_and_goes_only_with_publish_api(
         ({"limits": {"max_pixel": 5}}, "limits has unknown limit(s) max_pixel"),
         ({"limits": {"max_pixels": 10**12}}, "limits.max_pixels 1000000000000 is above the operator's"),
         ({"limits": {"max_pixels": 1.5}}, "limits.max_pixels must be a positive integer"),
-        ({"api_retries": -1}, "api_retries: --api-retries must be between 0 and 20, got -1"),
+        ({"api_retries": -1}, "api_retries: api_retries must be between 0 and 20, got -1"),
         ({"compile": "yes"}, "compile must be bool"),
         ({"precision": "fp64"}, "clouds2mask: precision must be one of"),  # a payload names its parameters
         ({"collection_id": "a/b"}, "clouds2mask: collection_id 'a/b'"),
@@ -237,7 +242,7 @@ def test_stale_failures_are_dropped_and_indirection_is_refused(sample_data_dir, 
         ({"resolution": float("nan")}, "resolution must be a finite number, got NaN"),
         ({"resolution": float("-inf")}, "resolution must be a finite number, got -Infinity"),
         ({"batch_size": True}, "batch_size must be int or null, got true"),
-        ({"api_retries": 10**9}, "--api-retries must be between 0 and 20, got 1000000000"),
+        ({"api_retries": 10**9}, "api_retries must be between 0 and 20, got 1000000000"),
     ],
     ids=lambda v: json.dumps(v) if isinstance(v, dict) else "",
 )

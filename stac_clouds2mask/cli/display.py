@@ -162,7 +162,7 @@ class RichProgressDisplay(Progress):
 
     def retry(self, item_id: str, retries: int, reason: str) -> None:
         """Shown as it happens: an unreachable source is not a stage that seems to hang."""
-        self.bar.console.print(f"[yellow]retry {retries}[/] {escape(shown(item_id) + ': ' + shown(reason))}")
+        self.bar.console.print(f"[yellow]retry {retries}[/] {markup(shown(item_id) + ': ' + reason)}")
 
     def item_done(self, outcome: ItemOutcome) -> None:
         word, rest = _outcome_text(outcome)
@@ -204,6 +204,10 @@ class PlainProgressDisplay(Progress):
         left = elapsed * (total - done) / done if done else None
         eta = f", {_duration(left)} left" if left is not None and done < total else ""
         say(f"[{self.done}/{self.total}] infer {shown(self.inferring)}: patches {done}/{total}{eta}")
+
+    def retry(self, item_id: str, retries: int, reason: str) -> None:
+        """Shown as it happens: an unreachable source is not a stage that seems to hang."""
+        say(f"[{self.done}/{self.total}] retry {retries} {shown(item_id)}: {reason}")
 
     def item_done(self, outcome: ItemOutcome) -> None:
         self.done += 1
