@@ -165,9 +165,8 @@ MUTATIONS = (
     Mutation(
         "overwrite-keeps-the-old-item",
         "stac_clouds2mask/publish/static.py",
-        'write_json_atomic(self.item_url(collection_id, d["id"]), d, self.options)\n        self.link_item(d)',
-        'create_exclusive(self.item_url(collection_id, d["id"]), json.dumps(d).encode(), self.options)\n'
-        "        self.link_item(d)",
+        "write_json_atomic(item_url, d, self.options)\n        self.link_item(d)",
+        "create_exclusive(item_url, json.dumps(d).encode(), self.options)\n        self.link_item(d)",
         (
             "tests/test_publish.py::test_rerun_skips_changed_settings_make_a_new_version_overwrite_replaces",
             "tests/test_pipeline.py::test_rerun_skips_and_overwrite_replaces",
