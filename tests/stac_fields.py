@@ -23,6 +23,7 @@ import stac_schemas
 OWN_PREFIX = "clouds2mask"
 FIELD = re.compile(r"^([a-z][a-z0-9]*):[A-Za-z_]")
 VERSION_FIELDS = {"version", "deprecated"}  # the version extension's fields have no prefix
+RENDER_FIELD = "renders"  # nor has the render extension's
 SKIPPED = {"links"}  # link objects: rel/href/type and the like, no extension fields of ours
 
 
@@ -54,13 +55,16 @@ def extension_name(url: str) -> str:
 
 def used_prefixes(doc: dict[str, Any]) -> set[str]:
     """Prefixes of the extension fields anywhere in the document (links left out); `version` stands for
-    the version extension's unprefixed `version` / `deprecated` at the item's or collection's top."""
+    the version extension's unprefixed `version` / `deprecated` at the item's or collection's top, `render`
+    for the render extension's `renders` there."""
     found = {
         m[1] for key, value in doc.items() if key not in SKIPPED for k in (key, *_keys(value)) if (m := FIELD.match(k))
     }
     top = doc.get("properties", {}) if doc.get("type") == "Feature" else doc
     if VERSION_FIELDS & set(top):
         found.add("version")
+    if RENDER_FIELD in top:
+        found.add("render")
     return found
 
 

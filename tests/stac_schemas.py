@@ -4,8 +4,9 @@
 through ``pystac.Item.from_dict``, which may migrate extension versions) with pystac's validator:
 
 * STAC core + GeoJSON schemas: the copies bundled in pystac (STAC 1.1.0 only);
-* extension schemas: ``shared/stac-schemas/<ext>/<version>/schema.json``, registered under their
-  official URL ``https://stac-extensions.github.io/<ext>/<version>/schema.json``.
+* extension schemas: ``shared/stac-schemas/<ext>/<version>/schema.json`` and the few in
+  ``tests/stac-schemas`` (the same layout), registered under their official URL
+  ``https://stac-extensions.github.io/<ext>/<version>/schema.json``.
 
 The validator never fetches anything: a schema that is not available offline raises
 :class:`SchemaNotAvailableOffline` (for example STAC 1.0.0 items, whose core schemas pystac does
@@ -39,6 +40,11 @@ def schemas_dir() -> Path:
     return shared_dir() / "stac-schemas"
 
 
+def schema_dirs() -> tuple[Path, ...]:
+    """The extension schemas: the shared folder's, then the few that only tests/stac-schemas holds."""
+    return (schemas_dir(), Path(__file__).resolve().parent / "stac-schemas")
+
+
 class SchemaNotAvailableOffline(GetSchemaError):
     """A schema was needed that is not in the offline cache (no network access is attempted)."""
 
@@ -46,7 +52,7 @@ class SchemaNotAvailableOffline(GetSchemaError):
         Exception.__init__(
             self,
             f"schema {href} is not available offline (only pystac's bundled STAC 1.1.0 core "
-            f"schemas and the extension schemas in {schemas_dir()} are); refusing to fetch it",
+            f"schemas and the extension schemas in {' and '.join(map(str, schema_dirs()))} are); refusing to fetch it",
         )
         self.href = href
 
@@ -72,7 +78,7 @@ def extension_schemas() -> dict[str, dict[str, Any]]:
     v1.1.0's file declares the v1.0.0 id; its internal ``#/definitions`` refs would otherwise
     resolve against a URL that is not cached)."""
     schemas = {}
-    for url, text in _extension_schemas(str(schemas_dir())):
+    for url, text in (pair for folder in schema_dirs() for pair in _extension_schemas(str(folder))):
         s = json.loads(text)
         s["$id"] = url + "#"
         schemas[url] = s
@@ -140,7 +146,8 @@ def write_schema_config(path: Path) -> Path:
     urls.update(
         {
             f"{EXTENSIONS_BASE_URL}/{f.parent.parent.name}/{f.parent.name}/schema.json": str(f)
-            for f in schemas_dir().glob("*/*/schema.json")
+            for folder in schema_dirs()
+            for f in folder.glob("*/*/schema.json")
         }
     )
     path.write_text(json.dumps({"schemas": urls}, indent=1))

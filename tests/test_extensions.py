@@ -38,7 +38,8 @@ def test_published_documents_declare_every_extension_they_use(published, validat
     assert {"proj", "mlm", "raster", "eo", "file", "classification", "processing", "version"} <= (
         stac_fields.used_prefixes(item)
     )
-    assert {"mlm", "classification", "processing"} <= stac_fields.used_prefixes(collection)
+    assert {"mlm", "classification", "processing", "render"} <= stac_fields.used_prefixes(collection)
+    assert "render" in stac_fields.used_prefixes(item)
     for doc in published.values():
         assert stac_fields.undeclared_prefixes(doc) == set(), doc["id"]
         assert stac_fields.own_schema_errors(doc) == [], doc["id"]
@@ -56,6 +57,9 @@ def test_the_checks_see_what_schema_validation_does_not(published):
     no_version = copy.deepcopy(item)
     no_version["stac_extensions"] = [u for u in item["stac_extensions"] if stac_fields.extension_name(u) != "version"]
     assert stac_fields.undeclared_prefixes(no_version) == {"version"}
+    for doc in (item, collection):
+        no_render = {**doc, "stac_extensions": [u for u in doc["stac_extensions"] if "/render/" not in u]}
+        assert stac_fields.undeclared_prefixes(no_render) == {"render"}
     bare_collection = {**collection, "stac_extensions": []}
     assert stac_fields.undeclared_prefixes(bare_collection) >= {"mlm", "processing", "classification"}
 

@@ -1,8 +1,10 @@
 """The STAC collection of the published masks: legend, item_assets, summaries of what the items carry,
-licences and providers, and the extent grown as items are added (by every target, static or API)."""
+licences and providers, how to draw the masks (render extension: titiler-pgstac and titiler-stacapi read a
+collection's `renders`), and the extent grown as items are added (by every target, static or API)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pystac
@@ -14,6 +16,7 @@ from .items import (
     LICENSE_LINKS,
     MASK_ASSET,
     MASK_BANDS,
+    MASK_RENDERS,
     MODEL_ASSET,
     PROJECT_URL,
     STAC_VERSION,
@@ -59,7 +62,7 @@ def build_collection(
     return {
         "type": "Collection",
         "stac_version": STAC_VERSION,
-        "stac_extensions": sorted([EXT["classification"], EXT["processing"], EXT["mlm"]]),
+        "stac_extensions": sorted([EXT["classification"], EXT["processing"], EXT["mlm"], EXT["render"]]),
         "id": collection_id,
         "title": f"Cloud and cloud-shadow masks of {source}",
         "description": (
@@ -94,6 +97,7 @@ def build_collection(
         ],
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
         "summaries": summaries,
+        "renders": copy.deepcopy(MASK_RENDERS),
         "item_assets": {
             MASK_ASSET: {
                 "type": pystac.MediaType.COG,

@@ -10,11 +10,14 @@ cloud/shadow/clear/valid percentages, a palette PNG thumbnail, and the provenanc
 Projection v1.2.0 with both `proj:epsg` and `proj:code`, not v2.0.0 (`proj:code` only): stackstac 0.5
 and GDAL's STACIT driver before 3.10 read the CRS from `proj:epsg` alone, odc-stac and rio-tiler read
 either, and v1.2.0 is the newest version whose schema allows both. Classification v2.0.0: the legend uses
-its `nodata` and `title` class fields (and pystac rewrites v1 to v2 on read anyway).
+its `nodata` and `title` class fields (and pystac rewrites v1 to v2 on read anyway). Render v2.0.0: how to draw
+the mask in the legend's colours (`renders.cloudmask`, read by titiler's `/renders`, titiler-pgstac and STAC
+browsers; a tile server otherwise draws the classes 0-2 near-black).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from typing import Any, NamedTuple
@@ -30,7 +33,7 @@ from ..infer import NODATA, PROBABILITY_SCALE
 from ..model.registry import ModelSpec
 from ..report import public_url
 from ..scene import BAND_SUBSTITUTES, MaskResult
-from .legend import CLASS_NAMES, CLASSES
+from .legend import CLASS_NAMES, CLASSES, render_colormap
 from .versions import mask_item_id, provenance
 
 STAC_VERSION = "1.1.0"
@@ -45,6 +48,7 @@ EXT = {
     "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "eo": "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
     "version": "https://stac-extensions.github.io/version/v1.2.0/schema.json",
+    "render": "https://stac-extensions.github.io/render/v2.0.0/schema.json",
 }
 MASK_ASSET = "cloudmask"
 THUMBNAIL_ASSET = "thumbnail"
@@ -67,6 +71,15 @@ MASK_BANDS = [
 # a Sentinel-2 footprint has tens to hundreds of vertices; 10,000 is ~0.5 MB of JSON, far below the documents
 # our own reader accepts (STAC_CLOUDS2MASK_MAX_BODY_BYTES)
 MAX_FOOTPRINT_VERTICES = 10_000
+MASK_RENDERS = {
+    MASK_ASSET: {
+        "title": "Cloud and cloud-shadow classes in the legend's colours",
+        "assets": [MASK_ASSET],
+        "colormap": render_colormap(),
+        "nodata": NODATA,
+        "resampling": "nearest",
+    }
+}
 LICENSE_LINKS = [
     {
         "rel": "license",
@@ -348,6 +361,7 @@ def build_mask_item(
             "processing:datetime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "version": str(version),
             "deprecated": False,
+            "renders": copy.deepcopy(MASK_RENDERS),
         }
     )
     if props["clouds2mask:source_updated"] is None:
@@ -390,6 +404,8 @@ def build_mask_item(
             href=categories.href,
             media_type="application/xml",
             title="Class names of the mask for GDAL and QGIS (GDAL PAM sidecar of the COG)",
+            description="GDAL also keeps what it computes here: the COG carries its statistics so that "
+            "`gdalinfo -stats` leaves this file as published, but a histogram (`gdalinfo -hist`) is added to it.",
             roles=["metadata"],
             extra_fields=categories.fields(),
         ),

@@ -217,7 +217,7 @@ class Publisher:
                 model = self.catalog.put_model(spec)
                 write_mask_cog(result.classes, result.scene.crs, result.scene.transform, os.path.join(tmp, "m.tif"))
                 with open(os.path.join(tmp, "m.tif.aux.xml"), "wb") as f:
-                    f.write(category_sidecar())
+                    f.write(category_sidecar(result.classes))
                 mask, categories = put("m.tif", ".tif"), put("m.tif.aux.xml", ".tif.aux.xml")
                 thumb = probs = None
                 if self.thumbnails:

@@ -10,6 +10,16 @@ array never needs a separate step), each update reads and writes one document in
 reading every item, and S3 (since 2024) and MinIO apply If-Match / If-None-Match atomically. A store
 that ignores them would lose links again: use one writer at a time there. Items themselves are written
 by one run at a time: the item's claim (`<item>.lock`, created with If-None-Match, see claim()).
+
+Hrefs: a catalog at a URL (s3://, https://...) is published with absolute asset hrefs and a `self` link in
+every document, as STAC shops publish: item JSON read straight from the store opens in readers that do not
+know where it came from (stackstac and GDAL's STACIT on item dicts, a STAC API copy). A local folder stays
+self-contained (hrefs relative to each document, no self link) so that it can be moved or copied; its items
+with absolute hrefs come from iter_items(). Links between documents (root, parent, collection, item, child,
+versions) are relative in both.
+
+The root declares an empty `conformsTo` (it conforms to no STAC API class, truthfully): pystac-client then
+opens it without its NoConformsTo warning, and says where it falls back to walking the catalog.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from ..storage import (
     absolute,
     create_exclusive,
     get_fs,
+    is_remote,
     join,
     put_file_atomic,
     read_json,
@@ -62,6 +73,15 @@ class StaticCatalog:
 
     def __post_init__(self) -> None:
         self.url = absolute(self.url).rstrip("/")
+
+    @property
+    def published(self) -> bool:
+        """Whether the catalog is at a URL, so written with absolute hrefs and self links (module docstring)."""
+        return is_remote(self.url)
+
+    def _self_link(self, url: str, media_type: str = "application/json") -> list[dict[str, Any]]:
+        """The self link of the document at `url` when the catalog is published, else none."""
+        return [{"rel": "self", "href": url, "type": media_type}] if self.published else []
 
     def _url(self, *segments: str, name: str | None = None) -> str:
         """A URL under the root from id segments: each must be one path segment (trust.unsafe_segment)
@@ -144,19 +164,22 @@ class StaticCatalog:
         remove_temporaries(self._url(collection_id, item_id), item_id, self.options)
 
     def write_item(self, item: pystac.Item | dict[str, Any], source_collection: str | None = None) -> dict[str, Any]:
-        """Write the item (relative links and asset hrefs), then link it from its collection and the root.
-        Returns the JSON as written."""
+        """Write the item (relative links; asset hrefs relative in a local folder, absolute at a URL, see the
+        module docstring), then link it from its collection and the root. Returns the JSON as written."""
         d = item_json(item)
         collection_id = d.get("collection") or "cloudmask"
-        item_dir = join(self.url, collection_id, d["id"])
-        for ref in [*d["assets"].values(), *d["links"]]:
-            ref["href"] = self._relative(ref["href"], item_dir)
+        item_url = self.item_url(collection_id, d["id"])
+        if not self.published:
+            item_dir = join(self.url, collection_id, d["id"])
+            for ref in [*d["assets"].values(), *d["links"]]:
+                ref["href"] = self._relative(ref["href"], item_dir)
         d["links"] = [l for l in d["links"] if l["rel"] not in ("root", "parent", "collection", "self")] + [
             {"rel": "root", "href": "../../catalog.json", "type": "application/json", "title": "The catalog"},
             {"rel": "parent", "href": "../collection.json", "type": "application/json", "title": "The collection"},
             {"rel": "collection", "href": "../collection.json", "type": "application/json", "title": "The collection"},
+            *self._self_link(item_url, "application/geo+json"),
         ]
-        write_json_atomic(self.item_url(collection_id, d["id"]), d, self.options)
+        write_json_atomic(item_url, d, self.options)
         self.link_item(d)
         return d
 
@@ -261,7 +284,11 @@ class StaticCatalog:
         collection_id = d.get("collection") or "cloudmask"
         coll_url = self._url(collection_id, name="collection.json")
         self._url(collection_id, d["id"])  # the item's id: one segment
-        coll = update_json(coll_url, lambda current: _with_item(current, collection_id, d), self.options)
+        coll = update_json(
+            coll_url,
+            lambda current: _with_self(_with_item(current, collection_id, d), self._self_link(coll_url)),
+            self.options,
+        )
         update_json(
             join(self.url, "catalog.json"),
             lambda current: self._with_child(current, collection_id, coll.get("title")),
@@ -279,10 +306,18 @@ class StaticCatalog:
                 "description": "Cloud and cloud-shadow masks of Sentinel-2 items, made by stac-clouds2mask.",
                 "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json", "title": self.title}],
             }
+        root.setdefault("conformsTo", [])
         href = f"./{collection_id}/collection.json"
         if not any(link["rel"] == "child" and link["href"] == href for link in root["links"]):
             root["links"].append({"rel": "child", "href": href, "type": "application/json", "title": title})
-        return root
+        return _with_self(root, self._self_link(join(self.url, "catalog.json")))
+
+
+def _with_self(doc: dict[str, Any], self_link: list[dict[str, Any]]) -> dict[str, Any]:
+    """`doc` with the given self link (none: as it is), added once."""
+    if self_link and not any(link.get("rel") == "self" for link in doc["links"]):
+        doc["links"].append(*self_link)
+    return doc
 
 
 def _settings_digest(settings: dict[str, Any]) -> str:
