@@ -100,6 +100,8 @@ def write_plan(
         raise InvalidInputError("the search found no items: nothing to plan")
     parameters = dict(parameters or {})
     check_parameters({}, parameters)  # same checks as a payload's
+    if parameters.get("model_href"):  # as the output root: the workers read the plan elsewhere
+        parameters["model_href"] = absolute(parameters["model_href"])
     root = absolute(output).rstrip("/")
     groups = shard_items(items, shards)
     body = {"output": root, "parameters": parameters, "shards": [[item_key(i) for i in g] for g in groups]}

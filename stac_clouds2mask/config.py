@@ -10,9 +10,17 @@ from fsspec.core import split_protocol
 from fsspec.registry import get_filesystem_class
 
 from . import __version__
-from .errors import ConfigurationError, InvalidInputError, ModelError
-from .choices import check_batch_size, check_precision, check_resolution
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
+from .errors import InvalidInputError, ModelError
+from .choices import (
+    check_batch_size,
+    check_buffer,
+    check_device,
+    check_overlap,
+    check_patch_size,
+    check_precision,
+    check_resolution,
+)
+from .infer.plan import DEFAULT_OVERLAP
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
 from .read import available_bands, product_level
@@ -38,6 +46,11 @@ class RunConfig:
     compile: bool = False
     precision: str = "auto"
     probabilities: bool = False
+    patch_size: int | None = None  # None: the size fitted per scene (infer.plan.fitted_plan)
+    overlap: int = DEFAULT_OVERLAP
+    cloud_buffer: float = 0  # metres (buffers.py)
+    shadow_buffer: float = 0
+    model_href: str | None = None  # one published copy of the weights (publish/shared_weights.py)
     fail_fast: bool = False
     write_report: bool = True
     limits: Limits = field(default_factory=Limits.from_env)
@@ -51,6 +64,8 @@ class RunConfig:
                 get_filesystem_class(protocol)
         except (ValueError, ImportError) as exc:
             raise InvalidInputError(f"--output {self.output!r}: {exc}") from exc
+        if self.model_href is not None and not self.model_href.strip():
+            raise InvalidInputError("--model-href must not be empty")
         if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
             raise InvalidInputError(
                 f"--target-collection {self.collection_id!r} {why}; it must be a single path segment"
@@ -59,6 +74,11 @@ class RunConfig:
             check_resolution(self.resolution)
             check_batch_size(self.batch_size)
             check_precision(self.precision)
+            check_device(self.device)  # its name; whether the device is there is asked when a Runner starts
+            check_patch_size(self.patch_size)
+            check_overlap(self.overlap, self.patch_size)
+            check_buffer("--cloud-buffer", self.cloud_buffer)
+            check_buffer("--shadow-buffer", self.shadow_buffer)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from exc
         if self.model != "auto":
@@ -66,10 +86,6 @@ class RunConfig:
                 get_model_spec(self.model)
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from exc
-        try:
-            resolve_device(self.device)
-        except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
-            raise ConfigurationError(str(exc)) from exc
 
 
 def select_model(item: pystac.Item, requested: str) -> ModelSpec:
@@ -100,8 +116,10 @@ def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
         "model": spec.name,
         "model_version": spec.version,
         "resolution": config.resolution,
-        "patch_size": DEFAULT_PATCH_SIZE,
-        "overlap": DEFAULT_OVERLAP,
+        "patch_size": config.patch_size,  # None: fitted per scene
+        "overlap": config.overlap,
+        "cloud_buffer": config.cloud_buffer,
+        "shadow_buffer": config.shadow_buffer,
         "precision": config.precision,
         "probabilities": config.probabilities,
         "software": __version__,

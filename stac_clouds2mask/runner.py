@@ -1,4 +1,7 @@
-"""The runner: search -> read -> infer -> publish, one source item at a time, failures isolated per item."""
+"""The runner: search -> read -> infer -> publish, one source item at a time, failures isolated per item.
+
+torch loads when a Runner is made (it resolves the device), not when this module is imported.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +15,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pystac
-import torch
 
 from . import __version__
+from .buffers import buffer_classes
 from .config import RunConfig, select_model, settings_for
 from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, PublishError
-from .infer import compile_model, predict, resolve_device
 from .model import ModelSpec, load_model
 from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
@@ -31,6 +33,9 @@ from .search import SearchFilters, search_all
 from .storage import check_writable, join, remove_temporaries, write_json_atomic
 from .storage import retries as storage_retries
 from .trust import unsafe_segment
+
+if TYPE_CHECKING:
+    import torch
 
 REPORT_TEMPORARY_SECONDS = 600  # a run report's temporary older than this is a killed run's (writes take ms)
 
@@ -46,7 +51,12 @@ class Runner:
     def __init__(self, config: RunConfig, progress: Progress | None = None):
         self.config = config
         self.progress = progress or Progress()
-        self.device = resolve_device(config.device)
+        from .infer import resolve_device
+
+        try:
+            self.device = resolve_device(config.device)
+        except ValueError as exc:  # the device named is not there (no CUDA, no MPS)
+            raise ConfigurationError(str(exc)) from exc
         self.models: dict[str, torch.nn.Module] = {}
         api = (
             StacApi(
@@ -65,6 +75,7 @@ class Runner:
             collection_id=config.collection_id,
             max_versions=config.limits.max_versions,
             claim_stale_after=config.limits.item_seconds + 300,
+            model_href=config.model_href,
         )
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
@@ -104,6 +115,8 @@ class Runner:
         return stop is not None and work.index > stop
 
     def model(self, spec: ModelSpec) -> torch.nn.Module:
+        from .infer import compile_model
+
         if spec.name not in self.models:
             model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
             self.models[spec.name] = compile_model(model, self.device) if self.config.compile else model
@@ -175,6 +188,8 @@ class Runner:
             self.progress.patches(done, total)
 
         def step() -> None:
+            from .infer import predict
+
             scene = work.scene
             pred = predict(
                 scene.dn,
@@ -189,11 +204,15 @@ class Runner:
                 nodata=scene.nodata,
                 with_probabilities=self.config.probabilities,
                 precision=self.config.precision,
+                patch_size=self.config.patch_size,
+                overlap=self.config.overlap,
             )
             work.scene = scene.without_pixels()
             work.result = MaskResult(
                 scene=work.scene,
-                classes=pred.classes,
+                classes=buffer_classes(
+                    pred.classes, scene.resolution, self.config.cloud_buffer, self.config.shadow_buffer
+                ),
                 model_name=work.spec.name,
                 settings=work.settings,
                 probabilities=pred.probabilities,
@@ -333,6 +352,11 @@ class Runner:
             "api_retries": c.api_retries,
             "compile": c.compile,
             "precision": c.precision,
+            "patch_size": c.patch_size,
+            "overlap": c.overlap,
+            "cloud_buffer": c.cloud_buffer,
+            "shadow_buffer": c.shadow_buffer,
+            "model_href": redact(c.model_href),
             "fail_fast": c.fail_fast,
             "storage": {
                 "anon": c.options.anon,

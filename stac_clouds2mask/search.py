@@ -19,8 +19,8 @@ from shapely.geometry.base import BaseGeometry
 from .errors import EmptySearchError, InvalidInputError, UntrustedReferenceError
 from .limits import BoundedSession, Limits
 from .products import is_product, product_item
-from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json
-from .trust import check_reference, resolve
+from .storage import DocumentTooLarge, StorageOptions, get_fs, read_json, resolve_href
+from .trust import check_reference
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
@@ -286,7 +286,7 @@ def _walk(
     links = [link for link in data.get("links", []) if isinstance(link, dict) and isinstance(link.get("href"), str)]
     for rel in ("item", "child"):
         for link in (link for link in links if link.get("rel") == rel):
-            target = resolve(url, link["href"])
+            target = resolve_href(url, link["href"])
             try:
                 check_reference(target, url, what=f"{rel} link")
             except UntrustedReferenceError as exc:

@@ -7,27 +7,30 @@ all go through fsspec so that every stage reads and writes the same way.
 from __future__ import annotations
 
 import copy
-import fcntl
 import functools
 import json
 import os
 import posixpath
 import random
+import re
 import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 import fsspec.implementations.local
 from fsspec.core import url_to_fs
+from pystac.utils import make_absolute_href
 
 S3_SCHEMES = ("s3://", "s3a://")
 S3_ATTEMPTS = 6
 UPDATE_ATTEMPTS = 100  # conditional writes of one shared document lost in a row before giving up
+_PREFIXED = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-_]*:")  # s3:, https:, file:, GTIFF_DIR:, C: ...
 
 
 @dataclass(frozen=True)
@@ -203,20 +206,17 @@ def update_json(
     may run more than once, so it must only add what its writer needs. Nothing is written when the
     document already holds the change.
     - local files: the document's folder is locked (flock; released when the process dies, so a killed
-      writer leaves no lock behind) around the read and the atomic write;
+      writer leaves no lock behind) around the read and the atomic write; Windows has no flock (no fcntl
+      module): there local updates are not locked, one writer at a time per catalog;
     - S3: the write is conditional on the object read (If-Match on its ETag, If-None-Match: * when it
       did not exist) and done again from a fresh read when another writer came first (412, 409);
     - other stores have no such primitive: one writer at a time there (the last one wins).
     """
     fs, path = get_fs(url, options)
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
-        return _update_local(url, path, change, options)
+        return _update_local(fs, url, path, change, options)
     if not url.startswith(S3_SCHEMES):
-        current = _read_or_none(fs, path)
-        new = change(copy.deepcopy(current))
-        if new != current:
-            write_json_atomic(url, new, options)
-        return new
+        return _read_change_write(fs, url, path, change, options)
     delay = 0.02
     for _ in range(attempts):
         fs.invalidate_cache(path)
@@ -245,25 +245,50 @@ def update_json(
 
 
 def _update_local(
-    url: str, path: str, change: Callable[[dict[str, Any] | None], dict[str, Any]], options: StorageOptions | None
+    fs: fsspec.AbstractFileSystem,
+    url: str,
+    path: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any]],
+    options: StorageOptions | None,
 ) -> dict[str, Any]:
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
+    with _folder_lock(folder) as locked:
+        if locked:  # only a killed writer's temporaries are there
+            remove_temporaries(folder, os.path.basename(path))
+        return _read_change_write(fs, url, path, change, options)
+
+
+@contextmanager
+def _folder_lock(folder: str) -> Iterator[bool]:
+    """An exclusive flock on `folder` while the block runs (True); False, unlocked, where there is no fcntl
+    (Windows: no flock, and a folder cannot be opened as a file there)."""
+    try:
+        import fcntl  # POSIX only: imported here so that the package imports on Windows
+    except ImportError:
+        yield False
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        remove_temporaries(folder, os.path.basename(path))  # under the lock: only a killed writer's are there
-        try:
-            with open(path, "rb") as f:
-                current = json.loads(f.read())
-        except FileNotFoundError:
-            current = None
-        new = change(copy.deepcopy(current))
-        if new != current:
-            write_json_atomic(url, new, options)
-        return new
+        yield True
     finally:
         os.close(fd)  # releases the lock
+
+
+def _read_change_write(
+    fs: fsspec.AbstractFileSystem,
+    url: str,
+    path: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any]],
+    options: StorageOptions | None,
+) -> dict[str, Any]:
+    """Read, change and write back (atomically) with no check that nobody else wrote in between."""
+    current = _read_or_none(fs, path)
+    new = change(copy.deepcopy(current))
+    if new != current:
+        write_json_atomic(url, new, options)
+    return new
 
 
 def remove_temporaries(
@@ -314,12 +339,16 @@ def _lost_race(exc: OSError) -> bool:
 
 
 def resolve_href(base: str, href: str) -> str:
-    """``href`` made absolute against the document at ``base`` (paths or URLs with any scheme)."""
-    if "://" in href or href.startswith("/"):
+    """``href`` made absolute against the document at ``base`` (a path or a URL of any scheme), the one rule
+    for every link and asset href: pystac's ``make_absolute_href``, so hrefs resolve as pystac resolves them
+    (``s3://bucket/a/b.json`` + ``../../c.json`` -> ``s3://bucket/c.json``: the bucket is the URL's authority).
+
+    An href that is not a plain relative path is returned as the document wrote it, for
+    trust.check_reference to judge: one with a scheme or a GDAL ``DRIVER:`` prefix, an fsspec chain
+    (``::``) or a leading ``/`` (a local path, also when a remote document names it)."""
+    if href.startswith("/") or "::" in href or _PREFIXED.match(href):
         return href
-    scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
-    return f"{scheme}{sep}{joined}"
+    return make_absolute_href(href, base)
 
 
 def check_writable(url: str, options: StorageOptions | None = None) -> None:

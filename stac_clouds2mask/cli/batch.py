@@ -12,6 +12,7 @@ from .options import (
     Anon,
     BatchSize,
     Bbox,
+    CloudBuffer,
     Collection,
     Datetime,
     DeviceOverride,
@@ -21,7 +22,11 @@ from .options import (
     Limit,
     MaxCloud,
     Model,
+    ModelHref,
+    Overlap,
+    PatchSize,
     Resolution,
+    ShadowBuffer,
     Sources,
     flag,
     id_list,
@@ -56,7 +61,8 @@ def run_payload(
 
     [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
     overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
-    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url.
+    patch_size, overlap, cloud_buffer, shadow_buffer, model_href, fail_fast, write_report, limits (may only
+    lower the operator's), requester_pays, anon, endpoint_url.
     Failed items are listed under 'clouds2mask:failures'.
 
     Exit status: 0 all items published or skipped, 1 some items failed, 2 bad invocation or bad payload.
@@ -117,6 +123,11 @@ def plan(
     resolution: Resolution = 20,
     model: Model = "auto",
     batch_size: BatchSize = None,
+    patch_size: PatchSize = None,
+    overlap: Overlap = 64,
+    cloud_buffer: CloudBuffer = 0,
+    shadow_buffer: ShadowBuffer = 0,
+    model_href: ModelHref = None,
     publish_api: Annotated[
         Optional[str], typer.Option(metavar="URL", help="Shards also publish to this STAC API (Transactions).")
     ] = None,
@@ -151,15 +162,21 @@ def plan(
         params: dict[str, Any] = {"resolution": resolution, "model": model}
         for name, value in (
             ("batch_size", batch_size),
+            ("patch_size", patch_size),
             ("publish_api", publish_api),
+            ("model_href", model_href),
             ("anon", anon),
             ("endpoint_url", endpoint_url),
         ):
             if value is not None:
                 params[name] = value
+        params.update(overlap=overlap, cloud_buffer=cloud_buffer, shadow_buffer=shadow_buffer)
         if requester_pays:
             params["requester_pays"] = True
-        RunConfig(output=masks, resolution=resolution, model=model, device="cpu")  # checks resolution and model early
+        # checks resolution, model, patches and buffers early
+        RunConfig(
+            **{k: v for k, v in params.items() if k in RunConfig.__dataclass_fields__}, output=masks, device="cpu"
+        )
         manifest = batch.plan(
             sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite
         )

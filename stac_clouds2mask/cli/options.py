@@ -13,16 +13,16 @@ if TYPE_CHECKING:
     from stac_clouds2mask import SearchFilters, StorageOptions
 
 
-def checked(check: str):  # noqa: ANN201 (a click callback)
-    """A callback that refuses a bad value with stac_clouds2mask.choices' check `check` while the command
-    line is parsed: exit 2 at once, before torch and rasterio load."""
+def checked(check: str, *first: str):  # noqa: ANN201 (a click callback)
+    """A callback that refuses a bad value with stac_clouds2mask.choices' check `check` (given the arguments
+    `first`, then the value) while the command line is parsed: exit 2 at once, before torch and rasterio load."""
 
     def callback(value):  # noqa: ANN001, ANN202
         from stac_clouds2mask import choices
 
         if value is not None:
             try:
-                getattr(choices, check)(value)
+                getattr(choices, check)(*first, value)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from exc
         return value
@@ -127,13 +127,59 @@ BatchSize = Annotated[
 Device = Annotated[
     str,
     typer.Option(
-        metavar="DEVICE", callback=checked("check_device"), help="auto (CUDA when present, else CPU), cpu or cuda."
+        metavar="DEVICE",
+        callback=checked("check_device"),
+        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps (Apple GPUs; only when named).",
     ),
 ]
 DeviceOverride = Annotated[
     Optional[str],
     typer.Option(
-        metavar="DEVICE", callback=checked("check_device"), help="Override the payload's device: auto, cpu or cuda."
+        metavar="DEVICE",
+        callback=checked("check_device"),
+        help="Override the payload's device: auto, cpu, cuda, cuda:N or mps.",
+    ),
+]
+PatchSize = Annotated[
+    Optional[int],
+    typer.Option(
+        metavar="PX",
+        callback=checked("check_patch_size"),
+        help="Patch size, a multiple of 32 from 64 to 2048 px (default: per scene, the size from 512 to 768 px that "
+        "runs the fewest pixels).",
+    ),
+]
+Overlap = Annotated[
+    int,
+    typer.Option(
+        metavar="PX",
+        help="Overlap of neighbouring patches, blended: a multiple of 32, at most half the patch.",
+    ),
+]
+CloudBuffer = Annotated[
+    float,
+    typer.Option(
+        metavar="METRES",
+        callback=checked("check_buffer", "--cloud-buffer"),
+        help="Publish clear pixels within this distance of a cloud as cloud (probabilities stay unbuffered).",
+    ),
+]
+ShadowBuffer = Annotated[
+    float,
+    typer.Option(
+        metavar="METRES",
+        callback=checked("check_buffer", "--shadow-buffer"),
+        help="Publish clear pixels within this distance of a cloud shadow as shadow (where both buffers reach a "
+        "pixel: cloud).",
+    ),
+]
+ModelHref = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="URL",
+        help="A folder or URL holding one published copy of the weights (<model name>.onnx, e.g. another "
+        "catalog's models/): the items' model asset points there, after a byte-for-byte check, instead of a "
+        "40 MB copy per model in the output.",
     ),
 ]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..infer import NODATA
+from ..classes import NODATA
 from .legend import rgb
 
 MAX_SIZE = 256
