@@ -1,8 +1,8 @@
 """Model weights: read once from the ONNX initializers, then cached as a float16 torch state dict.
 
 The shipped graphs store every weight as float16, so the cache is lossless; loading it with
-``weights_only=True`` is fast and executes no pickled code. torch is imported when weights are loaded,
-not with this module (the cache folder is also asked for by stages that never run the network).
+``weights_only=True`` is fast and executes no pickled code. torch and numpy are imported when weights are
+loaded, not with this module (the cache folder is also asked for by stages that never run the network).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .onnx_file import initializers
 from .registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ def cache_path(spec: ModelSpec) -> Path:
 def state_dict_from_onnx(onnx_path: Path) -> dict[str, torch.Tensor]:
     """Every initializer of the graph as a tensor (dtype as stored), ``model.`` prefix stripped."""
     import torch
+
+    from .onnx_file import initializers
 
     return {name.removeprefix(_PREFIX): torch.from_numpy(array) for name, array in initializers(onnx_path).items()}
 
