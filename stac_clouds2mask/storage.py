@@ -193,9 +193,13 @@ def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = 
     _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))
 
 
+Change = Callable[[dict[str, Any] | None], dict[str, Any]]
+"""A change of a shared JSON document: the current document (None when there is none) -> the new one."""
+
+
 def update_json(
     url: str,
-    change: Callable[[dict[str, Any] | None], dict[str, Any]],
+    change: Change,
     options: StorageOptions | None = None,
     attempts: int = UPDATE_ATTEMPTS,
 ) -> dict[str, Any]:
@@ -214,7 +218,12 @@ def update_json(
     """
     fs, path = get_fs(url, options)
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
-        return _update_local(fs, url, path, change, options)
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        with _folder_lock(folder) as locked:
+            if locked:  # only a killed writer's temporaries are there
+                remove_temporaries(folder, os.path.basename(path))
+            return _read_change_write(fs, url, path, change, options)
     if not url.startswith(S3_SCHEMES):
         return _read_change_write(fs, url, path, change, options)
     delay = 0.02
@@ -244,21 +253,6 @@ def update_json(
     raise OSError(f"{url}: other writers changed it first {attempts} times in a row; not updated")
 
 
-def _update_local(
-    fs: fsspec.AbstractFileSystem,
-    url: str,
-    path: str,
-    change: Callable[[dict[str, Any] | None], dict[str, Any]],
-    options: StorageOptions | None,
-) -> dict[str, Any]:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    with _folder_lock(folder) as locked:
-        if locked:  # only a killed writer's temporaries are there
-            remove_temporaries(folder, os.path.basename(path))
-        return _read_change_write(fs, url, path, change, options)
-
-
 @contextmanager
 def _folder_lock(folder: str) -> Iterator[bool]:
     """An exclusive flock on `folder` while the block runs (True); False, unlocked, where there is no fcntl
@@ -277,11 +271,7 @@ def _folder_lock(folder: str) -> Iterator[bool]:
 
 
 def _read_change_write(
-    fs: fsspec.AbstractFileSystem,
-    url: str,
-    path: str,
-    change: Callable[[dict[str, Any] | None], dict[str, Any]],
-    options: StorageOptions | None,
+    fs: fsspec.AbstractFileSystem, url: str, path: str, change: Change, options: StorageOptions | None
 ) -> dict[str, Any]:
     """Read, change and write back (atomically) with no check that nobody else wrote in between."""
     current = _read_or_none(fs, path)

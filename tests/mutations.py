@@ -182,6 +182,38 @@ MUTATIONS = (
         ("tests/test_batch.py::test_shards_are_balanced_and_deterministic",),
         "batch stage: a plan of N shards loses the items of the last one",
     ),
+    Mutation(
+        "buffer-claims-shadow-and-nodata",
+        "stac_clouds2mask/buffers.py",
+        "out[dilate(classes == cls, metres / pixel_size) & (out == CLEAR)] = cls",
+        "out[dilate(classes == cls, metres / pixel_size)] = cls",
+        ("tests/test_buffers.py",),
+        "a cloud buffer overwrites the model's shadow and nodata pixels",
+    ),
+    Mutation(
+        "runner-publishes-unbuffered-classes",
+        "stac_clouds2mask/runner.py",
+        "pred.classes, scene.resolution, self.config.cloud_buffer, self.config.shadow_buffer",
+        "pred.classes, scene.resolution, 0, 0",
+        ("tests/test_run_options.py::test_buffers_reach_the_published_mask_and_leave_the_probabilities",),
+        "--cloud-buffer is recorded in the settings but the published mask is the unbuffered one",
+    ),
+    Mutation(
+        "runner-ignores-patch-size",
+        "stac_clouds2mask/runner.py",
+        "patch_size=self.config.patch_size,",
+        "patch_size=None,",
+        ("tests/test_run_options.py::test_patch_size_and_overlap_reach_the_engine",),
+        "--patch-size is recorded in the settings but the engine fits its own patch size",
+    ),
+    Mutation(
+        "shared-weights-checked-by-size-only",
+        "stac_clouds2mask/publish/shared_weights.py",
+        "same = multihash_sha256(f) == checksum",
+        "same = True",
+        ("tests/test_model_asset.py",),
+        "--model-href accepts another model's weights of the same size: the asset's checksum would lie",
+    ),
 )
 
 

@@ -124,9 +124,9 @@ def plan(
     model: Model = "auto",
     batch_size: BatchSize = None,
     patch_size: PatchSize = None,
-    overlap: Overlap = 64,
-    cloud_buffer: CloudBuffer = 0,
-    shadow_buffer: ShadowBuffer = 0,
+    overlap: Overlap = None,
+    cloud_buffer: CloudBuffer = None,
+    shadow_buffer: ShadowBuffer = None,
     model_href: ModelHref = None,
     publish_api: Annotated[
         Optional[str], typer.Option(metavar="URL", help="Shards also publish to this STAC API (Transactions).")
@@ -163,6 +163,9 @@ def plan(
         for name, value in (
             ("batch_size", batch_size),
             ("patch_size", patch_size),
+            ("overlap", overlap),
+            ("cloud_buffer", cloud_buffer),
+            ("shadow_buffer", shadow_buffer),
             ("publish_api", publish_api),
             ("model_href", model_href),
             ("anon", anon),
@@ -170,7 +173,6 @@ def plan(
         ):
             if value is not None:
                 params[name] = value
-        params.update(overlap=overlap, cloud_buffer=cloud_buffer, shadow_buffer=shadow_buffer)
         if requester_pays:
             params["requester_pays"] = True
         # checks resolution, model, patches and buffers early

@@ -150,28 +150,27 @@ PatchSize = Annotated[
     ),
 ]
 Overlap = Annotated[
-    int,
+    Optional[int],
     typer.Option(
         metavar="PX",
         help="Overlap of neighbouring patches, blended: a multiple of 32, at most half the patch.",
     ),
 ]
-CloudBuffer = Annotated[
-    float,
-    typer.Option(
+
+
+def buffer_option(option: str, near: str, note: str) -> typer.models.OptionInfo:
+    """--cloud-buffer / --shadow-buffer: a distance in metres, checked while the command line is parsed."""
+    return typer.Option(
+        option,
         metavar="METRES",
-        callback=checked("check_buffer", "--cloud-buffer"),
-        help="Publish clear pixels within this distance of a cloud as cloud (probabilities stay unbuffered).",
-    ),
-]
+        callback=checked("check_buffer", option),
+        help=f"Publish clear pixels within this distance of {near} as {near.split(' ', 1)[1]} ({note}).",
+    )
+
+
+CloudBuffer = Annotated[Optional[float], buffer_option("--cloud-buffer", "a cloud", "probabilities stay unbuffered")]
 ShadowBuffer = Annotated[
-    float,
-    typer.Option(
-        metavar="METRES",
-        callback=checked("check_buffer", "--shadow-buffer"),
-        help="Publish clear pixels within this distance of a cloud shadow as shadow (where both buffers reach a "
-        "pixel: cloud).",
-    ),
+    Optional[float], buffer_option("--shadow-buffer", "a cloud shadow", "where both buffers reach a pixel: cloud")
 ]
 ModelHref = Annotated[
     Optional[str],
