@@ -222,6 +222,7 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
 
 
 def patches_text(patch_size: Any) -> str:
+    """The patches' part of the lineage: the size asked for, or the rule that fits one per scene (None)."""
     if patch_size is None:
         sizes = f"{min(PATCH_SIZES)}-{max(PATCH_SIZES)} px"
         return f"patches of the size ({sizes}) that runs the fewest pixels for the scene"
