@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from stac_clouds2mask import task
 from stac_clouds2mask.buffers import buffer_classes
 from stac_clouds2mask.cli import app
+from stac_clouds2mask.config import RunConfig
 from stac_clouds2mask.infer import engine
 from stac_clouds2mask.infer.plan import DEFAULT_OVERLAP
 
@@ -76,6 +77,8 @@ def test_by_default_the_patch_size_is_fitted_per_scene(baseline):
     assert calls == [("fitted", calls[0][1], DEFAULT_OVERLAP)] and calls[0][1] in range(512, 769, 32)
     settings = item(out)["properties"]["clouds2mask:settings"]
     assert settings["patch_size"] is None and settings["overlap"] == DEFAULT_OVERLAP
+    python_api = RunConfig(output=str(out))  # the Python API's defaults are the command line's
+    assert (python_api.patch_size, python_api.overlap) == (settings["patch_size"], settings["overlap"])
     assert "that runs the fewest pixels for the scene" in item(out)["properties"]["processing:lineage"]
 
 
