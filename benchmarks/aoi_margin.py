@@ -59,12 +59,12 @@ def scenes() -> list[tuple[str, object, float]]:
 
 def pixel_aoi(scene, row: int, col: int, size: int) -> dict:
     """The WGS84 polygon of a square of ``size`` px of the scene's grid at (row, col)."""
-    from pyproj import Transformer
+    from rasterio.warp import transform
 
     t = scene.transform
     xs = [t.c + t.a * c for c in (col, col + size, col + size, col)]
     ys = [t.f + t.e * r for r in (row, row, row + size, row + size)]
-    lon, lat = Transformer.from_crs(scene.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    lon, lat = transform(scene.crs, "EPSG:4326", xs, ys)
     ring = [[float(x), float(y)] for x, y in zip(lon, lat)]
     return {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
 

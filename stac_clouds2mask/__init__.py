@@ -9,8 +9,9 @@ Names are imported on first use (PEP 562), so that `import stac_clouds2mask` and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -41,8 +42,6 @@ _NAMES = {
     "storage": ("StorageOptions", "write_bytes_atomic", "write_json_atomic"),
     "task": ("absolute_item_dict",),
 }
-_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
-
 __all__ = [
     "__version__",
     "Clouds2MaskError",
@@ -90,19 +89,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines `name` the first time it is asked for."""
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
-
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from .access import headers_from_env, parse_headers

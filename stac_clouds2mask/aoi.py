@@ -87,13 +87,12 @@ def footprint_part(geometry: dict[str, Any], footprint: dict[str, Any] | None) -
 
 def in_crs(geometry: dict[str, Any], crs: Any) -> BaseGeometry:
     """The AOI in ``crs`` (edges densified first, so a long straight edge in degrees stays an edge)."""
-    from pyproj import Transformer
+    from rasterio.warp import transform
 
     from .search import geometry_from_geojson
 
     geom = shapely.segmentize(geometry_from_geojson(geometry), _DENSIFY_DEGREES)
-    transformer = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(geom, lambda xy: np.column_stack(transform("EPSG:4326", crs, xy[:, 0], xy[:, 1])))
 
 
 def aoi_window(shape: BaseGeometry, transform: Any, height: int, width: int) -> Window | None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .infer import DEFAULT_OVERLAP, Prediction, predict, resolve_device
+from .buffers import buffer_classes
+from .choices import check_buffer
+from .infer.plan import DEFAULT_OVERLAP
 from .model import choose_model, get_model_spec, load_model
 from .model.registry import missing_bands
+
+if TYPE_CHECKING:
+    from .infer import Prediction
 
 
 def mask_array(
@@ -23,6 +30,9 @@ def mask_array(
     patch_size: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     precision: str = "auto",
+    cloud_buffer: float = 0,
+    shadow_buffer: float = 0,
+    pixel_size: float | None = None,
 ) -> Prediction:
     """Classes (0 clear, 1 cloud, 2 shadow, 255 nodata) of a (bands, H, W) reflectance array.
 
@@ -30,7 +40,13 @@ def mask_array(
     model is picked as for STAC items and the bands are reordered to what it expects. Without
     `valid`, pixels where any band is 0 or NaN (Sentinel-2's nodata) are nodata (255), never clear.
     Digital numbers passed as reflectance (a median above 1.5) are refused: they would read as cloud.
+    `cloud_buffer` and `shadow_buffer` (metres; `pixel_size`, the array's pixel size in metres, is then
+    needed) grow the classes as in a run (buffers.py); the probabilities stay unbuffered.
     """
+    for option, metres in (("cloud_buffer", cloud_buffer), ("shadow_buffer", shadow_buffer)):
+        check_buffer(option, metres)
+    if (cloud_buffer or shadow_buffer) and not (pixel_size and pixel_size > 0):
+        raise ValueError("cloud_buffer and shadow_buffer are in metres: give pixel_size, the pixel size in metres")
     if reflectance.ndim != 3 or reflectance.shape[0] != len(bands):
         raise ValueError(f"reflectance must be (bands, H, W) with {len(bands)} bands, got shape {reflectance.shape}")
     spec = choose_model(level, bands) if model == "auto" else get_model_spec(model)
@@ -50,8 +66,10 @@ def mask_array(
             "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
             "remove the processing-baseline offset)"
         )
+    from .infer import predict, resolve_device
+
     dev = resolve_device(device)
-    return predict(
+    prediction = predict(
         data,
         mask,
         spec,
@@ -62,3 +80,5 @@ def mask_array(
         overlap=overlap,
         precision=precision,
     )
+    classes = buffer_classes(prediction.classes, pixel_size or 0, cloud_buffer, shadow_buffer)
+    return dataclasses.replace(prediction, classes=classes)

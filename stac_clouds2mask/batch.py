@@ -27,8 +27,8 @@ from .errors import InvalidInputError, ItemError, LimitExceededError, UntrustedR
 from .publish import Publisher, StaticCatalog
 from .report import Progress, RunReport, credentials_in, public_url
 from .search import SearchFilters, search_all
-from .storage import StorageOptions, absolute, get_fs, join, read_json, write_json_atomic
-from .trust import check_output_root, check_reference, resolve, unsafe_segment
+from .storage import StorageOptions, absolute, get_fs, join, read_json, resolve_href, write_json_atomic
+from .trust import check_output_root, check_reference, unsafe_segment
 from .task import (
     TASK_NAME,
     TaskPayload,
@@ -101,6 +101,8 @@ def write_plan(
         raise InvalidInputError("the search found no items: nothing to plan")
     parameters = dict(parameters or {})
     check_parameters({}, parameters)  # same checks as a payload's
+    if parameters.get("model_href"):  # as the output root: the workers read the plan elsewhere
+        parameters["model_href"] = absolute(parameters["model_href"])
     root = absolute(output).rstrip("/")
     groups = shard_items(items, shards)
     body = {"output": root, "parameters": parameters, "shards": [[item_key(i) for i in g] for g in groups]}
@@ -150,7 +152,7 @@ def write_plan(
                 "their own (an IAM role, STAC_CLOUDS2MASK_API_TOKEN) and plan from URLs without credentials"
             )
     for k, payload in enumerate(payloads):
-        write_json_atomic(resolve(murl, shard_href(k)), payload, options)
+        write_json_atomic(resolve_href(murl, shard_href(k)), payload, options)
     write_json_atomic(murl, manifest, options)
     manifest["url"] = murl
     return manifest
@@ -217,7 +219,7 @@ def _check_manifest(manifest: dict[str, Any], murl: str) -> None:
         if not isinstance(href, str):
             raise InvalidInputError(f"plan manifest {murl}: shards[{k}] has no string 'href'")
         try:
-            check_reference(resolve(murl, href), murl, what=f"shards[{k}].href")
+            check_reference(resolve_href(murl, href), murl, what=f"shards[{k}].href")
         except UntrustedReferenceError as exc:
             raise InvalidInputError(f"plan manifest {murl}: {exc}") from None
 
@@ -270,7 +272,7 @@ def run_shard(
     manifest, murl = read_manifest(plan_url, options)
     k = array_index(index, len(manifest["shards"]))
     shard = manifest["shards"][k]
-    purl = resolve(murl, shard["href"])
+    purl = resolve_href(murl, shard["href"])
     out, report, payload = run_payload(load_payload(purl, options), purl, device, progress)
     record = {
         "plan": manifest["id"],
@@ -399,7 +401,7 @@ def _item_status(
 
 
 def _shard_status(manifest: dict[str, Any], murl: str, index: int, options: StorageOptions | None) -> ShardStatus:
-    payload = read_payload(resolve(murl, manifest["shards"][index]["href"]), options)
+    payload = read_payload(resolve_href(murl, manifest["shards"][index]["href"]), options)
     record_options = payload.config(manifest["output"], "cpu").options
     try:
         record = read_json(run_record_url(manifest["output"], manifest["id"], index), record_options)

@@ -13,9 +13,18 @@ from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .aoi import CONTEXT_MARGIN, aoi_id
-from .errors import ConfigurationError, InvalidInputError, ModelError, OptionError
-from .choices import check_api_retries, check_batch_size, check_precision, check_resolution
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
+from .errors import InvalidInputError, ModelError, OptionError
+from .choices import (
+    check_api_retries,
+    check_batch_size,
+    check_buffer,
+    check_device,
+    check_overlap,
+    check_patch_size,
+    check_precision,
+    check_resolution,
+)
+from .infer.plan import DEFAULT_OVERLAP
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
 from .read import available_bands, band_id, product_level
@@ -42,6 +51,11 @@ class RunConfig:
     compile: bool = False
     precision: str = "auto"
     probabilities: bool = False
+    patch_size: int | None = None  # None: the size fitted per scene (infer.plan.fitted_plan)
+    overlap: int = DEFAULT_OVERLAP
+    cloud_buffer: float = 0  # metres (buffers.py)
+    shadow_buffer: float = 0
+    model_href: str | None = None  # one published copy of the weights (publish/shared_weights.py)
     fail_fast: bool = False
     write_report: bool = True
     limits: Limits = field(default_factory=Limits.from_env)
@@ -61,12 +75,22 @@ class RunConfig:
                 get_filesystem_class(protocol)
         except (ValueError, ImportError) as exc:
             raise OptionError("output", f"{self.output!r}: {exc}") from exc
+        if self.model_href is not None and not self.model_href.strip():
+            raise OptionError("model_href", "must not be empty")
         if self.collection_id is not None and (why := unsafe_segment(self.collection_id)):
             raise OptionError("collection_id", f"{self.collection_id!r} {why}; it must be a single path segment")
         check_resolution(self.resolution)
         check_batch_size(self.batch_size)
         check_api_retries(self.api_retries)
         check_precision(self.precision)
+        try:
+            check_device(self.device)  # its name; whether the device is there is asked when a Runner starts
+        except ValueError as exc:
+            raise OptionError("device", str(exc)) from exc
+        check_patch_size(self.patch_size)
+        check_overlap(self.overlap, self.patch_size)
+        check_buffer("cloud_buffer", self.cloud_buffer)
+        check_buffer("shadow_buffer", self.shadow_buffer)
         if self.clip is not None:
             object.__setattr__(self, "clip", clip_geometry(self.clip))
         if self.model != "auto":
@@ -74,10 +98,6 @@ class RunConfig:
                 get_model_spec(self.model)
             except ValueError as exc:
                 raise OptionError("model", f": {exc}") from exc
-        try:
-            resolve_device(self.device)
-        except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
-            raise ConfigurationError(str(exc)) from exc
 
 
 def clip_geometry(value: Any) -> dict[str, Any]:
@@ -125,8 +145,10 @@ def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
         "model": spec.name,
         "model_version": spec.version,
         "resolution": config.resolution,
-        "patch_size": DEFAULT_PATCH_SIZE,
-        "overlap": DEFAULT_OVERLAP,
+        "patch_size": config.patch_size,  # None: fitted per scene
+        "overlap": config.overlap,
+        "cloud_buffer": config.cloud_buffer,
+        "shadow_buffer": config.shadow_buffer,
         "precision": config.precision,
         "probabilities": config.probabilities,
         "software": __version__,

@@ -1,4 +1,7 @@
-"""The runner: search -> read -> infer -> publish, one source item at a time, failures isolated per item."""
+"""The runner: search -> read -> infer -> publish, one source item at a time, failures isolated per item.
+
+torch loads when a Runner is made (it resolves the device), not when this module is imported.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +16,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pystac
-import torch
 
 from . import __version__, page, timeseries
 from .access import header_secrets, modifier_name
-from .config import RunConfig, select_model, settings_for
 from .aoi import footprint_part
+from .buffers import buffer_classes
+from .classes import NODATA
+from .config import RunConfig, select_model, settings_for
 from .errors import (
     Clouds2MaskError,
     ConfigurationError,
@@ -32,7 +36,6 @@ from .errors import (
     OptionError,
     PublishError,
 )
-from .infer import NODATA, compile_model, predict, resolve_device
 from .model import ModelSpec, load_model
 from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog, overlay_preview, statistics
@@ -54,6 +57,9 @@ from .trust import unsafe_segment
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    import torch
+
 REPORT_TEMPORARY_SECONDS = 600  # a run report's temporary older than this is a killed run's (writes take ms)
 
 
@@ -68,7 +74,12 @@ class Runner:
     def __init__(self, config: RunConfig, progress: Progress | None = None):
         self.config = config
         self.progress = progress or Progress()
-        self.device = resolve_device(config.device)
+        from .infer import resolve_device
+
+        try:
+            self.device = resolve_device(config.device)
+        except ValueError as exc:  # the device named is not there (no CUDA, no MPS)
+            raise ConfigurationError(str(exc)) from exc
         self.models: dict[str, torch.nn.Module] = {}
         api = (
             StacApi(
@@ -87,6 +98,7 @@ class Runner:
             collection_id=config.collection_id,
             max_versions=config.limits.max_versions,
             claim_stale_after=config.limits.item_seconds + 300,
+            model_href=config.model_href,
         )
         self._stop_at: int | None = None  # under fail_fast: the index of the first failed item
         self._lock = threading.Lock()
@@ -129,6 +141,8 @@ class Runner:
         return stop is not None and work.index > stop
 
     def model(self, spec: ModelSpec) -> torch.nn.Module:
+        from .infer import compile_model
+
         if spec.name not in self.models:
             model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
             self.models[spec.name] = compile_model(model, self.device) if self.config.compile else model
@@ -237,6 +251,8 @@ class Runner:
             self.progress.patches(done, total)
 
         def step() -> None:
+            from .infer import predict
+
             scene = work.scene
             pred = predict(
                 scene.dn,
@@ -251,8 +267,14 @@ class Runner:
                 nodata=scene.nodata,
                 with_probabilities=self.config.probabilities,
                 precision=self.config.precision,
+                patch_size=self.config.patch_size,
+                overlap=self.config.overlap,
             )
-            classes = scene.crop(pred.classes, NODATA)
+            # buffered over the read grid, so a clipped mask's buffers also reach in from clouds in the context
+            buffered = buffer_classes(
+                pred.classes, scene.resolution, self.config.cloud_buffer, self.config.shadow_buffer
+            )
+            classes = scene.crop(buffered, NODATA)
             work.preview = overlay_preview(scene, classes)
             work.scene = scene.published()
             work.result = MaskResult(
@@ -408,6 +430,11 @@ class Runner:
             "api_retries": c.api_retries,
             "compile": c.compile,
             "precision": c.precision,
+            "patch_size": c.patch_size,
+            "overlap": c.overlap,
+            "cloud_buffer": c.cloud_buffer,
+            "shadow_buffer": c.shadow_buffer,
+            "model_href": redact(c.model_href),
             "fail_fast": c.fail_fast,
             "aoi": None if c.clip is None else {"id": c.aoi_id, "bbox": list(geometry_from_geojson(c.clip).bounds)},
             "storage": {

@@ -24,8 +24,8 @@ from .errors import EmptySearchError, InvalidInputError, OptionError, UntrustedR
 from .limits import Limits, check_item_count
 from .products import is_product, product_item
 from .report import redact
-from .storage import STDIN, DocumentTooLarge, StorageOptions, get_fs, read_json
-from .trust import check_reference, resolve
+from .storage import STDIN, DocumentTooLarge, StorageOptions, get_fs, read_json, resolve_href
+from .trust import check_reference
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +382,7 @@ def _walk(
     links = [link for link in data.get("links", []) if isinstance(link, dict) and isinstance(link.get("href"), str)]
     for rel in ("item", "child"):
         for link in (link for link in links if link.get("rel") == rel):
-            target = resolve(url, link["href"])
+            target = resolve_href(url, link["href"])
             try:
                 check_reference(target, url, what=f"{rel} link")
             except UntrustedReferenceError as exc:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import fcntl
 import functools
 import json
 import os
 import posixpath
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import fsspec
 import fsspec.implementations.local
 from fsspec.core import url_to_fs
+from pystac.utils import make_absolute_href
 
 from .access import Modifier, check_headers, host, resolve_modifier
 from .errors import OptionError
@@ -40,6 +41,7 @@ STDIN = "-"  # read_json's name for standard input (command lines: `--intersects
 S3_ATTEMPTS = 6
 PROBE_PREFIX = ".clouds2mask-probe-"  # check_writable's probes
 UPDATE_ATTEMPTS = 100  # conditional writes of one shared document lost in a row before giving up
+_PREFIXED = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-_]*:")  # s3:, https:, file:, GTIFF_DIR:, C: ...
 
 
 @dataclass(frozen=True)
@@ -348,9 +350,13 @@ def put_file_atomic(local_path: str, url: str, options: StorageOptions | None = 
     _atomic(url, options, lambda fs, tmp: fs.put_file(local_path, tmp))
 
 
+Change = Callable[[dict[str, Any] | None], dict[str, Any]]
+"""A change of a shared JSON document: the current document (None when there is none) -> the new one."""
+
+
 def update_json(
     url: str,
-    change: Callable[[dict[str, Any] | None], dict[str, Any]],
+    change: Change,
     options: StorageOptions | None = None,
     attempts: int = UPDATE_ATTEMPTS,
 ) -> dict[str, Any]:
@@ -361,20 +367,22 @@ def update_json(
     may run more than once, so it must only add what its writer needs. Nothing is written when the
     document already holds the change.
     - local files: the document's folder is locked (flock; released when the process dies, so a killed
-      writer leaves no lock behind) around the read and the atomic write;
+      writer leaves no lock behind) around the read and the atomic write; Windows has no flock (no fcntl
+      module): there local updates are not locked, one writer at a time per catalog;
     - S3: the write is conditional on the object read (If-Match on its ETag, If-None-Match: * when it
       did not exist) and done again from a fresh read when another writer came first (412, 409);
     - other stores have no such primitive: one writer at a time there (the last one wins).
     """
     fs, path = get_fs(url, options)
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
-        return _update_local(url, path, change, options)
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        with _folder_lock(folder) as locked:
+            if locked:  # only a killed writer's temporaries are there
+                remove_temporaries(folder, os.path.basename(path))
+            return _read_change_write(fs, url, path, change, options)
     if not url.startswith(S3_SCHEMES):
-        current = _read_or_none(fs, path)
-        new = change(copy.deepcopy(current))
-        if new != current:
-            write_json_atomic(url, new, options)
-        return new
+        return _read_change_write(fs, url, path, change, options)
     delay = 0.02
     for _ in range(attempts):
         fs.invalidate_cache(path)
@@ -402,26 +410,32 @@ def update_json(
     raise OSError(f"{url}: other writers changed it first {attempts} times in a row; not updated")
 
 
-def _update_local(
-    url: str, path: str, change: Callable[[dict[str, Any] | None], dict[str, Any]], options: StorageOptions | None
-) -> dict[str, Any]:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
+@contextmanager
+def _folder_lock(folder: str) -> Iterator[bool]:
+    """An exclusive flock on `folder` while the block runs (True); False, unlocked, where there is no fcntl
+    (Windows: no flock, and a folder cannot be opened as a file there)."""
+    try:
+        import fcntl  # POSIX only: imported here so that the package imports on Windows
+    except ImportError:
+        yield False
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        remove_temporaries(folder, os.path.basename(path))  # under the lock: only a killed writer's are there
-        try:
-            with open(path, "rb") as f:
-                current = json.loads(f.read())
-        except FileNotFoundError:
-            current = None
-        new = change(copy.deepcopy(current))
-        if new != current:
-            write_json_atomic(url, new, options)
-        return new
+        yield True
     finally:
         os.close(fd)  # releases the lock
+
+
+def _read_change_write(
+    fs: fsspec.AbstractFileSystem, url: str, path: str, change: Change, options: StorageOptions | None
+) -> dict[str, Any]:
+    """Read, change and write back (atomically) with no check that nobody else wrote in between."""
+    current = _read_or_none(fs, path)
+    new = change(copy.deepcopy(current))
+    if new != current:
+        write_json_atomic(url, new, options)
+    return new
 
 
 def remove_temporaries(
@@ -472,12 +486,16 @@ def _lost_race(exc: OSError) -> bool:
 
 
 def resolve_href(base: str, href: str) -> str:
-    """``href`` made absolute against the document at ``base`` (paths or URLs with any scheme)."""
-    if "://" in href or href.startswith("/"):
+    """``href`` made absolute against the document at ``base`` (a path or a URL of any scheme), the one rule
+    for every link and asset href: pystac's ``make_absolute_href``, so hrefs resolve as pystac resolves them
+    (``s3://bucket/a/b.json`` + ``../../c.json`` -> ``s3://bucket/c.json``: the bucket is the URL's authority).
+
+    An href that is not a plain relative path is returned as the document wrote it, for
+    trust.check_reference to judge: one with a scheme or a GDAL ``DRIVER:`` prefix, an fsspec chain
+    (``::``) or a leading ``/`` (a local path, also when a remote document names it)."""
+    if href.startswith("/") or "::" in href or _PREFIXED.match(href):
         return href
-    scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
-    return f"{scheme}{sep}{joined}"
+    return make_absolute_href(href, base)
 
 
 def check_writable(url: str, options: StorageOptions | None = None) -> None:

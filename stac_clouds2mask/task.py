@@ -68,6 +68,11 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "compile": ((bool,), False),
     "precision": ((str,), False),
     "probabilities": ((bool,), False),
+    "patch_size": ((int,), True),
+    "overlap": ((int,), False),
+    "cloud_buffer": ((int, float), False),
+    "shadow_buffer": ((int, float), False),
+    "model_href": ((str,), True),
     "fail_fast": ((bool,), False),
     "write_report": ((bool,), False),
     "limits": ((dict,), False),
@@ -180,6 +185,16 @@ def _check_targets(params: dict[str, Any]) -> None:
                 check_payload_target(name, params[name])
             except UntrustedReferenceError as exc:
                 raise InvalidInputError(f"process.tasks.{TASK_NAME}: {exc}") from None
+
+
+def _check_model_href(params: dict[str, Any], url: str | None) -> None:
+    """model_href is read (and hashed) by the worker and published in every item: the payload's origin
+    bounds it as it bounds the hrefs of the payload's items (a remote payload may not name a local file)."""
+    if params.get("model_href") is not None:
+        try:
+            check_reference(params["model_href"], absolute(url) if url else None, what="model_href")
+        except UntrustedReferenceError as exc:
+            raise InvalidInputError(f"process.tasks.{TASK_NAME}: {exc}") from None
 
 
 @dataclass
@@ -312,6 +327,7 @@ def parse_payload(data: Any, url: str | None = None) -> TaskPayload:
         default_root, collection_roots = _roots(payload, url)
         parameters = check_parameters(payload.workflow_options, payload.task_options_dict.get(TASK_NAME, {}))
         _check_targets(parameters)
+        _check_model_href(parameters, url)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
     check_item_count(len(payload.items_as_dicts), where)
@@ -460,6 +476,7 @@ class Clouds2MaskTask(Task):
         job = self.job if self.job is not None else parse_payload(self.payload, self.origin)
         parameters = check_parameters(kwargs, {})
         _check_targets(parameters)  # also when process is called with parameters of its own
+        _check_model_href(parameters, self.origin)
         job = dataclasses.replace(job, parameters=parameters)
         features, failures, self.report = mask_items(job, self.device, self.progress)
         for key in (FAILURES, NOTHING_TO_MASK):

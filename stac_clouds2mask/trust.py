@@ -206,18 +206,6 @@ def _shown(href: str, limit: int = 160) -> str:
     return repr(href if len(href) <= limit else href[:limit] + "...")
 
 
-def resolve(base: str, href: str) -> str:
-    """`href` made absolute against the document at `base` (paths or URLs with any scheme)."""
-    if "://" in href or href.startswith("/") or _DRIVER_PREFIX.match(href) or "::" in href:
-        return href
-    scheme, sep, path = base.partition("://") if "://" in base else ("", "", base)
-    if sep:  # keep the authority: scheme://host/a/b.json + ../c -> scheme://host/c
-        host, _, rest = path.partition("/")
-        joined = posixpath.normpath(posixpath.join(posixpath.dirname("/" + rest), href))
-        return f"{scheme}{sep}{host}{joined}"
-    return posixpath.normpath(posixpath.join(posixpath.dirname(path), href))
-
-
 def unsafe_segment(name: object) -> str | None:
     """Why `name` cannot be one path segment under the output root, or None when it can.
 

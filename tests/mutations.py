@@ -561,9 +561,9 @@ MUTATIONS = (
     ),
     Mutation(
         "resolve-climbs-into-the-bucket",
-        "stac_clouds2mask/trust.py",
-        'posixpath.dirname("/" + rest)',
-        "posixpath.dirname(rest)",
+        "stac_clouds2mask/storage.py",
+        "    return make_absolute_href(href, base)",
+        '    return posixpath.normpath(posixpath.join(posixpath.dirname(base), href)).replace(":/", "://", 1)',
         ("tests/test_properties.py::test_relative_hrefs_resolve_within_the_bucket_or_host",),
         "hrefs: s3://bucket/a/b.json + ../../c.json loses the bucket",
     ),
@@ -806,7 +806,7 @@ MUTATIONS = (
     Mutation(
         "manifest-shard-href-unchecked",
         "stac_clouds2mask/batch.py",
-        'check_reference(resolve(murl, href), murl, what=f"shards[{k}].href")',
+        'check_reference(resolve_href(murl, href), murl, what=f"shards[{k}].href")',
         "None",
         (
             "tests/test_batch.py::test_a_remote_manifest_names_shards_on_allowed_hosts_only",
@@ -1017,6 +1017,38 @@ MUTATIONS = (
         'names = [""] * (NODATA + 1)',
         ("tests/test_consumers.py::test_gdal_shows_classes_colours_and_names",),
         "publish stage: GDAL and QGIS list 256 categories, 253 of them empty",
+    ),
+    Mutation(
+        "buffer-claims-shadow-and-nodata",
+        "stac_clouds2mask/buffers.py",
+        "out[dilate(classes == cls, metres / pixel_size) & (out == CLEAR)] = cls",
+        "out[dilate(classes == cls, metres / pixel_size)] = cls",
+        ("tests/test_buffers.py",),
+        "a cloud buffer overwrites the model's shadow and nodata pixels",
+    ),
+    Mutation(
+        "runner-publishes-unbuffered-classes",
+        "stac_clouds2mask/runner.py",
+        "pred.classes, scene.resolution, self.config.cloud_buffer, self.config.shadow_buffer",
+        "pred.classes, scene.resolution, 0, 0",
+        ("tests/test_run_options.py::test_buffers_reach_the_published_mask_and_leave_the_probabilities",),
+        "--cloud-buffer is recorded in the settings but the published mask is the unbuffered one",
+    ),
+    Mutation(
+        "runner-ignores-patch-size",
+        "stac_clouds2mask/runner.py",
+        "patch_size=self.config.patch_size,",
+        "patch_size=None,",
+        ("tests/test_run_options.py::test_patch_size_and_overlap_reach_the_engine",),
+        "--patch-size is recorded in the settings but the engine fits its own patch size",
+    ),
+    Mutation(
+        "shared-weights-checked-by-size-only",
+        "stac_clouds2mask/publish/shared_weights.py",
+        "same = multihash_sha256(f) == checksum",
+        "same = True",
+        ("tests/test_model_asset.py",),
+        "--model-href accepts another model's weights of the same size: the asset's checksum would lie",
     ),
 )
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -166,8 +167,11 @@ def test_compose_and_makefile_run_the_cpu_image_on_local_folders():
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     """A fresh virtual environment with the package installed (not editable) from a copy of the source,
-    as the images do; third-party dependencies come from the system site-packages. The build is isolated:
-    pip fetches the setuptools pyproject.toml asks for, whatever setuptools the running interpreter has."""
+    as the images do; third-party dependencies come from the site-packages of the environment pytest runs in
+    (a virtualenv or the system interpreter: `--system-site-packages` would give the base interpreter's, which
+    lack them when pytest runs from a virtualenv), named as plain path entries in a .pth file, so that no .pth
+    file of theirs runs (the repository's editable install among them). The build is isolated: pip fetches the
+    setuptools pyproject.toml asks for, whatever setuptools the running interpreter has."""
     root = tmp_path_factory.mktemp("image")
     src = root / "src"
     src.mkdir()
@@ -175,9 +179,14 @@ def venv(tmp_path_factory) -> Path:
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "stac_clouds2mask", src / "stac_clouds2mask", ignore=shutil.ignore_patterns("__pycache__"))
     venv = root / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120
-    )
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    own = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(own) / "running-environment.pth").write_text("".join(f"{p}\n" for p in site.getsitepackages()))
     subprocess.run(
         [
             sys.executable,

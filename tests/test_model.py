@@ -1,6 +1,7 @@
 """The native torch port of the ukis-csmask models against the shipped ONNX graphs (real weights, real data).
 
-onnxruntime is a test-only dependency: it runs the reference graph here and nowhere in the product.
+onnxruntime and onnx are test-only dependencies: onnxruntime runs the reference graph, onnx reads the graphs
+the package's own weights reader (model/onnx_file.py) is checked against; neither is used by the product.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stac_clouds2mask.model import (
     load_model,
 )
 from stac_clouds2mask.model import weights as weights_mod
+from stac_clouds2mask.model.onnx_file import initializers
 from stac_clouds2mask.model.registry import MODEL_NAMES
 from stac_clouds2mask.model.unet import PaddedConv2d
 
@@ -116,6 +118,65 @@ def test_every_model_loads_strictly(name):
     with torch.inference_mode():
         out = model(torch.zeros(1, len(spec.bands), 64, 96))
     assert out.shape == (1, 3, 64, 96)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_weights_reader_reads_what_onnx_reads(name):
+    """model/onnx_file.py against the onnx package on every shipped file: same names, order, dtypes, values."""
+    path = get_model_spec(name).onnx_path
+    ours = initializers(path)
+    theirs = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    assert list(ours) == list(theirs) and len(ours) == 655
+    for key, array in theirs.items():
+        assert ours[key].dtype == array.dtype and ours[key].shape == array.shape, key
+        assert np.array_equal(ours[key], array), key
+        assert ours[key].flags.writeable  # torch.from_numpy takes it without a warning
+
+
+def test_weights_reader_reads_dims_of_every_encoding_and_refuses_what_it_does_not_read(tmp_path):
+    """A small graph written by onnx: float32 and int64 raw data, a scalar; then tensors held as typed
+    values or in an external file, refused by name."""
+    from onnx import TensorProto, helper
+
+    weight = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    shape = np.array([3, -1], dtype=np.int64)
+    scalar = np.array(2.5, dtype=np.float16)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(a, n) for a, n in ((weight, "w"), (shape, "shape"), (scalar, "s"))],
+    )
+    good = tmp_path / "good.onnx"
+    onnx.save(helper.make_model(graph), str(good))
+    read = initializers(good)
+    assert list(read) == ["w", "shape", "s"]
+    for got, want in zip(read.values(), (weight, shape, scalar)):
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+    # dims packed, as a proto3 writer puts them (onnx itself writes them one by one): encoded here by hand
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes([number << 3 | 2]) + bytes([len(payload)]) + payload
+
+    packed = np.arange(6, dtype=np.float32)
+    tensor = field(1, bytes([2, 3])) + bytes([2 << 3, 1]) + field(8, b"p") + field(9, packed.tobytes())
+    (tmp_path / "packed.onnx").write_bytes(field(7, field(5, tensor)))
+    assert np.array_equal(initializers(tmp_path / "packed.onnx")["p"], packed.reshape(2, 3))
+
+    typed = helper.make_tensor("typed", TensorProto.FLOAT, [2], [1.0, 2.0])  # float_data, not raw_data
+    graph.initializer.append(typed)
+    bad = tmp_path / "typed.onnx"
+    onnx.save(helper.make_model(graph), str(bad))
+    with pytest.raises(ValueError, match=r"typed.onnx .*initializer 'typed' is not stored as raw data"):
+        initializers(bad)
+    external = tmp_path / "external.onnx"
+    onnx.save(helper.make_model(graph), str(external), save_as_external_data=True, size_threshold=0)
+    with pytest.raises(ValueError, match="is not stored as raw data"):
+        initializers(external)
+    (tmp_path / "cut.onnx").write_bytes(good.read_bytes()[:-7])
+    with pytest.raises(ValueError, match="cut.onnx is not an ONNX model whose weights can be read here"):
+        initializers(tmp_path / "cut.onnx")
 
 
 def test_any_multiple_of_32_and_rejects_others(model6):

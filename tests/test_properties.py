@@ -19,7 +19,8 @@ from stac_clouds2mask.infer.plan import LATTICE, PHASE
 from stac_clouds2mask.publish import StaticCatalog
 from stac_clouds2mask.read import target_grid
 from stac_clouds2mask.search import SearchFilters, geometry_from_geojson, parse_bbox, parse_datetime_interval, search
-from stac_clouds2mask.trust import resolve, unsafe_segment
+from stac_clouds2mask.storage import resolve_href as resolve
+from stac_clouds2mask.trust import unsafe_segment
 
 lon = st.floats(-180, 180, allow_nan=False)
 lat = st.floats(-90, 90, allow_nan=False)

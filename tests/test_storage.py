@@ -1,8 +1,11 @@
-"""Storage options: how s3 access is configured (requester-pays, endpoint, anonymous) for fsspec."""
+"""Storage options: how s3 access is configured (requester-pays, endpoint, anonymous) for fsspec; the one href
+resolver; shared documents updated without losing a writer's change (and without fcntl, as on Windows)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,11 +14,20 @@ import pytest
 import s3fs
 from conftest import item_dict
 from fault_proxy import FaultProxy
+from pystac.utils import make_absolute_href
 from typer.testing import CliRunner
 
+from stac_clouds2mask import storage
 from stac_clouds2mask.cli import app
 from stac_clouds2mask.report import RUNS_DIR
-from stac_clouds2mask.storage import StorageOptions, check_writable, join, update_json, write_json_atomic
+from stac_clouds2mask.storage import (
+    StorageOptions,
+    check_writable,
+    join,
+    resolve_href,
+    update_json,
+    write_json_atomic,
+)
 
 
 def test_requester_pays_and_endpoint_reach_s3fs(monkeypatch):
@@ -223,3 +235,51 @@ def test_retries_are_shown_as_they_happen_and_counted_per_item(
     assert entry["retries"] > 0 and entry["retries"] == report["totals"]["s3_retries"], (entry, report["totals"])
     shown = [line for line in result.output.splitlines() if line.split("] ", 1)[-1].startswith("retry ")]
     assert len(shown) == entry["retries"] and all(F in line for line in shown), result.output
+
+
+@pytest.mark.parametrize(
+    "base, href, expected",
+    [
+        ("s3://bucket/a/b.json", "../../c.json", "s3://bucket/c.json"),  # the bucket is the URL's authority
+        ("s3://bucket/a/b.json", "c/d.tif", "s3://bucket/a/c/d.tif"),
+        ("s3://bucket/a.json", "../../c.json", "s3://bucket/c.json"),  # never above the bucket
+        ("https://h.example/x/a/b.json", "../c.json", "https://h.example/x/c.json"),
+        ("https://h.example/x/a/b.json", "../../../../c.json", "https://h.example/c.json"),
+        ("https://h.example/a/b.json?sig=1", "./c.tif?sig=2", "https://h.example/a/c.tif?sig=2"),
+        ("https://h.example:8443/a/b.json", "c.json", "https://h.example:8443/a/c.json"),
+        ("/data/cat/a/b.json", "../c/./d.json", "/data/cat/c/d.json"),
+        ("/data/cat/", "c.json", "/data/cat/c.json"),
+        ("file:///data/cat/b.json", "c.json", "file:///data/cat/c.json"),
+        # not plain relative paths: as written, for trust.check_reference to judge
+        ("s3://bucket/a/b.json", "https://other.example/c.json", "https://other.example/c.json"),
+        ("s3://bucket/a/b.json", "/etc/passwd", "/etc/passwd"),
+        ("https://h.example/a/b.json", "GTIFF_DIR:1:x.tif", "GTIFF_DIR:1:x.tif"),
+        ("https://h.example/a/b.json", "simplecache::s3://b/c.tif", "simplecache::s3://b/c.tif"),
+    ],
+)
+def test_one_href_resolver_for_s3_https_and_local_paths(base, href, expected):
+    assert resolve_href(base, href) == expected
+    if expected != href:  # resolved: as pystac resolves links
+        assert expected == make_absolute_href(href, base)
+
+
+def test_the_package_has_one_href_resolver():
+    from stac_clouds2mask import trust
+
+    assert not hasattr(trust, "resolve")
+    assert storage.resolve_href.__module__ == "stac_clouds2mask.storage"
+
+
+def test_storage_imports_and_updates_local_documents_without_fcntl(tmp_path):
+    """Windows has no fcntl: the package still imports, and a local update (unlocked there) still works."""
+    code = (
+        "import sys\n"
+        "sys.modules['fcntl'] = None  # as on Windows: import fcntl raises ImportError\n"
+        "from stac_clouds2mask.storage import update_json\n"
+        "import stac_clouds2mask, stac_clouds2mask.runner\n"
+        f"url = {str(tmp_path / 'c' / 'collection.json')!r}\n"
+        "for _ in range(3):\n"
+        "    update_json(url, lambda d: {'n': (d or {}).get('n', 0) + 1})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+    assert json.loads((tmp_path / "c" / "collection.json").read_text()) == {"n": 3}

@@ -13,6 +13,7 @@ from .options import (
     BatchSize,
     Bbox,
     Clip,
+    CloudBuffer,
     Collection,
     Datetime,
     DeviceOverride,
@@ -26,7 +27,11 @@ from .options import (
     MaxItems,
     Model,
     Modifier,
+    ModelHref,
+    Overlap,
+    PatchSize,
     Resolution,
+    ShadowBuffer,
     Sources,
     flag,
     id_list,
@@ -61,10 +66,11 @@ def run_payload(
 
     [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
     overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
-    fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url,
-    header_hosts (the hosts that receive the worker's STAC_CLOUDS2MASK_SOURCE_HEADERS), modifier (a named one:
-    planetary-computer), clip (a GeoJSON polygon: mask only this area of interest of each item). Failed items
-    are listed under 'clouds2mask:failures', items the AOI holds nothing of under 'clouds2mask:nothing_to_mask'.
+    patch_size, overlap, cloud_buffer, shadow_buffer, model_href, fail_fast, write_report, limits (may only
+    lower the operator's), requester_pays, anon, endpoint_url, header_hosts (the hosts that receive the worker's
+    STAC_CLOUDS2MASK_SOURCE_HEADERS), modifier (a named one: planetary-computer), clip (a GeoJSON polygon: mask
+    only this area of interest of each item). Failed items are listed under 'clouds2mask:failures', items the
+    AOI holds nothing of under 'clouds2mask:nothing_to_mask'.
 
     Exit status: 0 all items published or skipped, 1 some items failed, 2 bad invocation or bad payload.
     """
@@ -130,6 +136,11 @@ def plan(
     resolution: Resolution = 20,
     model: Model = "auto",
     batch_size: BatchSize = None,
+    patch_size: PatchSize = None,
+    overlap: Overlap = None,
+    cloud_buffer: CloudBuffer = None,
+    shadow_buffer: ShadowBuffer = None,
+    model_href: ModelHref = None,
     publish_api: Annotated[
         Optional[str], typer.Option(metavar="URL", help="Shards also publish to this STAC API (Transactions).")
     ] = None,
@@ -166,7 +177,12 @@ def plan(
         params: dict[str, Any] = {"resolution": resolution, "model": model}
         for name, value in (
             ("batch_size", batch_size),
+            ("patch_size", patch_size),
+            ("overlap", overlap),
+            ("cloud_buffer", cloud_buffer),
+            ("shadow_buffer", shadow_buffer),
             ("publish_api", publish_api),
+            ("model_href", model_href),
             ("anon", anon),
             ("endpoint_url", endpoint_url),
             ("modifier", modifier),  # a named one only: the shards' payloads hold it (checked with the parameters)
@@ -179,7 +195,10 @@ def plan(
             if filters.aoi() is None:
                 raise InvalidInputError("--clip needs an area of interest: --bbox and/or --intersects")
             params["clip"] = filters.aoi()
-        RunConfig(output=masks, resolution=resolution, model=model, device="cpu")  # checks resolution and model early
+        # checks resolution, model, patches and buffers early
+        RunConfig(
+            **{k: v for k, v in params.items() if k in RunConfig.__dataclass_fields__}, output=masks, device="cpu"
+        )
         manifest = batch.plan(
             sources, output, masks, shards, filters, params, source_options=options, overwrite=overwrite
         )

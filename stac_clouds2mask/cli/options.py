@@ -13,16 +13,17 @@ if TYPE_CHECKING:
     from stac_clouds2mask import SearchFilters, StorageOptions
 
 
-def checked(check: str):  # noqa: ANN201 (a click callback)
-    """A callback that refuses a bad value with stac_clouds2mask.choices' check `check` while the command
-    line is parsed: exit 2 at once, before torch and rasterio load. The message names the flag."""
+def checked(check: str, *first: str):  # noqa: ANN201 (a click callback)
+    """A callback that refuses a bad value with stac_clouds2mask.choices' check `check` (given the arguments
+    `first`, then the value) while the command line is parsed: exit 2 at once, before torch and rasterio load.
+    The message names the flag."""
 
     def callback(param: typer.CallbackParam, value):  # noqa: ANN001, ANN202
         from stac_clouds2mask import OptionError, choices
 
         if value is not None:
             try:
-                getattr(choices, check)(value)
+                getattr(choices, check)(*first, value)
             except OptionError as exc:
                 raise typer.BadParameter(f"{param.opts[0]} {exc.reason}") from exc
             except ValueError as exc:
@@ -189,13 +190,58 @@ BatchSize = Annotated[
 Device = Annotated[
     str,
     typer.Option(
-        metavar="DEVICE", callback=checked("check_device"), help="auto (CUDA when present, else CPU), cpu or cuda."
+        metavar="DEVICE",
+        callback=checked("check_device"),
+        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps (Apple GPUs; only when named).",
     ),
 ]
 DeviceOverride = Annotated[
     Optional[str],
     typer.Option(
-        metavar="DEVICE", callback=checked("check_device"), help="Override the payload's device: auto, cpu or cuda."
+        metavar="DEVICE",
+        callback=checked("check_device"),
+        help="Override the payload's device: auto, cpu, cuda, cuda:N or mps.",
+    ),
+]
+PatchSize = Annotated[
+    Optional[int],
+    typer.Option(
+        metavar="PX",
+        callback=checked("check_patch_size"),
+        help="Patch size, a multiple of 32 from 64 to 2048 px (default: per scene, the size from 512 to 768 px that "
+        "runs the fewest pixels).",
+    ),
+]
+Overlap = Annotated[
+    Optional[int],
+    typer.Option(
+        metavar="PX",
+        help="Overlap of neighbouring patches, blended: a multiple of 32, at most half the patch.",
+    ),
+]
+
+
+def buffer_option(option: str, near: str, note: str) -> typer.models.OptionInfo:
+    """--cloud-buffer / --shadow-buffer: a distance in metres, checked while the command line is parsed."""
+    return typer.Option(
+        option,
+        metavar="METRES",
+        callback=checked("check_buffer", option.lstrip("-").replace("-", "_")),
+        help=f"Publish clear pixels within this distance of {near} as {near.split(' ', 1)[1]} ({note}).",
+    )
+
+
+CloudBuffer = Annotated[Optional[float], buffer_option("--cloud-buffer", "a cloud", "probabilities stay unbuffered")]
+ShadowBuffer = Annotated[
+    Optional[float], buffer_option("--shadow-buffer", "a cloud shadow", "where both buffers reach a pixel: cloud")
+]
+ModelHref = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="URL",
+        help="A folder or URL holding one published copy of the weights (<model name>.onnx, e.g. another "
+        "catalog's models/): the items' model asset points there, after a byte-for-byte check, instead of a "
+        "40 MB copy per model in the output.",
     ),
 ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -49,8 +50,9 @@ class ExecMode:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; asking for CUDA where there is none is an error,
-    not a silent (and much slower) CPU run."""
+    """``auto`` picks CUDA when present, else CPU; asking for CUDA or MPS where there is none is an error,
+    not a silent (and much slower) CPU run. ``auto`` never picks Apple's MPS: that path has not been run
+    where this project is tested, so it is used only when asked for by name."""
     check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -59,6 +61,12 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(
             f"device {device!r} requested but CUDA is not available (torch {torch.__version__}); "
             "use --device cpu or auto"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device 'mps' requested but Apple's MPS is not available here (torch {torch.__version__} on "
+            f"{platform.system()} {platform.machine()}; MPS needs an Apple-silicon Mac with macOS 12.3 or later "
+            "and torch built for it); use --device cpu or auto"
         )
     return dev
 
@@ -179,6 +187,11 @@ def cuda_mode(device: torch.device, precision: str) -> ExecMode:
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}")
     return ExecMode("fp16" if precision == "auto" else precision, True)
+
+
+def mps_mode(precision: str) -> ExecMode:
+    """Apple's MPS: float32 unless another precision is asked for (nothing was measured on a Mac)."""
+    return ExecMode("fp32" if precision == "auto" else precision, False)
 
 
 def compile_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

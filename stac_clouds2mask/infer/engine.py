@@ -18,14 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..classes import NODATA, PROBABILITY_SCALE
 from ..model import ModelSpec, cache_dir, load_model
-from .device import ExecMode, choose_cpu_mode, cuda_mode, default_batch, resolve_device, use_all_cores
+from .device import ExecMode, choose_cpu_mode, cuda_mode, default_batch, mps_mode, resolve_device, use_all_cores
 from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, LATTICE, PatchPlan, fitted_plan, plan_patches
 
 log = logging.getLogger(__name__)
-
-NODATA = 255
-PROBABILITY_SCALE = 254  # probabilities as uint8 softmax x 254, so that 255 is free for nodata
 
 
 @dataclass
@@ -136,6 +134,8 @@ def exec_mode(model: torch.nn.Module, spec: ModelSpec, device: torch.device, pat
     """The precision and layout to run ``model`` with on ``device`` (measured once per CPU)."""
     if device.type == "cuda":
         return cuda_mode(device, precision)
+    if device.type == "mps":
+        return mps_mode(precision)
     base = getattr(model, "_orig_mod", model)  # calibrate the eager module, never a compiled wrapper
     return choose_cpu_mode(base, f"{spec.name}:{type(base).__name__}", len(spec.bands), patch, precision, cache_dir())
 

@@ -1,7 +1,8 @@
 """Model weights: read once from the ONNX initializers, then cached as a float16 torch state dict.
 
 The shipped graphs store every weight as float16, so the cache is lossless; loading it with
-``weights_only=True`` is fast and executes no pickled code.
+``weights_only=True`` is fast and executes no pickled code. torch and numpy are imported when weights are
+loaded, not with this module (the cache folder is also asked for by stages that never run the network).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .registry import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +39,16 @@ def cache_path(spec: ModelSpec) -> Path:
 
 def state_dict_from_onnx(onnx_path: Path) -> dict[str, torch.Tensor]:
     """Every initializer of the graph as a tensor (dtype as stored), ``model.`` prefix stripped."""
-    import onnx
-    from onnx import numpy_helper
+    import torch
 
-    graph = onnx.load(str(onnx_path)).graph
-    state = {}
-    for init in graph.initializer:
-        name = init.name[len(_PREFIX) :] if init.name.startswith(_PREFIX) else init.name
-        state[name] = torch.from_numpy(numpy_helper.to_array(init).copy())
-    return state
+    from .onnx_file import initializers
+
+    return {name.removeprefix(_PREFIX): torch.from_numpy(array) for name, array in initializers(onnx_path).items()}
 
 
 def _write_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -62,6 +63,8 @@ def _write_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
 def load_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
     """The model's float16 state dict, from the cache when present, else from the ONNX file
     (and then cached; an unwritable cache only costs the ONNX read next time)."""
+    import torch
+
     path = cache_path(spec)
     if path.is_file():
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -22,7 +23,7 @@ from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
-from ..infer import NODATA
+from ..classes import NODATA
 from .legend import CLASS_NAMES, CLASSES, category_names, colormap
 
 BLOCKSIZE = 512
@@ -124,10 +125,14 @@ def category_sidecar(classes: np.ndarray) -> bytes:
     return "\n".join([*lines, "  </PAMRasterBand>", "</PAMDataset>", ""]).encode()
 
 
-def multihash_sha256(path: str | Path) -> str:
-    """The file extension's multihash: 0x12 (sha2-256), 0x20 (32 bytes), then the digest, in hex."""
+def multihash_sha256(source: str | Path | BinaryIO) -> str:
+    """The file extension's multihash: 0x12 (sha2-256), 0x20 (32 bytes), then the digest, in hex.
+
+    `source`: a local path, or a binary file object (e.g. fsspec's) read from where it stands to its end."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            return multihash_sha256(f)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        digest.update(chunk)
     return "1220" + digest.hexdigest()

@@ -20,16 +20,17 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+from importlib.metadata import version as installed_version
 from typing import Any, NamedTuple
 
 import numpy as np
 import pystac
 import shapely
 import shapely.geometry
-import torch
 
 from .. import __version__
-from ..infer import NODATA, PROBABILITY_SCALE
+from ..classes import NODATA, PROBABILITY_SCALE
+from ..infer.plan import DEFAULT_OVERLAP, PATCH_SIZES
 from ..model.registry import ModelSpec
 from ..report import public_url
 from ..scene import BAND_SUBSTITUTES, MaskResult
@@ -60,6 +61,13 @@ UKIS_CSMASK = "https://github.com/dlr-eoc/ukis-csmask"
 UKIS_LICENSE = f"{UKIS_CSMASK}/blob/main/LICENSE"
 PROJECT_URL = "https://github.com/stac-clouds2mask/stac-clouds2mask"
 ARCHITECTURE = "U-Net (EfficientNet-B4 encoder)"
+# RunConfig options that change the mask, with their defaults: named in processing:expression when set otherwise
+EXPRESSION_DEFAULTS: dict[str, Any] = {
+    "patch_size": None,
+    "overlap": DEFAULT_OVERLAP,
+    "cloud_buffer": 0,
+    "shadow_buffer": 0,
+}
 MASK_BANDS = [
     {
         "name": "classes",
@@ -196,7 +204,7 @@ def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
         "mlm:architecture": ARCHITECTURE,
         "mlm:tasks": ["semantic-segmentation"],
         "mlm:framework": "pytorch",
-        "mlm:framework_version": torch.__version__.split("+")[0],
+        "mlm:framework_version": torch_version(),
         "mlm:pretrained": True,
         "mlm:pretrained_source": f"ukis-csmask 1.0.0 ({spec.version}), DLR",
         "mlm:input": [
@@ -229,13 +237,15 @@ def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
 
 def model_asset(spec: ModelSpec, href: str, size: int, checksum: str) -> dict[str, Any]:
     """The mlm model asset: the ONNX file whose weights made the mask (copied from the ukis-csmask wheel
-    into the catalog, see StaticCatalog.put_model), run as a native PyTorch module."""
+    into the catalog, see StaticCatalog.put_model, or one published copy verified against it, see
+    shared_weights.py), run as a native PyTorch module; size and checksum are those of the weights that ran."""
     return {
         "href": href,
         "type": "application/octet-stream; application=onnx",
         "title": f"{spec.name} weights (ONNX, from the ukis-csmask 1.0.0 wheel)",
         "description": "The pretrained weights that made this mask, as shipped in ukis-csmask 1.0.0 "
-        f"(ukis_csmask/{spec.name}.onnx); stac-clouds2mask runs them as a native PyTorch module.",
+        f"(ukis_csmask/{spec.name}.onnx); stac-clouds2mask runs them as a native PyTorch module. "
+        "file:size and file:checksum are those of the file that ran.",
         "roles": ["mlm:model"],
         "mlm:artifact_type": "onnx",
         "file:size": size,
@@ -256,7 +266,7 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
         f"Cloud and cloud-shadow classes of source item {result.scene.item.id} predicted by the pretrained "
         f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder, run natively in PyTorch) on "
         f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
-        f"in {s.get('patch_size')} px patches{overlap_text}, blended probabilities, argmax; "
+        f"in {patches_text(s.get('patch_size'))}{overlap_text}, blended probabilities, argmax; "
         f"all-nodata patches skipped; nodata (255) where any input band is nodata."
         + (
             f" Read and masked over the area of interest {result.scene.aoi.id} only: its window of the "
@@ -265,10 +275,34 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
             if result.scene.aoi is not None
             else ""
         )
+        + buffers_text(s)
         + "".join(
             f" Band {band} read from {other}, standing in for it (absent from the source)."
             for band, other in result.scene.item.properties.get(BAND_SUBSTITUTES, {}).items()
         )
+    )
+
+
+def patches_text(patch_size: Any) -> str:
+    """The patches' part of the lineage: the size asked for, or the rule that fits one per scene (None)."""
+    if patch_size is None:
+        sizes = f"{min(PATCH_SIZES)}-{max(PATCH_SIZES)} px"
+        return f"patches of the size ({sizes}) that runs the fewest pixels for the scene"
+    return f"{patch_size} px patches"
+
+
+def buffers_text(settings: dict[str, Any]) -> str:
+    """The buffers' sentence of the lineage (buffers.py has the rule), empty without buffers."""
+    grown = [
+        f"within {settings[key]:g} m of the model's {name} became {name}"
+        for key, name in (("cloud_buffer", "cloud"), ("shadow_buffer", "cloud shadow"))
+        if settings.get(key)
+    ]
+    if not grown:
+        return ""
+    return (
+        f" Buffers: clear pixels {' and then '.join(grown)}; the model's cloud, shadow and nodata pixels kept "
+        "their class; probabilities unbuffered."
     )
 
 
@@ -280,27 +314,36 @@ def portable_href(href: str | None) -> str | None:
 
 def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]:
     """How to reproduce the mask (mlm best practice: the call that applied the model), as a call of the
-    package's public Python API on the source item (patch size and overlap are the package defaults
-    recorded in clouds2mask:settings). SOURCE stands for a source that has no portable URL, AOI for the
-    geometry in clouds2mask:aoi (a clipped mask)."""
+    package's public Python API on the source item, with the options that change the mask where they are
+    not the defaults (all are recorded in clouds2mask:settings). SOURCE stands for a source that has no
+    portable URL, AOI for the geometry in clouds2mask:aoi (a clipped mask)."""
     s = result.settings
     src = result.scene.item
     where = portable_href(source_href(src))
     first = repr(where) if where else "SOURCE"
+    options = "".join(
+        f", {key}={s[key]!r}" for key, default in EXPRESSION_DEFAULTS.items() if s.get(key, default) != default
+    )
     clip = ", clip=AOI" if result.scene.aoi is not None else ""
     return {
         "format": "python",
         "expression": (
             f"stac_clouds2mask.run({first}, "
             f"stac_clouds2mask.RunConfig(output=OUTPUT, model={spec.name!r}, "
-            f"resolution={s.get('resolution', result.scene.resolution)!r}{clip}), "
+            f"resolution={s.get('resolution', result.scene.resolution)!r}{options}{clip}), "
             f"stac_clouds2mask.SearchFilters(ids=({src.id!r},)))"
         ),
     }
 
 
+def torch_version() -> str:
+    """The installed torch's version without its local build tag (2.13.0+cpu -> 2.13.0), read from its
+    package metadata: publishing does not import torch."""
+    return installed_version("torch").split("+")[0]
+
+
 def software() -> dict[str, str]:
-    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", "torch": torch.__version__.split("+")[0]}
+    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", "torch": torch_version()}
 
 
 class WrittenFile(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..infer import NODATA
+from ..classes import NODATA
 
 CLASSES: list[dict[str, Any]] = [
     {

@@ -37,6 +37,7 @@ from .api import StacApi
 from .cog import category_sidecar, multihash_sha256, write_mask_cog, write_probabilities_cog
 from .documents import absolute_hrefs, item_json, with_absolute_assets
 from .items import WrittenFile, build_mask_item, mask_collection_id
+from .shared_weights import shared_weights
 from .static import StaticCatalog
 from .thumbnail import write_thumbnail
 from .versions import Version, mask_item_id, same_provenance
@@ -76,6 +77,8 @@ class Publisher:
     thumbnails: also write a palette PNG thumbnail per item.
     claim_busy_for: how long a run waits for another live run publishing the very same mask (same
     settings) before it takes the item over (see StaticCatalog.claim).
+    model_href: a folder or URL holding one published copy of the weights (`<model name>.onnx`) for the
+    model asset to point at, instead of a copy in this catalog (shared_weights.py verifies it).
     """
 
     catalog: StaticCatalog
@@ -85,6 +88,8 @@ class Publisher:
     max_versions: int = 100
     claim_stale_after: float = 3900.0  # the per-item limit and a margin: a lock this old has no live run
     claim_busy_for: float = 10.0
+    model_href: str | None = None
+    _shared: dict[str, WrittenFile | str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def target_collection(self, source: pystac.Item) -> str:
         return self.collection_id or mask_collection_id(source.collection_id)
@@ -201,6 +206,21 @@ class Publisher:
                 )
             return self._write(result, spec, plan)
 
+    def model_file(self, spec: ModelSpec, source_id: str) -> WrittenFile:
+        """The weights the model asset points at: the catalog's own copy, or the verified copy under
+        `model_href` (checked once per model; a copy that failed the check fails every item of that model)."""
+        if self.model_href is None:
+            return self.catalog.put_model(spec)
+        if spec.name not in self._shared:
+            try:
+                self._shared[spec.name] = shared_weights(spec, self.model_href, self.catalog.options)
+            except OSError as exc:
+                self._shared[spec.name] = f"--model-href: {exc}"
+        found = self._shared[spec.name]
+        if isinstance(found, str):
+            raise PublishError(source_id, found, asset="model")
+        return found
+
     def _write(self, result: MaskResult, spec: ModelSpec, plan: PublishPlan) -> pystac.Item:
         """Assets, then the item, then the links (see the module docstring), under the plan's claim."""
         src = result.scene.item
@@ -214,7 +234,7 @@ class Publisher:
                 return WrittenFile(href, os.path.getsize(local), multihash_sha256(local))
 
             try:
-                model = self.catalog.put_model(spec)
+                model = self.model_file(spec, src.id)
                 write_mask_cog(result.classes, result.scene.crs, result.scene.transform, os.path.join(tmp, "m.tif"))
                 with open(os.path.join(tmp, "m.tif.aux.xml"), "wb") as f:
                     f.write(category_sidecar(result.classes))

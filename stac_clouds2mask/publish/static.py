@@ -53,10 +53,11 @@ from ..storage import (
     put_file_atomic,
     read_json,
     remove_temporaries,
+    resolve_href,
     update_json,
     write_json_atomic,
 )
-from ..trust import resolve, under_root, unsafe_segment
+from ..trust import under_root, unsafe_segment
 from .cog import multihash_sha256
 from .documents import item_json, with_absolute_assets
 from .items import WrittenFile
@@ -190,10 +191,10 @@ class StaticCatalog:
         except FileNotFoundError:
             return
         for child in (l for l in root.get("links", []) if l.get("rel") == "child"):
-            coll_url = under_root(resolve(join(self.url, "catalog.json"), child["href"]), self.url)
+            coll_url = under_root(resolve_href(join(self.url, "catalog.json"), child["href"]), self.url)
             coll = read_json(coll_url, self.options)
             for link in (l for l in coll.get("links", []) if l.get("rel") == "item"):
-                item_url = under_root(resolve(coll_url, link["href"]), self.url)
+                item_url = under_root(resolve_href(coll_url, link["href"]), self.url)
                 yield with_absolute_assets(read_json(item_url, self.options), item_url.rsplit("/", 1)[0])
 
     @contextmanager

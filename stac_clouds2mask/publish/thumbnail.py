@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..infer import NODATA
+from ..classes import NODATA
 from ..scene import Scene
 from .legend import rgb
 
