@@ -156,7 +156,7 @@ INVOCATIONS = [
         "catalog",
         ["--patch-size", "256", "--overlap", "160"],
         2,
-        "--overlap must be a multiple of 32 from 0 to 128 px (half --patch-size 256), got 160",
+        "--overlap must be a multiple of 32 from 0 to 128 px (half a 256 px patch), got 160",
     ),
     ("cloud-buffer-negative", "catalog", ["--cloud-buffer", "-10"], 2, "--cloud-buffer must be between 0 and 2000 m"),
     ("shadow-buffer-nan", "catalog", ["--shadow-buffer", "nan"], 2, "--shadow-buffer must be between 0 and 2000 m"),
