@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .infer import DEFAULT_OVERLAP, Prediction, predict, resolve_device
-from .model import choose_model, get_model_spec, load_model
+from .infer import DEFAULT_OVERLAP, Prediction, predict
+from .model import choose_model, get_model_spec
 
 
 def mask_array(
@@ -22,6 +22,7 @@ def mask_array(
     patch_size: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     precision: str = "auto",
+    runtime: str = "auto",
 ) -> Prediction:
     """Classes (0 clear, 1 cloud, 2 shadow, 255 nodata) of a (bands, H, W) reflectance array.
 
@@ -29,6 +30,8 @@ def mask_array(
     model is picked as for STAC items and the bands are reordered to what it expects. Without
     `valid`, pixels where any band is 0 or NaN (Sentinel-2's nodata) are nodata (255), never clear.
     Digital numbers passed as reflectance (a median above 1.5) are refused: they would read as cloud.
+    `runtime` (auto: OpenVINO on a CPU, torch on CUDA) and `precision` say how the network runs; the
+    Prediction records what ran (`Prediction.record()`). Networks are kept for the next call.
     """
     if reflectance.ndim != 3 or reflectance.shape[0] != len(bands):
         raise ValueError(f"reflectance must be (bands, H, W) with {len(bands)} bands, got shape {reflectance.shape}")
@@ -47,13 +50,12 @@ def mask_array(
             "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
             "remove the processing-baseline offset)"
         )
-    dev = resolve_device(device)
     return predict(
         data,
         mask,
         spec,
-        load_model(spec, dev, fold_bn=dev.type == "cpu"),
-        device=str(dev),
+        device=device,
+        runtime=runtime,
         with_probabilities=with_probabilities,
         patch_size=patch_size,
         overlap=overlap,

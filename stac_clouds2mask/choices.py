@@ -1,4 +1,4 @@
-"""The values a user chooses for a run (resolution, precision, device, batch size) and their checks, kept
+"""The values a user chooses for a run (resolution, precision, runtime, device, batch size) and their checks, kept
 free of torch and rasterio so the command line refuses a bad value at once, before the engine loads."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import re
 
 RESOLUTIONS = (10, 20, 30, 60)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUNTIMES = ("auto", "openvino", "torch")  # infer/runtimes.py
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -18,6 +19,11 @@ def check_resolution(resolution: float) -> None:
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
 
 
 def check_device(device: str) -> None:

@@ -11,8 +11,8 @@ from fsspec.registry import get_filesystem_class
 
 from . import __version__
 from .errors import ConfigurationError, InvalidInputError, ModelError
-from .choices import check_batch_size, check_precision, check_resolution
-from .infer import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, resolve_device
+from .choices import check_batch_size, check_precision, check_resolution, check_runtime
+from .infer import DEFAULT_OVERLAP, choose_runtime, resolve_device
 from .limits import Limits
 from .model import ModelSpec, choose_model, get_model_spec
 from .read import available_bands, product_level
@@ -37,6 +37,7 @@ class RunConfig:
     api_retries: int = 5
     compile: bool = False
     precision: str = "auto"
+    runtime: str = "auto"
     probabilities: bool = False
     fail_fast: bool = False
     write_report: bool = True
@@ -59,6 +60,7 @@ class RunConfig:
             check_resolution(self.resolution)
             check_batch_size(self.batch_size)
             check_precision(self.precision)
+            check_runtime(self.runtime)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from exc
         if self.model != "auto":
@@ -67,7 +69,7 @@ class RunConfig:
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from exc
         try:
-            resolve_device(self.device)
+            choose_runtime(self.runtime, resolve_device(self.device))
         except (ValueError, RuntimeError) as exc:  # torch.device('banana') raises RuntimeError
             raise ConfigurationError(str(exc)) from exc
 
@@ -95,14 +97,17 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 
 
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
-    """What decides the mask's content; recorded in the item so reruns can tell same from different."""
+    """What the run asks for, recorded in the item so reruns can tell same from different (the rule:
+    publish/versions.py). Requests, not outcomes: "auto" stays "auto" (patch_size "auto" is the plan
+    fitted per scene); what ran is recorded beside them (MaskResult.execution)."""
     return {
         "model": spec.name,
         "model_version": spec.version,
         "resolution": config.resolution,
-        "patch_size": DEFAULT_PATCH_SIZE,
+        "patch_size": "auto",
         "overlap": DEFAULT_OVERLAP,
         "precision": config.precision,
+        "runtime": config.runtime,
         "probabilities": config.probabilities,
         "software": __version__,
     }

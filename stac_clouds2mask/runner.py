@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pystac
-import torch
 
 from . import __version__
 from .config import RunConfig, select_model, settings_for
 from .errors import Clouds2MaskError, ConfigurationError, InvalidInputError, ItemError, LimitExceededError, PublishError
-from .infer import compile_model, predict, resolve_device
-from .model import ModelSpec, load_model
+from .infer import Network, open_network, predict, resolve_device
+from .model import ModelSpec
 from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog
+from .publish.items import EXECUTION
 from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
@@ -47,7 +47,7 @@ class Runner:
         self.config = config
         self.progress = progress or Progress()
         self.device = resolve_device(config.device)
-        self.models: dict[str, torch.nn.Module] = {}
+        self.models: dict[str, Network] = {}
         api = (
             StacApi(
                 config.publish_api,
@@ -103,10 +103,11 @@ class Runner:
         stop = self._stop_at
         return stop is not None and work.index > stop
 
-    def model(self, spec: ModelSpec) -> torch.nn.Module:
+    def model(self, spec: ModelSpec) -> Network:
+        """The network of ``spec`` in the configured runtime and precision, made once per run."""
         if spec.name not in self.models:
-            model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
-            self.models[spec.name] = compile_model(model, self.device) if self.config.compile else model
+            c = self.config
+            self.models[spec.name] = open_network(spec, self.device, c.runtime, c.precision, compile=c.compile)
         return self.models[spec.name]
 
     def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:
@@ -188,7 +189,6 @@ class Runner:
                 offset=scene.offset,
                 nodata=scene.nodata,
                 with_probabilities=self.config.probabilities,
-                precision=self.config.precision,
             )
             work.scene = scene.without_pixels()
             work.result = MaskResult(
@@ -197,6 +197,7 @@ class Runner:
                 model_name=work.spec.name,
                 settings=work.settings,
                 probabilities=pred.probabilities,
+                execution=pred.record(),
             )
 
         self._stage(work, "infer", step)
@@ -333,6 +334,7 @@ class Runner:
             "api_retries": c.api_retries,
             "compile": c.compile,
             "precision": c.precision,
+            "runtime": c.runtime,
             "fail_fast": c.fail_fast,
             "storage": {
                 "anon": c.options.anon,
@@ -380,6 +382,7 @@ class Runner:
                     "seconds": {k: round(v, 3) for k, v in o.seconds.items()},
                     "retries": o.retries,
                     "mask_item_id": o.item.id if o.item is not None else None,
+                    "execution": o.item.properties.get(EXECUTION) if o.item is not None else None,
                 }
                 for o in report.outcomes
             ],

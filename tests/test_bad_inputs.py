@@ -132,6 +132,7 @@ INVOCATIONS = [
     ("gpu-is-no-device", "catalog", ["--device", "gpu"], 2, "unknown device 'gpu': use auto, cpu, cuda or cuda:N"),
     ("batch-size-zero", "catalog", ["--batch-size", "0"], 2, "--batch-size must be at least 1, got 0"),
     ("unknown-precision", "catalog", ["--precision", "int8"], 2, "--precision must be one of auto, fp32, bf16, fp16"),
+    ("unknown-runtime", "catalog", ["--runtime", "onnx"], 2, "--runtime must be one of auto, openvino, torch"),
     (
         "api-header-no-colon",
         "catalog",

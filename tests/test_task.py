@@ -69,6 +69,7 @@ FIELDS = [
     ("api_retries", 2, lambda c: c.api_retries == 2),
     ("compile", True, lambda c: c.compile is True),
     ("precision", "fp32", lambda c: c.precision == "fp32"),
+    ("runtime", "torch", lambda c: c.runtime == "torch"),
     ("probabilities", True, lambda c: c.probabilities is True),
     ("fail_fast", True, lambda c: c.fail_fast is True),
     ("write_report", False, lambda c: c.write_report is False),

@@ -55,7 +55,7 @@ def run_payload(
     by the mask items.
 
     [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
-    overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
+    overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, runtime, probabilities,
     fail_fast, write_report, limits (may only lower the operator's), requester_pays, anon, endpoint_url.
     Failed items are listed under 'clouds2mask:failures'.
 

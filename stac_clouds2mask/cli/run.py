@@ -25,6 +25,7 @@ from .options import (
     PublishApi,
     RequesterPays,
     Resolution,
+    Runtime,
     check_sources,
     flag,
     id_list,
@@ -105,6 +106,7 @@ def run(
     ] = 5,
     resolution: Resolution = 20,
     device: Device = "auto",
+    runtime: Runtime = "auto",
     model: Model = "auto",
     batch_size: BatchSize = None,
     probabilities: Annotated[
@@ -119,16 +121,16 @@ def run(
         typer.Option(
             metavar="PRECISION",
             callback=checked("check_precision"),
-            help="auto (CUDA: fp16; CPU: the fastest of fp32 and, where the CPU has native bfloat16, bf16, measured "
-            "once per machine), fp32, bf16 or fp16.",
+            help="auto (CUDA: fp16; CPU: bf16 where the CPU has native bfloat16, AVX512-BF16 or AMX, else fp32), "
+            "fp32, bf16 or fp16. Reruns compare what was asked; what ran is recorded beside it.",
         ),
     ] = "auto",
     compile_model: Annotated[
         bool,
         flag(
             "--compile",
-            "torch.compile the model: minutes of warm-up once per machine (cached), then ~1.3x faster patches "
-            "on CPU; pays off for many full scenes.",
+            "torch.compile the model (torch runtime only: CUDA, or --runtime torch): minutes of warm-up once per "
+            "machine (cached), then faster patches; pays off for many full scenes.",
         ),
     ] = False,
     overwrite: Annotated[bool, flag("--overwrite", "Replace masks that are already published.")] = False,
@@ -215,6 +217,7 @@ def run(
             api_retries=api_retries,
             compile=compile_model,
             precision=precision,
+            runtime=runtime,
             probabilities=probabilities,
             fail_fast=fail_fast,
         )

@@ -65,9 +65,9 @@ def build_collection(
         "description": (
             f"Cloud and cloud-shadow masks (0 clear, 1 cloud, 2 cloud shadow, 255 nodata) of the items of {source}, "
             "one Cloud-Optimized GeoTIFF per source item on its processing grid, made by stac-clouds2mask with the "
-            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR) run natively in PyTorch. Each item links to "
-            "its "
-            "source (`derived_from`) and carries cloud, shadow, clear and valid percentages."
+            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR), run by OpenVINO on CPUs and natively in "
+            "PyTorch on CUDA. Each item links to its source (`derived_from`), carries cloud, shadow, clear and valid "
+            "percentages, and records what ran (clouds2mask:execution)."
         ),
         "keywords": ["cloud mask", "cloud shadow", "Sentinel-2", "semantic segmentation", "machine learning"],
         "license": "other",

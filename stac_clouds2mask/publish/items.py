@@ -4,8 +4,9 @@ What an item records (DESIGN.md section 6): same footprint and time as its sourc
 link to it, projection fields of the mask grid, the class legend on the mask asset, STAC 1.1 `bands`
 (nodata, data type), processing (software, lineage, datetime, level L4, expression), file (size and
 sha2-256 multihash of the bytes written), mlm (the model, and an asset holding the weights used), the
-cloud/shadow/clear/valid percentages, a palette PNG thumbnail, and the provenance that reruns compare
-(versions.provenance). Versions and ids: versions.py.
+cloud/shadow/clear/valid percentages, a palette PNG thumbnail, the provenance that reruns compare
+(versions.provenance) and, beside it, what ran (`clouds2mask:execution`: runtime and version, precision,
+memory layout, threads, device, batch size, the patch plan). Versions and ids: versions.py.
 
 Projection v1.2.0 with both `proj:epsg` and `proj:code`, not v2.0.0 (`proj:code` only): stackstac 0.5
 and GDAL's STACIT driver before 3.10 read the CRS from `proj:epsg` alone, odc-stac and rio-tiler read
@@ -42,6 +43,8 @@ EXT = {
     "eo": "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
     "version": "https://stac-extensions.github.io/version/v1.2.0/schema.json",
 }
+EXECUTION = "clouds2mask:execution"  # what ran (infer.Prediction.record); reruns do not compare it
+RUNTIME_NAMES = {"openvino": "OpenVINO", "torch": "PyTorch"}
 MASK_ASSET = "cloudmask"
 THUMBNAIL_ASSET = "thumbnail"
 PROBABILITIES_ASSET = "probabilities"
@@ -174,13 +177,15 @@ def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
 
 def model_asset(spec: ModelSpec, href: str, size: int, checksum: str) -> dict[str, Any]:
     """The mlm model asset: the ONNX file whose weights made the mask (copied from the ukis-csmask wheel
-    into the catalog, see StaticCatalog.put_model), run as a native PyTorch module."""
+    into the catalog, see StaticCatalog.put_model): OpenVINO runs this graph, torch a native module filled
+    from its weights."""
     return {
         "href": href,
         "type": "application/octet-stream; application=onnx",
         "title": f"{spec.name} weights (ONNX, from the ukis-csmask 1.0.0 wheel)",
         "description": "The pretrained weights that made this mask, as shipped in ukis-csmask 1.0.0 "
-        f"(ukis_csmask/{spec.name}.onnx); stac-clouds2mask runs them as a native PyTorch module.",
+        f"(ukis_csmask/{spec.name}.onnx); stac-clouds2mask runs this graph with OpenVINO on a CPU and its "
+        "weights as a native PyTorch module on CUDA (clouds2mask:execution says which ran).",
         "roles": ["mlm:model"],
         "mlm:artifact_type": "onnx",
         "file:size": size,
@@ -189,9 +194,29 @@ def model_asset(spec: ModelSpec, href: str, size: int, checksum: str) -> dict[st
     }
 
 
+def _ran(execution: dict[str, Any]) -> str:
+    """'run by OpenVINO 2026.4.1 on the CPU (AMD EPYC) in bf16 with 2 threads' ('' when not recorded)."""
+    if not execution:
+        return ""
+    runtime = RUNTIME_NAMES.get(str(execution.get("runtime")), execution.get("runtime"))
+    how = [str(execution.get("precision"))]
+    if execution.get("layout") in ("channels_last", "contiguous"):
+        how.append(f"{execution['layout']} layout")
+    if execution.get("threads"):
+        how.append(f"{execution['threads']} threads")
+    where = "the CPU" if execution.get("device") == "cpu" else str(execution.get("device")).upper()
+    return (
+        f", run by {runtime} {execution.get('runtime_version')} on {where} ({execution.get('device_name')}) "
+        f"in {', '.join(how)}"
+    )
+
+
 def lineage(result: MaskResult, spec: ModelSpec) -> str:
-    s = result.settings
-    overlap = s.get("overlap")
+    """How the mask was made, in words: the model, the input, the patch plan and runtime that ran."""
+    s, e = result.settings, result.execution
+    size = e.get("patch_size", s.get("patch_size"))
+    size_text = f"{size[0]} x {size[1]}" if isinstance(size, list) else str(size)
+    overlap = e.get("overlap", s.get("overlap"))
     overlap_text = (
         f" with {overlap} px overlap"
         if isinstance(overlap, int)
@@ -199,9 +224,9 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
     )
     return (
         f"Cloud and cloud-shadow classes of source item {result.scene.item.id} predicted by the pretrained "
-        f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder, run natively in PyTorch) on "
+        f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder){_ran(e)}, on "
         f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
-        f"in {s.get('patch_size')} px patches{overlap_text}, blended probabilities, argmax; "
+        f"in {size_text} px patches{overlap_text}, blended probabilities, argmax; "
         f"all-nodata patches skipped; nodata (255) where any input band is nodata."
         + "".join(
             f" Band {band} read from {other}, standing in for it (absent from the source)."
@@ -218,25 +243,32 @@ def portable_href(href: str | None) -> str | None:
 
 def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]:
     """How to reproduce the mask (mlm best practice: the call that applied the model), as a call of the
-    package's public Python API on the source item (patch size and overlap are the package defaults
-    recorded in clouds2mask:settings). SOURCE stands for a source that has no portable URL."""
+    package's public Python API on the source item, with the precision and runtime where they were asked
+    for (patch size and overlap are the package defaults recorded in clouds2mask:settings; the plan that
+    ran is in clouds2mask:execution). SOURCE stands for a source that has no portable URL."""
     s = result.settings
     src = result.scene.item
     where = portable_href(source_href(src))
     first = repr(where) if where else "SOURCE"
+    asked = "".join(f", {k}={s[k]!r}" for k in ("precision", "runtime") if s.get(k, "auto") != "auto")
     return {
         "format": "python",
         "expression": (
             f"stac_clouds2mask.run({first}, "
             f"stac_clouds2mask.RunConfig(output=OUTPUT, model={spec.name!r}, "
-            f"resolution={s.get('resolution', result.scene.resolution)!r}), "
+            f"resolution={s.get('resolution', result.scene.resolution)!r}{asked}), "
             f"stac_clouds2mask.SearchFilters(ids=({src.id!r},)))"
         ),
     }
 
 
-def software() -> dict[str, str]:
-    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", "torch": torch.__version__.split("+")[0]}
+def software(execution: dict[str, Any] | None = None) -> dict[str, str]:
+    """The software that made a mask: this package, the weights and the runtime that ran the network
+    (without ``execution``: torch, the runtime every install has)."""
+    runtime = {"torch": torch.__version__.split("+")[0]}
+    if execution:
+        runtime = {str(execution["runtime"]): str(execution["runtime_version"])}
+    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", **runtime}
 
 
 class WrittenFile(NamedTuple):
@@ -291,8 +323,9 @@ def build_mask_item(
             "clouds2mask:clear_percentage": stats["clear"],
             "clouds2mask:valid_percentage": stats["valid"],
             **provenance(src, result.settings),
+            **({EXECUTION: dict(result.execution)} if result.execution else {}),
             "clouds2mask:source_collection": src.collection_id,
-            "processing:software": software(),
+            "processing:software": software(result.execution),
             "processing:lineage": lineage(result, spec),
             "processing:level": "L4",
             "processing:expression": processing_expression(result, spec),
