@@ -7,6 +7,8 @@ out over the overlap, is summed into a device-resident stripe accumulator. Rows 
 can reach are argmaxed on the device and only the uint8 classes (and, if asked, uint8 probabilities)
 come back to the host. Host memory beyond the input and the outputs is one stripe; on CUDA the
 stripe goes through pinned memory and the next stripe's copy overlaps the current row's compute.
+The network is a runtimes.Network (OpenVINO on a CPU, torch on CUDA and as fallback): the patch plan,
+cutting, blending, nodata handling and argmax around it are this same code whichever runs it.
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ def predict(
     fewest pixels for this scene, see plan.fitted_plan) and ``overlap`` (at most half the patch).
     ``runtime`` (auto, openvino, torch; see runtimes.py) and ``precision`` (auto, fp32, bf16, fp16)
     choose how the network runs; ``model`` (a Network from runtimes.open_network, or a torch module) and
-    ``mode`` (for a torch module) override that choice. The Prediction records what ran.
+    ``mode`` (for a torch module) override that choice. The Prediction records what ran. On a CPU this
+    sets torch's thread count for the process (Network.torch_threads: 1 beside OpenVINO).
     """
     _check(reflectance, valid, spec, patch_size or DEFAULT_PATCH_SIZE, overlap, scale, offset)
     valid = valid.astype(bool, copy=False)
@@ -202,6 +205,8 @@ def predict(
             raise ValueError(f"precision {precision!r} asked of a network that runs in {net.execution.precision}")
     else:
         net = open_network(spec, dev, runtime, precision, module=model, mode=mode)
+    if net.torch_threads is not None and torch.get_num_threads() != net.torch_threads:
+        torch.set_num_threads(net.torch_threads)
     plan = plan_patches(valid, patch_size, overlap) if patch_size else fitted_plan(valid, overlap)
     bs = batch_size or net.batch_size(plan.patch_h, plan.patch_w)
     with torch.inference_mode():
@@ -288,7 +293,7 @@ def _run(
         ya, yb = max(y0, 0), min(y0 + ph, h)
         for i in range(0, len(xs), bs):
             group = xs[i : i + bs]
-            logits = net(torch.stack([x[:, :, x0 - left : x0 - left + pw] for x0 in group]))
+            logits = net(torch.stack([x[:, :, x0 - left : x0 - left + pw] for x0 in group]), bs)
             probs = torch.softmax(logits, dim=1) * weight
             for p, x0 in zip(probs, group):
                 xa, xb = max(x0, 0), min(x0 + pw, w)

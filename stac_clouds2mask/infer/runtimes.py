@@ -15,18 +15,20 @@ cpu.cpu_threads' threads.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..choices import check_runtime
 from ..model import ModelSpec, load_model
 from .cpu import cpu_channels_last, cpu_name, cpu_precision, cpu_threads
-from .device import ExecMode, cuda_batch, cuda_mode
+from .device import ExecMode, compile_model, cuda_batch, cuda_mode
 
-OPENVINO_BATCH = 1  # patches per OpenVINO call on a CPU (benchmarks/cpu_runtime.py: larger batches gain nothing)
+OPENVINO_MAX_STREAMS = 8  # patches in flight at once, ~180 MB of activations each at 640 px
 TORCH_CPU_BATCH = 1  # measured: batches add memory and oneDNN set-up for a second shape, not speed
 
 
@@ -35,7 +37,8 @@ class Execution:
     """How the network ran: recorded in each mask item (``clouds2mask:execution``) beside the patch plan.
 
     layout: the memory layout of the activations: ``channels_last`` or ``contiguous`` (torch), or
-    ``openvino`` (the CPU plugin picks blocked layouts per layer itself); threads: None on CUDA.
+    ``openvino`` (the CPU plugin picks blocked layouts per layer itself); threads: the compute threads
+    (None on CUDA); streams: patches run at once, each on threads / streams of them (OpenVINO; torch 1).
     """
 
     runtime: str
@@ -46,11 +49,13 @@ class Execution:
     layout: str
     threads: int | None
     batch_size: int
+    streams: int = 1
     compiled: bool = False
 
     def describe(self) -> str:
         parts = [f"{self.runtime} {self.runtime_version} {self.device}", self.precision, self.layout]
-        parts += [f"{self.threads} threads"] * bool(self.threads) + ["compiled"] * self.compiled
+        parts += [f"{self.threads} threads"] * bool(self.threads) + [f"{self.streams} streams"] * (self.streams > 1)
+        parts += ["compiled"] * self.compiled
         return ", ".join(parts)
 
     def record(self) -> dict[str, Any]:
@@ -58,11 +63,19 @@ class Execution:
 
 
 class Network:
-    """The network of one model on one device: logits (N, 3, H, W) float32 of a standardised batch (N, C, H, W)."""
+    """The network of one model on one device: logits (N, 3, H, W) float32 of a standardised batch (N, C, H, W).
+
+    torch_threads: torch's own threads while this network runs (torch cuts, blends and argmaxes around
+    every network call): all of them when torch runs the network, one beside OpenVINO, whose threads
+    already take every core (two pools of a thread per core each oversubscribe the cores: measured 1.6x
+    slower on a busy machine, benchmarks/cpu_runtime.py).
+    """
 
     execution: Execution
+    torch_threads: int | None = None
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Logits of ``batch``, one of a run's calls of at most ``batch_size`` patches."""
         raise NotImplementedError
 
     def batch_size(self, patch_h: int, patch_w: int) -> int:
@@ -89,39 +102,54 @@ class TorchNetwork(Network):
             batch_size=TORCH_CPU_BATCH,
             compiled=self.compiled,
         )
-        self._fixed_batch: int | None = None
+        self.torch_threads = threads
 
     def batch_size(self, patch_h: int, patch_w: int) -> int:
         return cuda_batch(self.device, patch_h, patch_w) if self.device.type == "cuda" else TORCH_CPU_BATCH
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         n = batch.shape[0]
-        if self.compiled:  # one input shape: another would compile again (minutes on a CPU)
-            self._fixed_batch = self._fixed_batch or n
-            if n < self._fixed_batch:
-                batch = torch.cat([batch, batch.new_zeros((self._fixed_batch - n, *batch.shape[1:]))])
+        if self.compiled and batch_size and n < batch_size:  # one input shape: another would compile again
+            batch = torch.cat([batch, batch.new_zeros((batch_size - n, *batch.shape[1:]))])
         with self.mode.autocast(self.device):
             logits = self.module(batch.contiguous(memory_format=self.layout))
         return logits[:n].float()
 
 
+def openvino_graph(spec: ModelSpec) -> Any:
+    """The model's ONNX graph as an OpenVINO model with a dynamic batch and patch size (same weights)."""
+    import openvino as ov
+
+    graph = ov.Core().read_model(str(spec.onnx_path))
+    graph.reshape({graph.inputs[0]: ov.PartialShape([-1, len(spec.bands), -1, -1])})
+    return graph
+
+
+def openvino_config(precision: str, threads: int) -> dict[str, Any]:
+    """How OpenVINO's CPU plugin runs the graph: several streams of few threads rather than one stream of
+    every thread, unpinned (benchmarks/cpu_runtime.py measures the alternatives). Streams run patches
+    independently, so a core that another process holds slows one patch, not every layer of each."""
+    return {
+        "INFERENCE_PRECISION_HINT": {"bf16": "bf16", "fp32": "f32"}[precision],
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": min(threads, OPENVINO_MAX_STREAMS),
+        "INFERENCE_NUM_THREADS": threads,
+        "ENABLE_CPU_PINNING": False,  # pinned threads cannot move off a core that another process holds
+    }
+
+
 class OpenVinoNetwork(Network):
-    """The model's ONNX graph compiled by OpenVINO for the CPU, with a dynamic batch and patch size."""
+    """The model's ONNX graph compiled by OpenVINO for the CPU, with a dynamic batch and patch size; each
+    call runs its patches as concurrent requests, one per stream."""
 
     def __init__(self, spec: ModelSpec, precision: str, threads: int) -> None:
         import openvino as ov
 
-        core = ov.Core()
-        graph = core.read_model(str(spec.onnx_path))
-        graph.reshape({graph.inputs[0]: ov.PartialShape([-1, len(spec.bands), -1, -1])})
-        config = {
-            "INFERENCE_PRECISION_HINT": {"bf16": "bf16", "fp32": "f32"}[precision],
-            "PERFORMANCE_HINT": "LATENCY",  # one stream: the patches of a scene run one call after another
-            "INFERENCE_NUM_THREADS": threads,
-            "ENABLE_CPU_PINNING": False,  # pinned threads cannot move off a core that another process holds
-        }
-        self.compiled = core.compile_model(graph, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self.compiled = ov.Core().compile_model(openvino_graph(spec), "CPU", openvino_config(precision, threads))
+        streams = int(self.compiled.get_property("NUM_STREAMS"))
+        self.queue = ov.AsyncInferQueue(self.compiled, streams)
+        self.lock = threading.Lock()  # networks are shared within a process (open_network); one call at a time
+        self.torch_threads = 1
         self.execution = Execution(
             runtime="openvino",
             runtime_version=ov.get_version().split("-")[0],
@@ -130,12 +158,23 @@ class OpenVinoNetwork(Network):
             precision=precision,
             layout="openvino",
             threads=int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
-            batch_size=OPENVINO_BATCH,
+            batch_size=streams,
+            streams=streams,
         )
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        out = self.request.infer([batch.detach().contiguous().numpy()])
-        return torch.from_numpy(out[0])
+    def __call__(self, batch: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        x = batch.detach().contiguous().numpy()
+        out: list[np.ndarray] = [np.empty(0)] * len(x)
+
+        def keep(request: Any, i: int) -> None:
+            out[i] = request.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next patch
+
+        with self.lock:
+            self.queue.set_callback(keep)
+            for i in range(len(x)):
+                self.queue.start_async([x[i : i + 1]], i)
+            self.queue.wait_all()
+        return torch.from_numpy(np.concatenate(out))
 
 
 def openvino_available() -> bool:
@@ -176,8 +215,6 @@ def open_network(
     stand-in) and ``mode`` run as given on torch; otherwise the pretrained weights are loaded, and the
     networks made so far in this process are reused (compiling costs seconds)."""
     threads = cpu_threads() if device.type == "cpu" else None
-    if threads is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)  # blending runs in torch on every runtime
     check_runtime(runtime)
     if module is not None or mode is not None:
         if runtime not in ("auto", "torch"):
@@ -196,7 +233,5 @@ def _cached(spec: ModelSpec, device: str, runtime: str, precision: str, threads:
     dev = torch.device(device)
     module = load_model(spec, dev, fold_bn=dev.type == "cpu")
     if compile:
-        from .device import compile_model
-
         module = compile_model(module, dev)
     return TorchNetwork(module, dev, torch_mode(dev, precision), threads)
