@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from full_scene import CROP_A, QUICK_ORIGIN, SIX, busy_load, machine, shared_dir, stop  # noqa: E402
+from full_scene import CROP_A, QUICK_ORIGIN, SIX, add_busy_options, busy_load, machine, shared_dir, stop  # noqa: E402
 
 PATCH = 640
 PATCHES = 4
@@ -169,8 +169,7 @@ def table(label: str, rates: dict[str, list[float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--busy", metavar="COMMAND", help="then measure again while this shell command runs")
-    parser.add_argument("--busy-warmup", type=float, default=20.0, help="seconds the load runs before measuring")
+    add_busy_options(parser)
     args = parser.parse_args()
 
     from stac_clouds2mask.infer.cpu import cpu_threads

@@ -373,6 +373,17 @@ def condition(label: str, a_runs: list[dict], b_runs: list[dict], size: int) -> 
     return total(median_run(a_runs)) / total(median_run(b_runs)) if a_runs else None
 
 
+def add_busy_options(parser: argparse.ArgumentParser) -> None:
+    """--busy COMMAND and --busy-warmup SECONDS, for the benchmarks that measure quiet, then busy."""
+    parser.add_argument(
+        "--busy",
+        metavar="COMMAND",
+        help="then measure again while this shell command loads the machine (e.g. the test suite: "
+        "'python -m pytest -q -p no:cacheprovider tests'); it is stopped afterwards",
+    )
+    parser.add_argument("--busy-warmup", type=float, default=20.0, help="seconds the load runs before measuring")
+
+
 def busy_load(command: str, warmup: float) -> subprocess.Popen:
     """Start the load command in its own process group and give it ``warmup`` seconds to get going."""
     load = subprocess.Popen(command, shell=True, start_new_session=True, stdout=subprocess.DEVNULL)
@@ -427,13 +438,7 @@ def main() -> None:
         "no agreement figures, and the ratio line reads n/a",
     )
     parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each engine; medians are reported")
-    parser.add_argument(
-        "--busy",
-        metavar="COMMAND",
-        help="then measure again while this shell command loads the machine (e.g. the test suite: "
-        "'python -m pytest -q -p no:cacheprovider tests'); it is stopped afterwards",
-    )
-    parser.add_argument("--busy-warmup", type=float, default=20.0, help="seconds the load runs before measuring")
+    add_busy_options(parser)
     parser.add_argument("--child", choices=("ukis", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--item", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -127,17 +127,21 @@ def test_openvino_runs_in_the_precision_and_threads_it_records():
 
 @pytest.mark.parametrize("limit", [["taskset", "-c", "0"], ["env", "OMP_NUM_THREADS=1"]], ids=["taskset", "omp"])
 def test_threads_follow_the_cores_the_process_was_given(limit):
-    """One core given (CPU affinity, or OMP_NUM_THREADS): one OpenVINO thread and one torch thread, never
-    the machine's core count."""
+    """One core given (CPU affinity, or OMP_NUM_THREADS): one OpenVINO thread, and the torch runtime runs
+    on one thread too (torch's pool set by the engine), never the machine's core count."""
     code = (
-        "import torch\n"
-        "from stac_clouds2mask.infer import open_network\n"
+        "import numpy as np, torch\n"
+        "from stac_clouds2mask.infer import open_network, predict\n"
         "from stac_clouds2mask.model import get_model_spec\n"
-        "net = open_network(get_model_spec('model_4b_l2a'), torch.device('cpu'), 'openvino')\n"
-        "print(net.execution.threads, net.compiled.get_property('INFERENCE_NUM_THREADS'), torch.get_num_threads())\n"
+        "spec = get_model_spec('model_4b_l2a')\n"
+        "ov = open_network(spec, torch.device('cpu'), 'openvino')\n"
+        "pt = open_network(spec, torch.device('cpu'), 'torch', 'fp32')\n"
+        "predict(np.full((4, 64, 64), 0.2, np.float32), np.ones((64, 64), bool), spec, pt, device='cpu')\n"
+        "print(ov.execution.threads, ov.compiled.get_property('INFERENCE_NUM_THREADS'), pt.execution.threads,\n"
+        "      torch.get_num_threads())\n"
     )
     done = subprocess.run([*limit, sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["1", "1", "1"], done.stderr
+    assert done.stdout.split() == ["1", "1", "1", "1"], done.stderr
 
 
 def test_cgroup_cpu_quota_caps_the_threads(tmp_path):
