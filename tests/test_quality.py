@@ -38,7 +38,7 @@ def runs() -> list[tuple[str, str]]:
 def test_label_iou_is_not_below_the_reference_runtime(runtime, precision):
     scores = label_iou.score_all(runtime=runtime, precision=precision)
     print(f"\n{scores[0].ran}\n{label_iou.table(scores)}")
-    assert all(s.ran.startswith(f"{runtime} ") and f", {precision}," in s.ran for s in scores), scores
+    assert all(s.ran.startswith(f"cpu, {precision},") and f", {runtime} " in s.ran for s in scores), scores
     assert [s.chip for s in scores] == ["F", "G", "B"]
     mean_ours = np.mean([s.cloud_ours for s in scores])
     mean_ref = np.mean([s.cloud_ref for s in scores])

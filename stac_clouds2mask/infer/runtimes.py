@@ -53,9 +53,10 @@ class Execution:
     compiled: bool = False
 
     def describe(self) -> str:
-        parts = [f"{self.runtime} {self.runtime_version} {self.device}", self.precision, self.layout]
-        parts += [f"{self.threads} threads"] * bool(self.threads) + [f"{self.streams} streams"] * (self.streams > 1)
-        parts += ["compiled"] * self.compiled
+        """'cpu, bf16, openvino 2026.4.1, 2 threads, 2 streams', 'cuda, fp16, channels_last, torch 2.13.0'."""
+        parts = [self.device, self.precision] + [self.layout] * (self.layout != self.runtime)
+        parts += [f"{self.runtime} {self.runtime_version}"] + [f"{self.threads} threads"] * bool(self.threads)
+        parts += [f"{self.streams} streams"] * (self.streams > 1) + ["compiled"] * self.compiled
         return ", ".join(parts)
 
     def record(self) -> dict[str, Any]:
