@@ -17,6 +17,7 @@ its `nodata` and `title` class fields (and pystac rewrites v1 to v2 on read anyw
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -264,10 +265,15 @@ def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]
 
 def software(execution: dict[str, Any] | None = None) -> dict[str, str]:
     """The software that made a mask: this package, the weights and the runtime that ran the network
-    (without ``execution``: torch, the runtime every install has)."""
-    runtime = {"torch": torch.__version__.split("+")[0]}
+    (without ``execution``, e.g. for a collection: the runtimes installed, either of which may run)."""
     if execution:
         runtime = {str(execution["runtime"]): str(execution["runtime_version"])}
+    else:
+        runtime = {"torch": torch.__version__.split("+")[0]}
+        try:
+            runtime["openvino"] = importlib.metadata.version("openvino")
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", **runtime}
 
 
