@@ -22,6 +22,13 @@ no quality measure; benchmarks/label_iou.py scores quality against labels.)
   python benchmarks/full_scene.py                  # full tile at 20 m
   python benchmarks/full_scene.py --resolution 10  # full tile at 10 m (ukis-csmask needs ~15 GB RAM)
   python benchmarks/full_scene.py --device cuda    # GPU for (b); (a) uses onnxruntime's providers
+  python benchmarks/full_scene.py --quick --repeat 3 --busy 'python -m pytest -q -p no:cacheprovider tests'
+                                                   # quiet and busy figures in one run (medians of 3)
+
+(b) runs in the engine's runtime (--runtime auto: OpenVINO on a CPU), printed on the "runtime:" line;
+its network is made once per process before the timed run, as a batch job does (the time is printed).
+With --busy, the same runs are repeated while a load command shares the cores, and
+ratio_vs_ukis_csmask_busy= is printed before the last line.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -196,41 +204,40 @@ def matmul_gflops(device: str, precision: str) -> float:
 
 
 def run_ours(
-    item_path: Path, out: Path, device: str, batch_size: int | None, compile_model: bool, precision: str = "auto"
+    item_path: Path,
+    out: Path,
+    device: str,
+    batch_size: int | None,
+    compile_model: bool,
+    precision: str = "auto",
+    runtime: str = "auto",
 ) -> dict:
     import pystac
     import torch
 
+    from stac_clouds2mask.infer import fitted_plan, open_network, predict, resolve_device
+    from stac_clouds2mask.model import choose_model
     from stac_clouds2mask.publish.cog import write_mask_cog
-    from stac_clouds2mask.infer import DEFAULT_PATCH_SIZE, fitted_plan, predict, resolve_device
-    from stac_clouds2mask.infer import compile_model as compile_model_
-    from stac_clouds2mask.infer.engine import exec_mode
-    from stac_clouds2mask.model import choose_model, load_model
     from stac_clouds2mask.read import read_scene
 
     dev = resolve_device(device)
     item = pystac.Item.from_file(str(item_path))
     spec = choose_model("L1C", SIX)
-    model = load_model(spec, dev, fold_bn=dev.type == "cpu")
-    mode = exec_mode(model, spec, dev, DEFAULT_PATCH_SIZE, precision)  # measured once per machine, cached
-    compile_s = 0.0
-    if compile_model:
-        t = time.perf_counter()
-        model = compile_model_(model, dev)
-        with torch.inference_mode():  # compile outside the timed run, as a batch job does once
-            predict(
-                np.ones((6, 256, 256), np.uint16),
-                np.ones((256, 256), bool),
-                spec,
-                model,
-                device=str(dev),
-                batch_size=batch_size,
-                scale=[1e-4] * 6,
-                offset=[0.0] * 6,
-                patch_size=256,
-                mode=mode,
-            )
-        compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    net = open_network(spec, dev, runtime, precision, compile=compile_model)  # once per process, as a batch does
+    if compile_model:  # torch.compile compiles on the first call: outside the timed run, as a batch job does once
+        predict(
+            np.ones((6, 256, 256), np.uint16),
+            np.ones((256, 256), bool),
+            spec,
+            net,
+            device=str(dev),
+            batch_size=batch_size,
+            scale=[1e-4] * 6,
+            offset=[0.0] * 6,
+            patch_size=256,
+        )
+    ready_s = time.perf_counter() - t
     resolution = item.properties["proj:transform"][0]
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -241,13 +248,12 @@ def run_ours(
         scene.dn,
         scene.valid,
         spec,
-        model,
+        net,
         device=str(dev),
         batch_size=batch_size,
         scale=scene.scale,
         offset=scene.offset,
         nodata=scene.nodata,
-        precision=precision,
     )
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -256,14 +262,7 @@ def run_ours(
     t3 = time.perf_counter()
     np.save(out, pred.classes)
     np.save(out.with_name("seams.npy"), fitted_plan(scene.valid).seam_band())
-    name = (
-        torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads"
-    )
-    name += f", {pred.mode}"
-    if compile_model:
-        name += f", torch.compile ({compile_s:.0f} s once, not in the time)"
+    name = f"{pred.mode}, network ready in {ready_s:.1f} s once per process, not in the time"
     return {
         "read": t1 - t0,
         "infer": t2 - t1,
@@ -272,11 +271,11 @@ def run_ours(
         "naive": pred.patches_run + pred.patches_skipped,
         "rss_mib": peak_rss_mib(),
         "device": name,
+        "runtime": pred.mode,
         "valid_fraction": float(scene.valid.mean()),
-        "compile_s": compile_s,
         "processed": pred.processed_pixels,
         "valid": int(scene.valid.sum()),
-        "gflops": matmul_gflops(str(dev), mode.precision),
+        "gflops": matmul_gflops(str(dev), pred.execution.precision),
     }
 
 
@@ -288,6 +287,7 @@ def child(
     batch_size: int | None,
     compile_model: bool = False,
     precision: str = "auto",
+    runtime: str = "auto",
 ) -> dict:
     cmd = [
         sys.executable,
@@ -302,6 +302,8 @@ def child(
         device,
         "--precision",
         precision,
+        "--runtime",
+        runtime,
     ]
     if compile_model:
         cmd.append("--compile")
@@ -333,11 +335,86 @@ def economy(b: dict) -> None:
     )
 
 
+def total(r: dict) -> float:
+    return r["read"] + r["infer"] + r["write"]
+
+
+def measure(item: Path, work: Path, args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """``--repeat`` interleaved runs of (b) then (a), each in a fresh child process."""
+    a_runs: list[dict] = []
+    b_runs: list[dict] = []
+    for _ in range(args.repeat):
+        b_runs.append(
+            child(
+                "ours", item, work / "b.npy", args.device, args.batch_size, args.compile, args.precision, args.runtime
+            )
+        )
+        if not args.skip_peer:
+            a_runs.append(child("ukis", item, work / "a.npy", args.device, args.batch_size))
+    return a_runs, b_runs
+
+
+def median_run(runs: list[dict]) -> dict:
+    return sorted(runs, key=total)[len(runs) // 2]
+
+
+def condition(label: str, a_runs: list[dict], b_runs: list[dict], size: int) -> float | None:
+    """Report one condition (the median run of each engine, the spread over runs); the ratio of the medians."""
+    spread = ", ".join(
+        f"{name} {min(map(total, runs)):.2f}-{max(map(total, runs)):.2f} s"
+        for name, runs in (("(a)", a_runs), ("(b)", b_runs))
+        if runs
+    )
+    print(f"--- {label}; load average {os.getloadavg()[0]:.1f}; median of {len(b_runs)} run(s); min-max {spread}")
+    if a_runs:
+        report("(a) ukis-csmask", median_run(a_runs), size)
+    report("(b) stac-clouds2mask", median_run(b_runs), size)
+    print(f"runtime: {b_runs[0]['runtime']}")
+    return total(median_run(a_runs)) / total(median_run(b_runs)) if a_runs else None
+
+
+def add_busy_options(parser: argparse.ArgumentParser) -> None:
+    """--busy COMMAND and --busy-warmup SECONDS, for the benchmarks that measure quiet, then busy."""
+    parser.add_argument(
+        "--busy",
+        metavar="COMMAND",
+        help="then measure again while this shell command loads the machine (e.g. the test suite: "
+        "'python -m pytest -q -p no:cacheprovider tests'); it is stopped afterwards",
+    )
+    parser.add_argument("--busy-warmup", type=float, default=20.0, help="seconds the load runs before measuring")
+
+
+def busy_load(command: str, warmup: float) -> subprocess.Popen:
+    """Start the load command in its own process group and give it ``warmup`` seconds to get going."""
+    load = subprocess.Popen(command, shell=True, start_new_session=True, stdout=subprocess.DEVNULL)
+    time.sleep(warmup)
+    return load
+
+
+def stop(load: subprocess.Popen) -> bool:
+    """Stop the load's process group; whether it was still running (else it ended during the measurement)."""
+    running = load.poll() is None
+    if running:
+        os.killpg(load.pid, signal.SIGTERM)
+        try:
+            load.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(load.pid, signal.SIGKILL)
+            load.wait()
+    return running
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2048 x 2048 window of the 20 m scene")
     parser.add_argument("--resolution", type=int, choices=(10, 20), default=20)
     parser.add_argument("--device", default="cpu", help="device for this project's engine: cpu, cuda or auto")
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "openvino", "torch"),
+        help="this project's runtime (auto: OpenVINO on a CPU, torch on CUDA)",
+    )
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile this project's model (compile time reported, not timed)"
@@ -346,7 +423,7 @@ def main() -> None:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16", "fp16"),
-        help="this project's engine precision (auto: measured once per machine)",
+        help="this project's engine precision (auto: bf16 where the CPU has native bfloat16, else fp32; CUDA fp16)",
     )
     parser.add_argument(
         "--valid-window",
@@ -360,6 +437,8 @@ def main() -> None:
         help="run only this project's engine (e.g. the 10 m tile, where ukis-csmask needs ~15 GB); "
         "no agreement figures, and the ratio line reads n/a",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of each engine; medians are reported")
+    add_busy_options(parser)
     parser.add_argument("--child", choices=("ukis", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--item", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -369,7 +448,7 @@ def main() -> None:
         result = (
             run_ukis(args.item, args.out)
             if args.child == "ukis"
-            else run_ours(args.item, args.out, args.device, args.batch_size, args.compile, args.precision)
+            else run_ours(args.item, args.out, args.device, args.batch_size, args.compile, args.precision, args.runtime)
         )
         print(json.dumps(result))
         return
@@ -379,11 +458,11 @@ def main() -> None:
             "the peer (ukis-csmask) needs onnxruntime: run the README's test set-up command first "
             "(pip install -e '.[test]'), or pass --skip-peer"
         )
+    if args.valid_window and not args.quick:
+        raise SystemExit("--valid-window goes with --quick")
     resolution = 20 if args.quick else args.resolution
     with tempfile.TemporaryDirectory(prefix="clouds2mask-bench-") as tmp:
         work = Path(tmp)
-        if args.valid_window and not args.quick:
-            raise SystemExit("--valid-window goes with --quick")
         item = build_scene(work, resolution, args.quick, args.valid_window)
         size = QUICK if args.quick else int(round(TILE_SIZE_M / resolution))
         window = (", 2048 x 2048 window" + (" inside the swath" if args.valid_window else "")) if args.quick else ""
@@ -393,30 +472,39 @@ def main() -> None:
             "from local disk as tiled GeoTIFFs (real clouds and nodata wedge, blocky at this scale)"
         )
         print(f"machine: {machine()}")
-        b = child("ours", item, work / "b.npy", args.device, args.batch_size, args.compile, args.precision)
-        if args.skip_peer:
-            report("(b) stac-clouds2mask", b, size)
-            economy(b)
-            print("ratio_vs_ukis_csmask=n/a")
-            return
-        a = child("ukis", item, work / "a.npy", args.device, args.batch_size)
-        ca, cb = np.load(work / "a.npy"), np.load(work / "b.npy")
-        band = np.load(work / "seams.npy")
-    valid = cb != 255
-    agree = float((ca[valid] == cb[valid]).mean())
-    dis = ca != cb
-    near, far = float(dis[valid & band].mean()), float(dis[valid & ~band].mean())
-    report("(a) ukis-csmask", a, size)
-    report("(b) stac-clouds2mask", b, size)
-    economy(b)
-    print(f"valid pixels: {b['valid_fraction']:.1%}; agreement of (b) with (a) on valid pixels: {agree:.4%}")
-    print(
-        f"class disagreement in the 16-px band around patch borders: {near:.4%}; elsewhere: {far:.4%}; "
-        f"ratio {near / far if far else float('inf'):.2f}"
-    )
-    ta = a["read"] + a["infer"] + a["write"]
-    tb = b["read"] + b["infer"] + b["write"]
-    print(f"ratio_vs_ukis_csmask={ta / tb:.3f}")
+        a_runs, b_runs = measure(item, work, args)
+        if not args.skip_peer:
+            ca, cb = np.load(work / "a.npy"), np.load(work / "b.npy")
+            band = np.load(work / "seams.npy")
+        busy: tuple[list[dict], list[dict], bool] | None = None
+        if args.busy:
+            load = busy_load(args.busy, args.busy_warmup)
+            try:
+                busy_a, busy_b = measure(item, work, args)
+            finally:
+                lasted = stop(load)
+            busy = (busy_a, busy_b, lasted)
+    ratio = condition("without added load", a_runs, b_runs, size)
+    economy(median_run(b_runs))
+    if ratio is not None:
+        valid = cb != 255
+        agree = float((ca[valid] == cb[valid]).mean())
+        dis = ca != cb
+        near, far = float(dis[valid & band].mean()), float(dis[valid & ~band].mean())
+        print(
+            f"valid pixels: {b_runs[0]['valid_fraction']:.1%}; agreement of (b) with (a) on valid pixels: {agree:.4%}"
+        )
+        print(
+            f"class disagreement in the 16-px band around patch borders: {near:.4%}; elsewhere: {far:.4%}; "
+            f"ratio {near / far if far else float('inf'):.2f}"
+        )
+    if busy is not None:
+        busy_a, busy_b, lasted = busy
+        busy_ratio = condition(f"while {args.busy!r} runs", busy_a, busy_b, size)
+        if not lasted:
+            print("(the load command ended before the measurement did: part of it ran without the load)")
+        print("ratio_vs_ukis_csmask_busy=" + (f"{busy_ratio:.3f}" if busy_ratio is not None else "n/a"))
+    print("ratio_vs_ukis_csmask=" + (f"{ratio:.3f}" if ratio is not None else "n/a"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ The model is not shift-invariant, so agreement is reported, never chased: the la
 
   python benchmarks/label_iou.py                       # the defaults of the engine
   python benchmarks/label_iou.py --precision fp32      # or bf16, a patch size, an overlap
+  python benchmarks/label_iou.py --runtime torch       # or openvino (auto: OpenVINO on a CPU)
 
 The last line reads ``mean_cloud_iou_delta=<ours - reference>``. tests/test_quality.py applies the
 guard of the issue tracker to the same figures (imports this module).
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,7 @@ class Score:
     shadow_ours: float | None
     shadow_ref: float | None
     agreement: float
+    ran: str = ""  # how the engine ran (Prediction.mode: runtime, precision, layout, threads)
 
 
 def shared_data() -> Path:
@@ -85,6 +88,13 @@ def reference_classes(x: np.ndarray, chip: Chip) -> np.ndarray:
     return CSmask(img, band_order=list(chip.bands), product_level=chip.level.lower()).csm[..., 0]
 
 
+@lru_cache(maxsize=None)
+def _reference(chip: Chip) -> np.ndarray:
+    """The reference classes of a chip, computed once per process (every runtime and precision is scored
+    against the same ones)."""
+    return reference_classes(chip_data(chip)[0], chip)
+
+
 def score(chip: Chip, ours: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Score:
     valid = ours != 255
     shadow = chip.shadow_label is not None
@@ -105,8 +115,8 @@ def score_all(**predict_options: object) -> list[Score]:
     scores = []
     for chip in CHIPS:
         x, labels = chip_data(chip)
-        ours = mask_array(x, chip.bands, level=chip.level, device="cpu", **predict_options).classes
-        scores.append(score(chip, ours, reference_classes(x, chip), labels))
+        pred = mask_array(x, chip.bands, level=chip.level, device="cpu", **predict_options)
+        scores.append(replace(score(chip, pred.classes, _reference(chip), labels), ran=pred.mode))
     return scores
 
 
@@ -133,15 +143,17 @@ def table(scores: list[Score]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--runtime", default="auto", choices=("auto", "openvino", "torch"))
     parser.add_argument("--patch-size", type=int, default=None)
     parser.add_argument("--overlap", type=int, default=None)
     args = parser.parse_args()
-    options: dict[str, object] = {"precision": args.precision}
+    options: dict[str, object] = {"precision": args.precision, "runtime": args.runtime}
     if args.patch_size:
         options["patch_size"] = args.patch_size
     if args.overlap is not None:
         options["overlap"] = args.overlap
     scores = score_all(**options)
+    print(f"engine: {scores[0].ran}")
     print(table(scores))
     delta = np.mean([s.cloud_ours for s in scores]) - np.mean([s.cloud_ref for s in scores])
     print(f"mean_cloud_iou_delta={delta:+.4f}")

@@ -10,7 +10,7 @@ For each: patches and processed pixels / valid pixels of
   offset      skip, with every other patch row shifted by half a step (CloudS2Mask's "offset grid");
   fitted      this engine's planner (runs from the first valid pixel, last patch slid inward).
 Then the patch size: the network's cost per pixel at each size is timed on this machine (the engine's
-own CPU mode) and multiplied by the fitted layout's processed pixels, and the engine's own choice of
+own CPU runtime) and multiplied by the fitted layout's processed pixels, and the engine's own choice of
 size per tile is shown. The last line names the patch size with the lowest predicted time on the
 20 m tiles.
 
@@ -79,31 +79,25 @@ def grid_counts(valid: np.ndarray, patch: int, overlap: int) -> tuple[int, int, 
 
 
 def time_per_pixel(sizes: tuple[int, ...]) -> tuple[dict[int, float], str]:
-    """Seconds per processed pixel of the 6-band model at each patch size, in the engine's CPU mode."""
+    """Seconds per processed pixel of the 6-band model at each patch size, in the engine's own CPU runtime."""
     import torch
 
-    from stac_clouds2mask.infer.device import use_all_cores
-    from stac_clouds2mask.infer.engine import exec_mode
-    from stac_clouds2mask.model import choose_model, load_model
+    from stac_clouds2mask.infer import open_network
+    from stac_clouds2mask.model import choose_model
 
-    use_all_cores()
-    spec = choose_model("L1C", list(SIX))
-    model = load_model(spec, "cpu", fold_bn=True)
-    mode = exec_mode(model, spec, torch.device("cpu"), 512, "auto")
-    layout = torch.channels_last if mode.channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)
+    net = open_network(choose_model("L1C", list(SIX)), torch.device("cpu"))
     cost = {}
-    with torch.inference_mode(), mode.autocast(torch.device("cpu")):
+    with torch.inference_mode():
         for size in sizes:
-            x = torch.randn(1, 6, size, size).contiguous(memory_format=layout)
-            model(x)
+            x = torch.randn(net.execution.batch_size, 6, size, size)  # a patch per stream, as the engine calls it
+            net(x)
             best = float("inf")
             for _ in range(2):
                 t = time.perf_counter()
-                model(x)
+                net(x)
                 best = min(best, time.perf_counter() - t)
-            cost[size] = best / size**2
-    return cost, mode.describe()
+            cost[size] = best / (len(x) * size**2)
+    return cost, net.execution.describe()
 
 
 def main() -> None:

@@ -16,5 +16,5 @@ if [ ! -x "$cli" ]; then
     echo "entrypoint: $cli not found or not executable (CLOUDS2MASK_VENV=$venv)" >&2
     exit 127
 fi
-# torch uses every core it sees; a shared host can cap it with OMP_NUM_THREADS.
+# the engine takes a thread per core the container was given (cpuset, --cpus quota); OMP_NUM_THREADS caps it.
 exec "$cli" "$@"

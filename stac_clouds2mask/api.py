@@ -11,7 +11,7 @@ import numpy as np
 from .buffers import buffer_classes
 from .choices import check_buffer
 from .infer.plan import DEFAULT_OVERLAP
-from .model import choose_model, get_model_spec, load_model
+from .model import choose_model, get_model_spec
 from .model.registry import missing_bands
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def mask_array(
     cloud_buffer: float = 0,
     shadow_buffer: float = 0,
     pixel_size: float | None = None,
+    runtime: str = "auto",
 ) -> Prediction:
     """Classes (0 clear, 1 cloud, 2 shadow, 255 nodata) of a (bands, H, W) reflectance array.
 
@@ -42,6 +43,8 @@ def mask_array(
     Digital numbers passed as reflectance (a median above 1.5) are refused: they would read as cloud.
     `cloud_buffer` and `shadow_buffer` (metres; `pixel_size`, the array's pixel size in metres, is then
     needed) grow the classes as in a run (buffers.py); the probabilities stay unbuffered.
+    `runtime` (auto: OpenVINO on a CPU, torch on CUDA) and `precision` say how the network runs; the
+    Prediction records what ran (`Prediction.record()`). Networks are kept for the next call.
     """
     for option, metres in (("cloud_buffer", cloud_buffer), ("shadow_buffer", shadow_buffer)):
         check_buffer(option, metres)
@@ -66,15 +69,14 @@ def mask_array(
             "numbers, not reflectance in 0-1 (divide by the quantification value, e.g. 10000, and "
             "remove the processing-baseline offset)"
         )
-    from .infer import predict, resolve_device
+    from .infer import predict
 
-    dev = resolve_device(device)
     prediction = predict(
         data,
         mask,
         spec,
-        load_model(spec, dev, fold_bn=dev.type == "cpu"),
-        device=str(dev),
+        device=device,
+        runtime=runtime,
         with_probabilities=with_probabilities,
         patch_size=patch_size,
         overlap=overlap,

@@ -1,5 +1,6 @@
-"""The values a user chooses for a run (resolution, precision, device, batch size, patches, buffers) and their
-checks, kept free of torch and rasterio so the command line refuses a bad value at once, before the engine loads."""
+"""The values a user chooses for a run (resolution, precision, runtime, device, batch size, patches, buffers) and
+their checks, kept free of torch and rasterio so the command line refuses a bad value at once, before the engine
+loads."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .errors import OptionError
 RESOLUTIONS = (10, 20, 30, 60)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_API_RETRIES = 20  # each request is bounded as a whole by STAC_CLOUDS2MASK_API_SECONDS anyway
+RUNTIMES = ("auto", "openvino", "torch")  # infer/runtimes.py
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 PATCH_SIZE_RANGE = (64, 2048)  # px; a 2048 px patch holds ~5 GB of activations in half precision (device.py)
 MAX_BUFFER = 2000  # metres: the buffers' cost grows with their radius in pixels
@@ -24,6 +26,11 @@ def check_resolution(resolution: float) -> None:
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise OptionError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise OptionError("runtime", f"must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
 
 
 def check_device(device: str) -> None:

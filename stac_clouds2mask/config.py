@@ -23,6 +23,7 @@ from .choices import (
     check_patch_size,
     check_precision,
     check_resolution,
+    check_runtime,
 )
 from .infer.plan import DEFAULT_OVERLAP
 from .limits import Limits
@@ -50,6 +51,7 @@ class RunConfig:
     api_retries: int = 5
     compile: bool = False
     precision: str = "auto"
+    runtime: str = "auto"
     probabilities: bool = False
     patch_size: int | None = None  # None: the size fitted per scene (infer.plan.fitted_plan)
     overlap: int = DEFAULT_OVERLAP
@@ -83,6 +85,7 @@ class RunConfig:
         check_batch_size(self.batch_size)
         check_api_retries(self.api_retries)
         check_precision(self.precision)
+        check_runtime(self.runtime)
         try:
             check_device(self.device)  # its name; whether the device is there is asked when a Runner starts
         except ValueError as exc:
@@ -139,17 +142,20 @@ def select_model(item: pystac.Item, requested: str) -> ModelSpec:
 
 
 def settings_for(spec: ModelSpec, config: RunConfig) -> dict[str, Any]:
-    """What decides the mask's content; recorded in the item so reruns can tell same from different.
-    A clipped run adds the AOI's identity and the context margin: masks of another AOI are other items."""
+    """What the run asks for, recorded in the item so reruns can tell same from different (the rule:
+    publish/versions.py). Requests, not outcomes: "auto" stays "auto" (patch_size "auto" is the plan
+    fitted per scene); what ran is recorded beside them (MaskResult.execution). A clipped run adds the
+    AOI's identity and the context margin: masks of another AOI are other items."""
     settings: dict[str, Any] = {
         "model": spec.name,
         "model_version": spec.version,
         "resolution": config.resolution,
-        "patch_size": config.patch_size,  # None: fitted per scene
+        "patch_size": "auto" if config.patch_size is None else config.patch_size,
         "overlap": config.overlap,
         "cloud_buffer": config.cloud_buffer,
         "shadow_buffer": config.shadow_buffer,
         "precision": config.precision,
+        "runtime": config.runtime,
         "probabilities": config.probabilities,
         "software": __version__,
     }

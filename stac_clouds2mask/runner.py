@@ -36,9 +36,10 @@ from .errors import (
     OptionError,
     PublishError,
 )
-from .model import ModelSpec, load_model
+from .model import ModelSpec
 from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog, overlay_preview, statistics
+from .publish.items import EXECUTION
 from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
 from .scene import MaskResult, Scene
@@ -58,7 +59,7 @@ from .trust import unsafe_segment
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    import torch
+    from .infer import Network
 
 REPORT_TEMPORARY_SECONDS = 600  # a run report's temporary older than this is a killed run's (writes take ms)
 
@@ -74,13 +75,14 @@ class Runner:
     def __init__(self, config: RunConfig, progress: Progress | None = None):
         self.config = config
         self.progress = progress or Progress()
-        from .infer import resolve_device
+        from .infer import choose_runtime, resolve_device
 
         try:
             self.device = resolve_device(config.device)
-        except ValueError as exc:  # the device named is not there (no CUDA, no MPS)
+            choose_runtime(config.runtime, self.device)  # a runtime that cannot run here stops the run at once
+        except ValueError as exc:  # the device named is not there (no CUDA, no MPS), nor the runtime asked for
             raise ConfigurationError(str(exc)) from exc
-        self.models: dict[str, torch.nn.Module] = {}
+        self.models: dict[str, Network] = {}
         api = (
             StacApi(
                 config.publish_api,
@@ -140,12 +142,13 @@ class Runner:
         stop = self._stop_at
         return stop is not None and work.index > stop
 
-    def model(self, spec: ModelSpec) -> torch.nn.Module:
-        from .infer import compile_model
+    def model(self, spec: ModelSpec) -> Network:
+        """The network of ``spec`` in the configured runtime and precision, made once per run."""
+        from .infer import open_network
 
         if spec.name not in self.models:
-            model = load_model(spec, self.device, fold_bn=self.device.type == "cpu")
-            self.models[spec.name] = compile_model(model, self.device) if self.config.compile else model
+            c = self.config
+            self.models[spec.name] = open_network(spec, self.device, c.runtime, c.precision, compile=c.compile)
         return self.models[spec.name]
 
     def _stage(self, work: _Work, stage: str, step: Callable[[], None]) -> None:
@@ -266,7 +269,6 @@ class Runner:
                 offset=scene.offset,
                 nodata=scene.nodata,
                 with_probabilities=self.config.probabilities,
-                precision=self.config.precision,
                 patch_size=self.config.patch_size,
                 overlap=self.config.overlap,
             )
@@ -283,6 +285,7 @@ class Runner:
                 model_name=work.spec.name,
                 settings=work.settings,
                 probabilities=None if pred.probabilities is None else scene.crop(pred.probabilities, NODATA),
+                execution=pred.record(),
             )
 
         self._stage(work, "infer", step)
@@ -435,6 +438,7 @@ class Runner:
             "cloud_buffer": c.cloud_buffer,
             "shadow_buffer": c.shadow_buffer,
             "model_href": redact(c.model_href),
+            "runtime": c.runtime,
             "fail_fast": c.fail_fast,
             "aoi": None if c.clip is None else {"id": c.aoi_id, "bbox": list(geometry_from_geojson(c.clip).bounds)},
             "storage": {
@@ -487,6 +491,7 @@ class Runner:
                     "mask_item_id": o.mask_item_id,
                     "datetime": o.acquired,
                     "statistics": o.statistics,
+                    "execution": o.item.properties.get(EXECUTION) if o.item is not None else None,
                 }
                 for o in report.outcomes
             ],

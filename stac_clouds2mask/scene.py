@@ -103,6 +103,8 @@ class MaskResult:
 
     classes: uint8 (H, W): 0 clear, 1 cloud, 2 cloud shadow, 255 nodata.
     probabilities: optional uint8 (3, H, W), softmax x 254 per class, 255 nodata.
+    settings: what the run asked for (compared by reruns); execution: what ran (infer.Prediction.record:
+    runtime, precision, layout, threads, device, patch plan), recorded beside them.
     """
 
     scene: Scene
@@ -110,3 +112,4 @@ class MaskResult:
     model_name: str
     probabilities: np.ndarray | None = None
     settings: dict[str, object] = field(default_factory=dict)
+    execution: dict[str, object] = field(default_factory=dict)

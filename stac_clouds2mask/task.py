@@ -67,6 +67,7 @@ PARAMETERS: dict[str, tuple[tuple[type, ...], bool]] = {
     "api_retries": ((int,), False),
     "compile": ((bool,), False),
     "precision": ((str,), False),
+    "runtime": ((str,), False),
     "probabilities": ((bool,), False),
     "patch_size": ((int,), True),
     "overlap": ((int,), False),
@@ -443,7 +444,7 @@ class Clouds2MaskTask(Task):
     (left empty and removed by ``cleanup_workdir``)."""
 
     name = TASK_NAME
-    description = "Cloud and cloud-shadow masks of Sentinel-2 items (pretrained ukis-csmask UNets in PyTorch)"
+    description = "Cloud and cloud-shadow masks of Sentinel-2 items (pretrained ukis-csmask UNets)"
     version = __version__
 
     def __init__(

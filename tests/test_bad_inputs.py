@@ -162,6 +162,7 @@ INVOCATIONS = [
     ("shadow-buffer-nan", "catalog", ["--shadow-buffer", "nan"], 2, "--shadow-buffer must be between 0 and 2000 m"),
     ("model-href-empty", "catalog", ["--model-href", " "], 2, "--model-href must not be empty"),
     ("unknown-precision", "catalog", ["--precision", "int8"], 2, "--precision must be one of auto, fp32, bf16, fp16"),
+    ("unknown-runtime", "catalog", ["--runtime", "onnx"], 2, "--runtime must be one of auto, openvino, torch"),
     (
         "api-header-no-colon",
         "catalog",

@@ -72,7 +72,7 @@ def test_cli_modules_use_only_the_public_api_and_import_one_way():
 
 @pytest.mark.parametrize(
     "bad",
-    [["--batch-size", "0"], ["--device", "gpu"], ["--resolution", "15"], ["--precision", "fp8"]],
+    [["--batch-size", "0"], ["--device", "gpu"], ["--resolution", "15"], ["--precision", "fp8"], ["--runtime", "onnx"]],
 )
 def test_argument_errors_answer_before_the_engine_loads(bad, tmp_path):
     """A bad value exits 2 with the reason while the command line is parsed: torch and co. never load."""

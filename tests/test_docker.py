@@ -273,12 +273,15 @@ def test_cpu_image_masks_a_read_only_catalog_offline_as_non_root(cpu_image, samp
         "--output",
         "/masks",
         volumes={sample_data_dir: "/data:ro", masks: "/masks"},
+        extra=("--cpus", "1"),  # a CPU quota (cgroup): the engine must not start a thread per host core
     )
     assert result.returncode == 0, result.stdout + result.stderr
     tif = masks / "sentinel-2-l1c-samples-cloudmask" / f"{D}_cloudmask" / f"{D}_cloudmask.tif"
     assert tif.is_file() and tif.stat().st_uid == 10001  # written by the image's user, not root
     item = json.loads(tif.with_suffix(".json").read_text())
     assert item["properties"]["clouds2mask:source_item"] == D
+    ran = item["properties"]["clouds2mask:execution"]  # the image has the fast CPU path, within its quota
+    assert ran["runtime"] == "openvino" and ran["threads"] == 1, ran
     # no network (--network none) and a read-only root file system: the weights were baked in at build time
     assert "weight cache" not in result.stdout + result.stderr
     probe = containers.docker_run(

@@ -15,7 +15,7 @@ from conftest import unchanged_items
 from torch import nn
 
 from stac_clouds2mask.infer import ExecMode, plan_patches, predict
-from stac_clouds2mask.infer import device as device_module
+from stac_clouds2mask.infer import cpu as cpu_module
 from stac_clouds2mask.model import get_model_spec, load_model
 from stac_clouds2mask.read import declared_nodata, find_asset, scale_offset
 from stac_clouds2mask.search import SearchFilters, search
@@ -70,7 +70,7 @@ def scene(h: int = 70, w: int = 90) -> tuple[np.ndarray, np.ndarray]:
 
 def test_fp32_asked_runs_in_fp32(spec6, monkeypatch):
     """Even where the CPU would offer bfloat16, fp32 asked is fp32 run (the spy sees float32 outputs)."""
-    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(cpu_module, "cpu_has_native_bf16", lambda: True)
     spy = Spy(tiny_conv())
     pred = predict(*scene(), spec6, spy, device="cpu", precision="fp32")
     assert spy.dtypes and set(spy.dtypes) == {torch.float32}
@@ -80,7 +80,7 @@ def test_fp32_asked_runs_in_fp32(spec6, monkeypatch):
 def test_bf16_asked_runs_in_bf16_on_a_cpu_that_has_it(spec6, monkeypatch):
     """A CPU with native bfloat16 (its flag set here, the computation is torch's own either way): the network
     computes in bfloat16 for every batch, and the prediction says so."""
-    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(cpu_module, "cpu_has_native_bf16", lambda: True)
     spy = Spy(tiny_conv())
     pred = predict(*scene(), spec6, spy, device="cpu", precision="bf16")
     assert spy.dtypes and set(spy.dtypes) == {torch.bfloat16}
@@ -92,7 +92,7 @@ def test_bf16_asked_runs_in_bf16_on_a_cpu_that_has_it(spec6, monkeypatch):
 def test_a_precision_the_cpu_lacks_is_a_clear_error_not_a_silent_fp32_run(spec6, monkeypatch, precision):
     """fp16 on any CPU, bf16 on a CPU without native bfloat16: ValueError naming the precision and the CPU,
     and the network never runs."""
-    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(cpu_module, "cpu_has_native_bf16", lambda: False)
     spy = Spy(tiny_conv())
     with pytest.raises(ValueError, match=f"precision '{precision}' is not available on this CPU"):
         predict(*scene(), spec6, spy, device="cpu", precision=precision)

@@ -145,7 +145,7 @@ def test_item_and_collection_are_complete_and_valid(results, sources, tmp_path, 
     assert props["proj:transform"] == [10.0, 0.0, 741105.0, 0.0, -10.0, 305510.0]
     assert props["proj:bbox"] == [741105.0, 300390.0, 746225.0, 305510.0]
     # mlm and statistics
-    assert props["mlm:name"] == "model_4b_l2a" and props["mlm:framework"] == "pytorch"
+    assert props["mlm:name"] == "model_4b_l2a" and props["mlm:framework"] in ("OpenVINO", "PyTorch")
     model = d["assets"]["model"]
     assert model["roles"] == ["mlm:model"] and model["mlm:artifact_type"] == "onnx"
     weights = (tmp_path / L2A / d["id"] / model["href"]).resolve()

@@ -4,7 +4,7 @@ Every labelled chip of ../shared/data (F and G at native 10 m with cloud labels;
 and shadow labels) goes through this engine (the public array API, real pretrained weights) and
 through ukis-csmask's own onnxruntime runtime, on the same pixels. The engine may place its patches
 differently from the reference (the models are not shift-invariant, so any other grid changes ~2 %
-of classes) as long as, per precision it can run in:
+of classes) as long as, for every runtime (OpenVINO, torch) and precision it can run in on this CPU:
   - mean cloud IoU is at most 0.005 below the reference's, and no chip's more than 0.01 below;
   - shadow IoU on B at most 0.01 below the reference's;
   - agreement with the reference on valid pixels stays >= 97.5 %.
@@ -23,18 +23,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import label_iou  # noqa: E402
 
-from stac_clouds2mask.infer.device import candidate_modes  # noqa: E402
+from stac_clouds2mask.infer.cpu import cpu_has_native_bf16  # noqa: E402
 
 
-def precisions() -> list[str]:
-    """Every precision the engine may choose on this CPU (auto picks the fastest of them)."""
-    return sorted({m.precision for m in candidate_modes(allow_bf16=True)})
+def runs() -> list[tuple[str, str]]:
+    """Every runtime and precision the engine may choose on this CPU (auto picks one of them by the CPU's
+    instruction set): OpenVINO, a dependency of the package, and torch, the fallback; fp32, and bf16
+    where the CPU has it natively."""
+    precisions = ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]
+    return [(runtime, precision) for runtime in ("openvino", "torch") for precision in precisions]
 
 
-@pytest.mark.parametrize("precision", precisions())
-def test_label_iou_is_not_below_the_reference_runtime(precision):
-    scores = label_iou.score_all(precision=precision)
-    print(f"\nprecision {precision}\n{label_iou.table(scores)}")
+@pytest.mark.parametrize(("runtime", "precision"), runs())
+def test_label_iou_is_not_below_the_reference_runtime(runtime, precision):
+    scores = label_iou.score_all(runtime=runtime, precision=precision)
+    print(f"\n{scores[0].ran}\n{label_iou.table(scores)}")
+    assert all(s.ran.startswith(f"cpu, {precision},") and f", {runtime} " in s.ran for s in scores), scores
     assert [s.chip for s in scores] == ["F", "G", "B"]
     mean_ours = np.mean([s.cloud_ours for s in scores])
     mean_ref = np.mean([s.cloud_ref for s in scores])

@@ -72,6 +72,7 @@ FIELDS = [
     ("api_retries", 2, lambda c: c.api_retries == 2),
     ("compile", True, lambda c: c.compile is True),
     ("precision", "fp32", lambda c: c.precision == "fp32"),
+    ("runtime", "torch", lambda c: c.runtime == "torch"),
     ("probabilities", True, lambda c: c.probabilities is True),
     ("patch_size", 256, lambda c: c.patch_size == 256),
     ("overlap", 32, lambda c: c.overlap == 32),

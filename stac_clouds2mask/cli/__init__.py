@@ -24,7 +24,8 @@ app = typer.Typer(
     help=(
         "Cloud and cloud-shadow masks for Sentinel-2 items in STAC catalogs.\n\n"
         "Finds items (STAC API, static catalog or Sentinel-2 product folders), reads only the bands the model "
-        "needs, runs the pretrained ukis-csmask U-Net natively in PyTorch, and publishes one COG mask plus one "
+        "needs, runs the pretrained ukis-csmask U-Net (OpenVINO on a CPU, PyTorch on CUDA), and publishes one COG "
+        "mask plus one "
         "STAC item per source item.\n\n"
         "Mask legend: 0 clear, 1 cloud, 2 cloud shadow, 255 nodata.\n\n"
         "Output: data on standard output (--print-items, payloads, JSON), everything else on standard error; "

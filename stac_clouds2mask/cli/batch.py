@@ -65,7 +65,7 @@ def run_payload(
     by the mask items.
 
     [bold]tasks.clouds2mask parameters[/] (all optional, over workflow_options): resolution, model, device,
-    overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, probabilities,
+    overwrite, batch_size, publish_api, collection_id, api_retries, compile, precision, runtime, probabilities,
     patch_size, overlap, cloud_buffer, shadow_buffer, model_href, fail_fast, write_report, limits (may only
     lower the operator's), requester_pays, anon, endpoint_url, header_hosts (the hosts that receive the worker's
     STAC_CLOUDS2MASK_SOURCE_HEADERS), modifier (a named one: planetary-computer), clip (a GeoJSON polygon: mask

@@ -13,7 +13,8 @@ from .options import flag
 
 
 def models(as_json: Annotated[bool, flag("--json", "Print JSON instead of a table.")] = False) -> None:
-    """List the embedded pretrained models (ukis-csmask 1.0.0 weights, run natively in PyTorch)."""
+    """List the embedded pretrained models (ukis-csmask 1.0.0 weights; OpenVINO runs their ONNX graphs on a
+    CPU, PyTorch runs them natively on CUDA)."""
     from stac_clouds2mask import list_models
 
     rows = [{"name": m.name, "level": m.level, "bands": list(m.bands), "version": m.version} for m in list_models()]

@@ -187,6 +187,15 @@ BatchSize = Annotated[
         metavar="N", callback=checked("check_batch_size"), help="Patches per batch (default: sized for the device)."
     ),
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        metavar="RUNTIME",
+        callback=checked("check_runtime"),
+        help="auto (OpenVINO on a CPU, torch on CUDA), openvino (CPU only) or torch (the native PyTorch module). "
+        "What ran is recorded in each item (clouds2mask:execution).",
+    ),
+]
 Device = Annotated[
     str,
     typer.Option(

@@ -34,6 +34,7 @@ from .options import (
     PublishApi,
     RequesterPays,
     Resolution,
+    Runtime,
     ShadowBuffer,
     check_sources,
     flag,
@@ -112,6 +113,7 @@ def run(
     ] = 5,
     resolution: Resolution = 20,
     device: Device = "auto",
+    runtime: Runtime = "auto",
     model: Model = "auto",
     batch_size: BatchSize = None,
     probabilities: Annotated[
@@ -126,16 +128,16 @@ def run(
         typer.Option(
             metavar="PRECISION",
             callback=checked("check_precision"),
-            help="auto (CUDA: fp16; CPU: the fastest of fp32 and, where the CPU has native bfloat16, bf16, measured "
-            "once per machine), fp32, bf16 or fp16.",
+            help="auto (CUDA: fp16; CPU: bf16 where the CPU has native bfloat16, AVX512-BF16 or AMX, else fp32), "
+            "fp32, bf16 or fp16. Reruns compare what was asked; what ran is recorded beside it.",
         ),
     ] = "auto",
     compile_model: Annotated[
         bool,
         flag(
             "--compile",
-            "torch.compile the model: minutes of warm-up once per machine (cached), then ~1.3x faster patches "
-            "on CPU; pays off for many full scenes.",
+            "torch.compile the model (torch runtime only: CUDA, or --runtime torch): minutes of warm-up once per "
+            "machine (cached), then faster patches; pays off for many full scenes.",
         ),
     ] = False,
     patch_size: PatchSize = None,
@@ -252,6 +254,7 @@ def run(
             api_retries=api_retries,
             compile=compile_model,
             precision=precision,
+            runtime=runtime,
             probabilities=probabilities,
             patch_size=patch_size,
             overlap=overlap,

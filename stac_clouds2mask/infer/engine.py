@@ -7,33 +7,63 @@ out over the overlap, is summed into a device-resident stripe accumulator. Rows 
 can reach are argmaxed on the device and only the uint8 classes (and, if asked, uint8 probabilities)
 come back to the host. Host memory beyond the input and the outputs is one stripe; on CUDA the
 stripe goes through pinned memory and the next stripe's copy overlaps the current row's compute.
+The network is a runtimes.Network (OpenVINO on a CPU, torch on CUDA and as fallback): the patch plan,
+cutting, blending, nodata handling and argmax around it are this same code whichever runs it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..classes import NODATA, PROBABILITY_SCALE
-from ..model import ModelSpec, cache_dir, load_model
-from .device import ExecMode, choose_cpu_mode, cuda_mode, default_batch, mps_mode, resolve_device, use_all_cores
+from ..model import ModelSpec
+from .device import ExecMode, resolve_device
 from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, LATTICE, PatchPlan, fitted_plan, plan_patches
+from .runtimes import Execution, Network, open_network
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Prediction:
+    """The classes of a scene, and what made them: the patch plan and how the network ran."""
+
     classes: np.ndarray  # uint8 (H, W): 0 clear, 1 cloud, 2 cloud shadow, 255 nodata
     probabilities: np.ndarray | None  # uint8 (3, H, W), softmax * PROBABILITY_SCALE, NODATA where nodata
-    patches_run: int
-    patches_skipped: int
-    processed_pixels: int = 0
-    mode: str = ""
+    plan: PatchPlan
+    execution: Execution
+
+    @property
+    def patches_run(self) -> int:
+        return self.plan.count
+
+    @property
+    def patches_skipped(self) -> int:
+        return max(self.plan.naive - self.plan.count, 0)
+
+    @property
+    def processed_pixels(self) -> int:
+        return self.plan.processed_pixels
+
+    @property
+    def mode(self) -> str:
+        return self.execution.describe()
+
+    def record(self) -> dict[str, Any]:
+        """What ran, as published with the mask (``clouds2mask:execution``): the runtime and its
+        settings, and the patch plan used (patch height and width, overlap, patches run)."""
+        return {
+            **self.execution.record(),
+            "patch_size": [self.plan.patch_h, self.plan.patch_w],
+            "overlap": self.plan.overlap,
+            "patches": self.plan.count,
+        }
 
 
 def blend_window(length: int, overlap: int) -> torch.Tensor:
@@ -130,23 +160,14 @@ def _check(
         raise ValueError("scale and offset go together, one value per band")
 
 
-def exec_mode(model: torch.nn.Module, spec: ModelSpec, device: torch.device, patch: int, precision: str) -> ExecMode:
-    """The precision and layout to run ``model`` with on ``device`` (measured once per CPU)."""
-    if device.type == "cuda":
-        return cuda_mode(device, precision)
-    if device.type == "mps":
-        return mps_mode(precision)
-    base = getattr(model, "_orig_mod", model)  # calibrate the eager module, never a compiled wrapper
-    return choose_cpu_mode(base, f"{spec.name}:{type(base).__name__}", len(spec.bands), patch, precision, cache_dir())
-
-
 def predict(
     reflectance: np.ndarray,
     valid: np.ndarray,
     spec: ModelSpec,
-    model: torch.nn.Module | None = None,
+    model: torch.nn.Module | Network | None = None,
     *,
     device: str = "auto",
+    runtime: str = "auto",
     batch_size: int | None = None,
     patch_size: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
@@ -166,58 +187,39 @@ def predict(
     network sees at nodata follows ukis-csmask, whose models were trained so: with DNs, each band value
     that is nodata (DN 0, or that band's ``nodata``) enters as reflectance 0 and the other bands of the
     pixel as they are (real swath edges differ by band); with reflectance, pixels not ``valid`` enter as
-    0 in every band. ``patch_size`` (a multiple of 32; default: the size near 512 px that runs the
+    0 in every band. ``patch_size`` (a multiple of 32; default: the size near 640 px that runs the
     fewest pixels for this scene, see plan.fitted_plan) and ``overlap`` (at most half the patch).
-    ``precision`` (auto, fp32, bf16, fp16) and ``mode`` override the measured choice of how to run.
-    Without ``model`` the pretrained one for ``spec`` is loaded (BatchNorm folded).
+    ``runtime`` (auto, openvino, torch; see runtimes.py) and ``precision`` (auto, fp32, bf16, fp16)
+    choose how the network runs; ``model`` (a Network from runtimes.open_network, or a torch module) and
+    ``mode`` (for a torch module) override that choice. The Prediction records what ran. On a CPU this
+    sets torch's thread count for the process (Network.torch_threads: 1 beside OpenVINO).
     """
     _check(reflectance, valid, spec, patch_size or DEFAULT_PATCH_SIZE, overlap, scale, offset)
-    h, w = valid.shape
     valid = valid.astype(bool, copy=False)
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        use_all_cores()
-    model = load_model(spec, dev, fold_bn=True) if model is None else model.to(dev).eval()
+    if isinstance(model, Network):
+        net = model
+        if precision not in ("auto", net.execution.precision):
+            raise ValueError(f"precision {precision!r} asked of a network that runs in {net.execution.precision}")
+    else:
+        net = open_network(spec, dev, runtime, precision, module=model, mode=mode)
+    if net.torch_threads is not None and torch.get_num_threads() != net.torch_threads:
+        torch.set_num_threads(net.torch_threads)
     plan = plan_patches(valid, patch_size, overlap) if patch_size else fitted_plan(valid, overlap)
-    mode = mode or exec_mode(model, spec, dev, DEFAULT_PATCH_SIZE, precision)
-    layout = torch.channels_last if mode.channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)
-    bs = batch_size or default_batch(dev, plan.patch_h, plan.patch_w)
+    bs = batch_size or net.batch_size(plan.patch_h, plan.patch_w)
     with torch.inference_mode():
         classes, probabilities = _run(
-            reflectance,
-            valid,
-            spec,
-            model,
-            dev,
-            mode,
-            layout,
-            plan,
-            bs,
-            with_probabilities,
-            progress,
-            scale,
-            offset,
-            nodata,
+            reflectance, valid, spec, net, dev, plan, bs, with_probabilities, progress, scale, offset, nodata
         )
-    return Prediction(
-        classes=classes,
-        probabilities=probabilities,
-        patches_run=plan.count,
-        patches_skipped=plan.naive - plan.count if plan.naive > plan.count else 0,
-        processed_pixels=plan.processed_pixels,
-        mode=f"{dev.type}, {mode.describe()}",
-    )
+    return Prediction(classes, probabilities, plan, replace(net.execution, batch_size=bs))
 
 
 def _run(
     data: np.ndarray,
     valid: np.ndarray,
     spec: ModelSpec,
-    model: torch.nn.Module,
+    net: Network,
     dev: torch.device,
-    mode: ExecMode,
-    layout: torch.memory_format,
     plan: PatchPlan,
     bs: int,
     with_probabilities: bool,
@@ -265,7 +267,6 @@ def _run(
         wsum = torch.cat([wsum[n_acc:], torch.zeros((n_acc, w), **f32)], 0)
         top += n  # rows past the stripe (n > ph) had no patch: they stay nodata
 
-    compiled = hasattr(model, "_orig_mod")
     stripes = _Stripes(data, ph, dev)
     row_starts = list(plan.rows)
     done, total = 0, plan.count
@@ -290,13 +291,8 @@ def _run(
         ya, yb = max(y0, 0), min(y0 + ph, h)
         for i in range(0, len(xs), bs):
             group = xs[i : i + bs]
-            cuts = [x[:, :, x0 - left : x0 - left + pw] for x0 in group]
-            if compiled:  # one input shape: another one would compile again (minutes on a CPU)
-                cuts += [torch.zeros_like(cuts[0])] * (bs - len(group))
-            batch = torch.stack(cuts).contiguous(memory_format=layout)
-            with mode.autocast(dev):
-                logits = model(batch)[: len(group)]
-            probs = torch.softmax(logits.float(), dim=1) * weight
+            logits = net(torch.stack([x[:, :, x0 - left : x0 - left + pw] for x0 in group]), bs)
+            probs = torch.softmax(logits, dim=1) * weight
             for p, x0 in zip(probs, group):
                 xa, xb = max(x0, 0), min(x0 + pw, w)
                 acc[:, ya - top : yb - top, xa:xb] += p[:, ya - y0 : yb - y0, xa - x0 : xb - x0]

@@ -19,6 +19,7 @@ from .items import (
     MASK_RENDERS,
     MODEL_ASSET,
     PROJECT_URL,
+    RUNTIME_NAMES,
     STAC_VERSION,
     THUMBNAIL_ASSET,
     UKIS_CSMASK,
@@ -51,7 +52,7 @@ def build_collection(
     summaries: dict[str, Any] = {
         "processing:level": {"type": "string", "const": "L4"},
         "mlm:architecture": {"type": "string", "const": ARCHITECTURE},
-        "mlm:framework": {"type": "string", "const": "pytorch"},
+        "mlm:framework": {"type": "string", "enum": sorted(RUNTIME_NAMES.values())},
         "mlm:tasks": {"type": "array", "items": {"type": "string", "const": "semantic-segmentation"}},
         "mlm:pretrained_source": {"type": "string", "pattern": "^ukis-csmask 1\\.0\\.0"},
     }
@@ -68,9 +69,9 @@ def build_collection(
         "description": (
             f"Cloud and cloud-shadow masks (0 clear, 1 cloud, 2 cloud shadow, 255 nodata) of the items of {source}, "
             "one Cloud-Optimized GeoTIFF per source item on its processing grid, made by stac-clouds2mask with the "
-            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR) run natively in PyTorch. Each item links to "
-            "its "
-            "source (`derived_from`) and carries cloud, shadow, clear and valid percentages."
+            "pretrained ukis-csmask U-Net (EfficientNet-B4 encoder, DLR), run by OpenVINO on CPUs and natively in "
+            "PyTorch on CUDA. Each item links to its source (`derived_from`), carries cloud, shadow, clear and valid "
+            "percentages, and records what ran (clouds2mask:execution)."
         ),
         "keywords": ["cloud mask", "cloud shadow", "Sentinel-2", "semantic segmentation", "machine learning"],
         "license": "other",

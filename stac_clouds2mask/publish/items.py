@@ -4,8 +4,9 @@ What an item records (DESIGN.md section 6): same footprint and time as its sourc
 link to it, projection fields of the mask grid, the class legend on the mask asset, STAC 1.1 `bands`
 (nodata, data type), processing (software, lineage, datetime, level L4, expression), file (size and
 sha2-256 multihash of the bytes written), mlm (the model, and an asset holding the weights used), the
-cloud/shadow/clear/valid percentages, a palette PNG thumbnail, and the provenance that reruns compare
-(versions.provenance). Versions and ids: versions.py.
+cloud/shadow/clear/valid percentages, a palette PNG thumbnail, the provenance that reruns compare
+(versions.provenance) and, beside it, what ran (`clouds2mask:execution`: runtime and version, precision,
+memory layout, threads, device, batch size, the patch plan). Versions and ids: versions.py.
 
 Projection v1.2.0 with both `proj:epsg` and `proj:code`, not v2.0.0 (`proj:code` only): stackstac 0.5
 and GDAL's STACIT driver before 3.10 read the CRS from `proj:epsg` alone, odc-stac and rio-tiler read
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import importlib.metadata
 import json
-from importlib.metadata import version as installed_version
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ import shapely.geometry
 
 from .. import __version__
 from ..classes import NODATA, PROBABILITY_SCALE
-from ..infer.plan import DEFAULT_OVERLAP, PATCH_SIZES
+from ..infer.plan import DEFAULT_OVERLAP
 from ..model.registry import ModelSpec
 from ..report import public_url
 from ..scene import BAND_SUBSTITUTES, MaskResult
@@ -51,6 +52,8 @@ EXT = {
     "version": "https://stac-extensions.github.io/version/v1.2.0/schema.json",
     "render": "https://stac-extensions.github.io/render/v2.0.0/schema.json",
 }
+EXECUTION = "clouds2mask:execution"  # what ran (infer.Prediction.record); reruns do not compare it
+RUNTIME_NAMES = {"openvino": "OpenVINO", "torch": "PyTorch"}
 MASK_ASSET = "cloudmask"
 THUMBNAIL_ASSET = "thumbnail"
 PROBABILITIES_ASSET = "probabilities"
@@ -62,11 +65,13 @@ UKIS_LICENSE = f"{UKIS_CSMASK}/blob/main/LICENSE"
 PROJECT_URL = "https://github.com/stac-clouds2mask/stac-clouds2mask"
 ARCHITECTURE = "U-Net (EfficientNet-B4 encoder)"
 # RunConfig options that change the mask, with their defaults: named in processing:expression when set otherwise
-EXPRESSION_DEFAULTS: dict[str, Any] = {
-    "patch_size": None,
+EXPRESSION_DEFAULTS: dict[str, Any] = {  # the RunConfig options that change a mask, and their defaults
+    "patch_size": "auto",
     "overlap": DEFAULT_OVERLAP,
     "cloud_buffer": 0,
     "shadow_buffer": 0,
+    "precision": "auto",
+    "runtime": "auto",
 }
 MASK_BANDS = [
     {
@@ -197,14 +202,17 @@ def _proj_fields(result: MaskResult) -> dict[str, Any]:
     return fields
 
 
-def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
-    """mlm extension fields describing the model that made the mask."""
+def mlm_fields(spec: ModelSpec, execution: dict[str, Any] | None = None) -> dict[str, Any]:
+    """mlm extension fields describing the model that made the mask; the framework is the runtime that ran
+    it (OpenVINO or PyTorch, from ``execution``; PyTorch where nothing says)."""
+    runtime = str((execution or {}).get("runtime") or "torch")
+    version = (execution or {}).get("runtime_version") or software().get(runtime, "")
     return {
         "mlm:name": spec.name,
         "mlm:architecture": ARCHITECTURE,
         "mlm:tasks": ["semantic-segmentation"],
-        "mlm:framework": "pytorch",
-        "mlm:framework_version": torch_version(),
+        "mlm:framework": RUNTIME_NAMES.get(runtime, runtime),
+        "mlm:framework_version": str(version),
         "mlm:pretrained": True,
         "mlm:pretrained_source": f"ukis-csmask 1.0.0 ({spec.version}), DLR",
         "mlm:input": [
@@ -238,14 +246,16 @@ def mlm_fields(spec: ModelSpec) -> dict[str, Any]:
 def model_asset(spec: ModelSpec, href: str, size: int, checksum: str) -> dict[str, Any]:
     """The mlm model asset: the ONNX file whose weights made the mask (copied from the ukis-csmask wheel
     into the catalog, see StaticCatalog.put_model, or one published copy verified against it, see
-    shared_weights.py), run as a native PyTorch module; size and checksum are those of the weights that ran."""
+    shared_weights.py): OpenVINO runs this graph, torch a native module filled from its weights; size and
+    checksum are those of the weights that ran."""
     return {
         "href": href,
         "type": "application/octet-stream; application=onnx",
         "title": f"{spec.name} weights (ONNX, from the ukis-csmask 1.0.0 wheel)",
         "description": "The pretrained weights that made this mask, as shipped in ukis-csmask 1.0.0 "
-        f"(ukis_csmask/{spec.name}.onnx); stac-clouds2mask runs them as a native PyTorch module. "
-        "file:size and file:checksum are those of the file that ran.",
+        f"(ukis_csmask/{spec.name}.onnx); stac-clouds2mask runs this graph with OpenVINO on a CPU and its "
+        "weights as a native PyTorch module on CUDA (clouds2mask:execution says which ran). file:size and "
+        "file:checksum are those of the file that ran.",
         "roles": ["mlm:model"],
         "mlm:artifact_type": "onnx",
         "file:size": size,
@@ -254,9 +264,29 @@ def model_asset(spec: ModelSpec, href: str, size: int, checksum: str) -> dict[st
     }
 
 
+def _ran(execution: dict[str, Any]) -> str:
+    """'run by OpenVINO 2026.4.1 on the CPU (AMD EPYC) in bf16 with 2 threads' ('' when not recorded)."""
+    if not execution:
+        return ""
+    runtime = RUNTIME_NAMES.get(str(execution.get("runtime")), execution.get("runtime"))
+    how = [str(execution.get("precision"))]
+    if execution.get("layout") in ("channels_last", "contiguous"):
+        how.append(f"{execution['layout']} layout")
+    if execution.get("threads"):
+        how.append(f"{execution['threads']} threads")
+    where = "the CPU" if execution.get("device") == "cpu" else str(execution.get("device")).upper()
+    return (
+        f", run by {runtime} {execution.get('runtime_version')} on {where} ({execution.get('device_name')}) "
+        f"in {', '.join(how)}"
+    )
+
+
 def lineage(result: MaskResult, spec: ModelSpec) -> str:
-    s = result.settings
-    overlap = s.get("overlap")
+    """How the mask was made, in words: the model, the input, the patch plan and runtime that ran."""
+    s, e = result.settings, result.execution
+    size = e.get("patch_size", s.get("patch_size"))
+    size_text = f"{size[0]} x {size[1]}" if isinstance(size, list) else str(size)
+    overlap = e.get("overlap", s.get("overlap"))
     overlap_text = (
         f" with {overlap} px overlap"
         if isinstance(overlap, int)
@@ -264,9 +294,9 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
     )
     return (
         f"Cloud and cloud-shadow classes of source item {result.scene.item.id} predicted by the pretrained "
-        f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder, run natively in PyTorch) on "
+        f"ukis-csmask U-Net {spec.name} ({spec.version}, EfficientNet-B4 encoder){_ran(e)}, on "
         f"{spec.level} reflectance of bands {', '.join(spec.bands)} resampled to {result.scene.resolution:g} m, "
-        f"in {patches_text(s.get('patch_size'))}{overlap_text}, blended probabilities, argmax; "
+        f"in {size_text} px patches{overlap_text}, blended probabilities, argmax; "
         f"all-nodata patches skipped; nodata (255) where any input band is nodata."
         + (
             f" Read and masked over the area of interest {result.scene.aoi.id} only: its window of the "
@@ -281,14 +311,6 @@ def lineage(result: MaskResult, spec: ModelSpec) -> str:
             for band, other in result.scene.item.properties.get(BAND_SUBSTITUTES, {}).items()
         )
     )
-
-
-def patches_text(patch_size: Any) -> str:
-    """The patches' part of the lineage: the size asked for, or the rule that fits one per scene (None)."""
-    if patch_size is None:
-        sizes = f"{min(PATCH_SIZES)}-{max(PATCH_SIZES)} px"
-        return f"patches of the size ({sizes}) that runs the fewest pixels for the scene"
-    return f"{patch_size} px patches"
 
 
 def buffers_text(settings: dict[str, Any]) -> str:
@@ -315,8 +337,9 @@ def portable_href(href: str | None) -> str | None:
 def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]:
     """How to reproduce the mask (mlm best practice: the call that applied the model), as a call of the
     package's public Python API on the source item, with the options that change the mask where they are
-    not the defaults (all are recorded in clouds2mask:settings). SOURCE stands for a source that has no
-    portable URL, AOI for the geometry in clouds2mask:aoi (a clipped mask)."""
+    not the defaults (all are recorded in clouds2mask:settings; the plan that ran is in clouds2mask:execution).
+    SOURCE stands for a source that has no portable URL, AOI for the geometry in clouds2mask:aoi (a clipped
+    mask)."""
     s = result.settings
     src = result.scene.item
     where = portable_href(source_href(src))
@@ -336,14 +359,20 @@ def processing_expression(result: MaskResult, spec: ModelSpec) -> dict[str, Any]
     }
 
 
-def torch_version() -> str:
-    """The installed torch's version without its local build tag (2.13.0+cpu -> 2.13.0), read from its
-    package metadata: publishing does not import torch."""
-    return installed_version("torch").split("+")[0]
-
-
-def software() -> dict[str, str]:
-    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", "torch": torch_version()}
+def software(execution: dict[str, Any] | None = None) -> dict[str, str]:
+    """The software that made a mask: this package, the weights and the runtime that ran the network
+    (without ``execution``, e.g. for a collection: the runtimes installed, either of which may run). Versions
+    come from the packages' metadata: publishing imports neither torch nor OpenVINO."""
+    if execution:
+        runtime = {str(execution["runtime"]): str(execution["runtime_version"])}
+    else:
+        runtime = {}
+        for name in ("torch", "openvino"):
+            try:
+                runtime[name] = importlib.metadata.version(name).split("+")[0]
+            except importlib.metadata.PackageNotFoundError:
+                pass
+    return {"stac-clouds2mask": __version__, "ukis-csmask (weights)": "1.0.0", **runtime}
 
 
 class WrittenFile(NamedTuple):
@@ -396,8 +425,9 @@ def build_mask_item(
             "eo:cloud_cover": stats["cloud"],
             **{key: stats[name] for name, key in STATISTICS.items()},
             **provenance(src, result.settings),
+            **({EXECUTION: dict(result.execution)} if result.execution else {}),
             "clouds2mask:source_collection": src.collection_id,
-            "processing:software": software(),
+            "processing:software": software(result.execution),
             "processing:lineage": lineage(result, spec),
             "processing:level": "L4",
             "processing:expression": processing_expression(result, spec),
@@ -411,7 +441,7 @@ def build_mask_item(
         del props["clouds2mask:source_updated"]
     if aoi is not None:
         props["clouds2mask:aoi"] = {"id": aoi.id, "geometry": aoi.geometry}
-    props.update(mlm_fields(spec))
+    props.update(mlm_fields(spec, result.execution))
     geometry = footprint(aoi.geometry if aoi is not None else src.geometry)
     item = pystac.Item(
         id=mask_item_id(src.id, version, aoi.id if aoi is not None else None),

@@ -13,6 +13,17 @@ settings) is equal: a rerun with the same provenance publishes nothing. The mask
 (a clipped run) has a series of its own, named by the AOI's id (`<source-id>_cloudmask-aoi-<id>`), so
 masks of different AOIs and the whole-scene mask of the same source never replace one another. The publisher, the batch
 status and the stack all decide through the functions here.
+
+The settings (`clouds2mask:settings`, config.settings_for) are what the run asked for: model and model
+version, resolution, patch size and overlap, precision, runtime, probabilities, software version, with
+"auto" compared as "auto". What ran (`clouds2mask:execution`: runtime and its version, precision, memory
+layout, threads, device, batch size, the patch plan) is recorded beside them and is not compared: it
+depends on the machine, not on the request. The same request runs in bf16 on a CPU with native
+bfloat16, in fp32 on one without and in fp16 on CUDA, with a patch plan fitted to each scene, and
+those masks agree with the reference runtime within the quality guard (label IoU, tests/test_quality.py).
+So a rerun on another machine, or a fleet of mixed machines, finishes a job instead of publishing a new
+version per machine, and the item keeps saying what made its mask. Whoever needs one precision or
+runtime asks for it (`--precision fp32`, `--runtime torch`): another request, so another version.
 """
 
 from __future__ import annotations
@@ -63,7 +74,7 @@ def mask_item_id(source_id: str, version: int = 1, aoi: str | None = None) -> st
 
 def provenance(source: pystac.Item, settings: dict[str, Any]) -> dict[str, Any]:
     """What makes two masks of a source the same: the source item (id, and its `updated` stamp when it
-    has one) and the settings (model, model version, resolution, patching, software)."""
+    has one) and the requested settings (see the module docstring: what ran is not part of it)."""
     return {
         SOURCE_ITEM: source.id,
         "clouds2mask:source_updated": source.properties.get("updated"),
