@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import label_iou  # noqa: E402
 
-from stac_clouds2mask.infer import NODATA, PROBABILITY_SCALE, Prediction, blend_window, engine, predict, resolve_device
+from stac_clouds2mask.infer import NODATA, PROBABILITY_SCALE, Prediction, blend_window, predict, resolve_device
 from stac_clouds2mask.model import choose_model, get_model_spec
 
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
@@ -187,24 +187,24 @@ def test_resolve_device():
 
 def test_mps_is_chosen_only_by_name_and_only_where_torch_has_it(monkeypatch):
     """The choice logic of Apple's MPS (no Mac here: torch's answer is stood in for). Named and present: the
-    MPS device, run in float32 (or the precision asked for) without the CPU calibration; named and absent: a
-    clear error; `auto` never picks it."""
+    MPS device, run by torch in float32 (or the precision asked for) without the CPU's table; named and absent:
+    a clear error; `auto` never picks it."""
     from stac_clouds2mask.infer import device as device_module
+    from stac_clouds2mask.infer import runtimes
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert resolve_device("mps") == torch.device("mps")
     assert resolve_device("auto") == torch.device("cpu")
 
-    def no_calibration(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError("the CPU calibration ran for an MPS device")
+    def no_cpu_table(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the CPU's precision table was asked for an MPS device")
 
-    monkeypatch.setattr(engine, "choose_cpu_mode", no_calibration)
-    spec = get_model_spec("model_4b_l2a")
-    assert engine.exec_mode(TinyConv(4), spec, torch.device("mps"), 512, "auto") == device_module.ExecMode(
-        "fp32", False
-    )
-    assert engine.exec_mode(TinyConv(4), spec, torch.device("mps"), 512, "fp16").precision == "fp16"
+    monkeypatch.setattr(runtimes, "cpu_precision", no_cpu_table)
+    mps = torch.device("mps")
+    assert runtimes.choose_runtime("auto", mps) == "torch"  # OpenVINO runs on the CPU only
+    assert runtimes.torch_mode(mps, "auto") == device_module.ExecMode("fp32", False)
+    assert runtimes.torch_mode(mps, "fp16").precision == "fp16"
 
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(ValueError, match="Apple's MPS is not available here .*use --device cpu or auto"):

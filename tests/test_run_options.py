@@ -75,11 +75,14 @@ def baseline(sample_catalog, tmp_path_factory):
 def test_by_default_the_patch_size_is_fitted_per_scene(baseline):
     out, calls = baseline
     assert calls == [("fitted", calls[0][1], DEFAULT_OVERLAP)] and calls[0][1] in range(512, 769, 32)
-    settings = item(out)["properties"]["clouds2mask:settings"]
-    assert settings["patch_size"] is None and settings["overlap"] == DEFAULT_OVERLAP
+    props = item(out)["properties"]
+    settings = props["clouds2mask:settings"]
+    assert settings["patch_size"] == "auto" and settings["overlap"] == DEFAULT_OVERLAP  # asked for: fitted
     python_api = RunConfig(output=str(out))  # the Python API's defaults are the command line's
-    assert (python_api.patch_size, python_api.overlap) == (settings["patch_size"], settings["overlap"])
-    assert "that runs the fewest pixels for the scene" in item(out)["properties"]["processing:lineage"]
+    assert (python_api.patch_size, python_api.overlap) == (None, settings["overlap"])
+    ran = calls[0][1]
+    assert props["clouds2mask:execution"]["patch_size"] == [ran, ran]  # what ran: the size fitted to the scene
+    assert f"{ran} x {ran} px patches" in props["processing:lineage"]
 
 
 def test_patch_size_and_overlap_reach_the_engine(sample_catalog, tmp_path, monkeypatch, validate_stac):
