@@ -27,7 +27,8 @@ _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}
 .meta{color:#555;font-size:13px}.meta code{background:#eee;padding:1px 4px;border-radius:3px}
-.totals span{display:inline-block;margin-right:14px;font-weight:600}
+.totals span{display:inline-block;margin-right:10px;font-weight:600;padding:1px 8px;border-radius:8px;color:#fff}
+.totals span.all{color:#222;padding-left:0}
 .items{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:12px}
 .item{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;font-size:12px;overflow-wrap:anywhere}
 .item img,.item .none{width:100%;aspect-ratio:1;object-fit:contain;background:#181818;border-radius:4px;display:block}
@@ -70,7 +71,8 @@ def chart(table: list[Row]) -> str | None:
     ticks = min(6, len({w for w, _ in points}))
     for i in range(ticks):
         w = t0 + (t1 - t0) * (i / (ticks - 1))
-        parts.append(f'<text x="{x(w):.1f}" y="{CHART_H - _PAD_B + 16}" text-anchor="middle">{w:%Y-%m-%d}</text>')
+        anchor = "start" if i == 0 else "end" if i == ticks - 1 else "middle"  # the end labels stay in the picture
+        parts.append(f'<text x="{x(w):.1f}" y="{CHART_H - _PAD_B + 16}" text-anchor="{anchor}">{w:%Y-%m-%d}</text>')
     for n, (name, attr, colour, dashed) in enumerate(SERIES):
         pts = sorted((x(w), y(getattr(r, attr))) for w, r in points)
         dash = ' stroke-dasharray="4 3"' if dashed else ""
@@ -151,7 +153,7 @@ def render(report: dict[str, Any], previews: dict[str, bytes]) -> str:
             f'<span class="{k}">{totals.get(k, 0)} {k.replace("_", " ")}</span>'
             for k in ("published", "skipped", "failed", "not_run")
         )
-        + f"<span>{totals.get('items', len(entries))} item(s)</span></p>",
+        + f'<span class="all">{totals.get("items", len(entries))} item(s)</span></p>',
     ]
     if svg:
         parts += ["<h2>Over time</h2>", svg]
