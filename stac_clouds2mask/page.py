@@ -1,9 +1,10 @@
 """The run page: a self-contained HTML file beside each run report (``run-<...>.html``).
 
 It opens from disk or from a bucket as it is: no server, no CDN, no script. Per item a preview of the mask
-over the true colour (embedded JPEG), the percentages, the status, and for a failure its stage and reason;
-for a run with two or more acquisition dates, a chart of clear / cloud / shadow % over time, drawn here as
-inline SVG when the page is written (a few dozen lines instead of a plotting library in the install).
+over the true colour (embedded JPEG; for an item a rerun skipped, its published thumbnail), the percentages,
+the status, and for a failure its stage and reason; for a run with two or more acquisition dates, a chart of
+clear / cloud / shadow % over time, drawn here as inline SVG when the page is written (a few dozen lines
+instead of a plotting library in the install).
 """
 
 from __future__ import annotations
@@ -98,11 +99,13 @@ def _percent(value: float | None) -> str:
 def _card(entry: dict[str, Any], preview: bytes | None) -> str:
     status = str(entry.get("status"))
     stats = entry.get("statistics") or {}
-    picture = (
-        f'<img alt="mask over true colour" src="data:image/jpeg;base64,{base64.b64encode(preview).decode()}">'
-        if preview
-        else '<div class="none">no preview</div>'
-    )
+    if not preview:
+        picture = '<div class="none">no preview</div>'
+    elif preview.startswith(b"\x89PNG"):  # a skipped item's published thumbnail: the mask alone
+        picture = f'<img alt="the published mask" src="data:image/png;base64,{base64.b64encode(preview).decode()}">'
+    else:
+        picture = f'<img alt="mask over true colour" src="data:image/jpeg;base64,{base64.b64encode(preview).decode()}">'
+
     lines = [f'<div class="item" data-source-id="{escape(str(entry["source_id"]))}">', picture]
     lines.append(f"<div><b>{escape(str(entry.get('datetime') or 'no date'))}</b></div>")
     lines.append(f"<div>{escape(str(entry['source_id']))}</div>")

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .model import ModelSpec
 from .products import from_product
-from .publish import Publisher, PublishPlan, StacApi, StaticCatalog, overlay_preview, statistics
+from .publish import Publisher, PublishPlan, StacApi, StaticCatalog, overlay_preview, published_thumbnail, statistics
 from .publish.items import EXECUTION
 from .read import read_scene
 from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
@@ -227,6 +227,7 @@ class Runner:
                     mask_item_id=work.plan.item_id,
                     statistics=statistics(found["properties"]) if found else None,
                     acquired=acquired(item),
+                    preview=published_thumbnail(found, self.config.options) if found else None,
                 )
 
         def read() -> None:

@@ -248,6 +248,8 @@ def test_reruns_skip_the_same_aoi_and_keep_every_other_mask(sample_catalog, tmp_
     again = invoke(*base, "--bbox", *F_BOX, "--clip")
     assert again.exit_code == 0 and "0 published, 1 skipped" in again.output, again.output
     assert published(out)[aoi_item]["path"].stat().st_mtime_ns == mtime
+    page = max((out / ".clouds2mask-runs").glob("run-*.html"), key=lambda p: p.stat().st_mtime_ns).read_text()
+    assert page.count("data:image/png;base64,") == 1  # the skipped item's published thumbnail
 
     other = invoke(*base, "--bbox", *F_OTHER_BOX, "--clip")
     assert other.exit_code == 0 and "1 published" in other.output, other.output

@@ -14,7 +14,7 @@ from .api import StacApi
 from .publisher import Publisher, PublishPlan
 from .items import statistics
 from .static import StaticCatalog
-from .thumbnail import overlay_preview
+from .thumbnail import overlay_preview, published_thumbnail
 from .versions import VERSION_RELS
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "StacApi",
     "StaticCatalog",
     "overlay_preview",
+    "published_thumbnail",
     "statistics",
     "versions",
 ]

@@ -36,6 +36,7 @@ from ..model.registry import ModelSpec
 from ..report import public_url
 from ..scene import BAND_SUBSTITUTES, MaskResult
 from .legend import CLASS_NAMES, CLASSES, render_colormap
+from .thumbnail import THUMBNAIL_ASSET
 from .versions import mask_item_id, provenance
 
 STAC_VERSION = "1.1.0"
@@ -55,7 +56,6 @@ EXT = {
 EXECUTION = "clouds2mask:execution"  # what ran (infer.Prediction.record); reruns do not compare it
 RUNTIME_NAMES = {"openvino": "OpenVINO", "torch": "PyTorch"}
 MASK_ASSET = "cloudmask"
-THUMBNAIL_ASSET = "thumbnail"
 PROBABILITIES_ASSET = "probabilities"
 MODEL_ASSET = "model"
 CATEGORIES_ASSET = "cloudmask-categories"

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..classes import NODATA
 from ..scene import Scene
+from ..storage import StorageOptions, get_fs
 from .legend import rgb
 
 MAX_SIZE = 256
+THUMBNAIL_ASSET = "thumbnail"  # the item asset of the palette PNG (publish/items.py adds it)
 
 
 def thumbnail_array(classes: np.ndarray, max_size: int = MAX_SIZE) -> np.ndarray:
@@ -58,3 +61,21 @@ def overlay_preview(scene: Scene, classes: np.ndarray, max_size: int = PREVIEW_S
     out = io.BytesIO()
     Image.fromarray(image.astype(np.uint8), "RGB").save(out, format="JPEG", quality=82)
     return out.getvalue()
+
+
+PREVIEW_MAX_BYTES = 2**20  # a published thumbnail larger than this is not embedded in the run page
+
+
+def published_thumbnail(item: dict[str, Any], options: StorageOptions | None = None) -> bytes | None:
+    """The PNG thumbnail of a published mask item (absolute hrefs), for the run page of a rerun that skipped
+    it; None where it has none or it cannot be read (the page then says so: it is no reason to fail)."""
+    href = item.get("assets", {}).get(THUMBNAIL_ASSET, {}).get("href")
+    if not isinstance(href, str) or "://" in href and not href.startswith(("s3://", "http://", "https://")):
+        return None
+    try:
+        fs, path = get_fs(href, options)
+        with fs.open(path, "rb") as f:
+            data = f.read(PREVIEW_MAX_BYTES + 1)
+    except (OSError, ValueError):
+        return None
+    return data if len(data) <= PREVIEW_MAX_BYTES and data.startswith(b"\x89PNG") else None
