@@ -388,7 +388,7 @@ MUTATIONS = (
     Mutation(
         "time-series-in-report-order",
         "stac_clouds2mask/timeseries.py",
-        "    return sorted(out, key=lambda r: (r.datetime is None, r.datetime or \"\", r.source_id))",
+        '    return sorted(out, key=lambda r: (r.datetime is None, r.datetime or "", r.source_id))',
         "    return out",
         ("tests/test_aoi.py::test_time_series_csv_reads_in_pandas_as_the_report_says",),
         "time series: rows in the order items were processed, not by acquisition time",
