@@ -32,7 +32,7 @@ from .errors import InvalidInputError, LimitExceededError
 from .limits import Limits
 from .publish import versions
 from .publish.items import MASK_ASSET, mask_collection_id
-from .storage import StorageOptions
+from .storage import S3_SCHEMES, StorageOptions
 from .trust import GDAL_SAFE_ENV, check_reference, open_raster_safely
 
 try:
@@ -249,6 +249,9 @@ def stack_sources_and_masks(
         )
     _check_hrefs(src, keys)
     _check_hrefs(msk, [[MASK_ASSET]] * len(msk))
+    hrefs = [d["assets"][k]["href"] for d, ks in zip([*src, *msk], [*keys, *[[MASK_ASSET]] * len(msk)]) for k in ks]
+    # stackstac opens the files with GDAL, not fsspec: the S3 options reach it as GDAL's configuration
+    s3_config = (options or StorageOptions()).gdal_config() if any(h.startswith(S3_SCHEMES) for h in hrefs) else {}
     grid = {
         "epsg": int(epsg),
         "resolution": float(resolution),
@@ -263,7 +266,7 @@ def stack_sources_and_masks(
         for band, key in zip(assets, ks):
             if band != key:
                 d["assets"][band] = d["assets"].pop(key)
-    grid.update(reader=TrustedReader, gdal_env=TRUSTED_GDAL_ENV)
+    grid.update(reader=TrustedReader, gdal_env=TRUSTED_GDAL_ENV.updated(always=s3_config))
     data = stackstac.stack(src, assets=list(assets), dtype=dtype, fill_value=np.nan, rescale=rescale, **grid)
     # fill_value as np.uint8: stackstac checks np.can_cast(type(fill_value), dtype), and a Python int is int64
     raw = stackstac.stack(msk, assets=[MASK_ASSET], dtype="uint8", fill_value=np.uint8(255), rescale=False, **grid)
