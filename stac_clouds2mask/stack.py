@@ -210,6 +210,7 @@ def stack_sources_and_masks(
 
     sources: (time, band, y, x) of `dtype`, NaN where the source has no data;
     masks: (time, y, x) uint8 classes (0 clear, 1 cloud, 2 shadow, 255 nodata; 255 outside the mask).
+    Items wholly outside the grid (those of another CRS than `epsg`'s, far away) are left out, as stackstac does.
     """
     src = [_absolute_dict(s) for s in sources]
     if not src:
@@ -274,6 +275,11 @@ def stack_sources_and_masks(
         raise RuntimeError(
             "stackstac put the masks on another grid than the sources"
         )  # cannot happen with explicit grids
+    # stackstac leaves out the items wholly outside the grid (those of another CRS, with epsg=); a mask has its
+    # source's footprint, so the two are left out together
+    kept, mask_of = [str(i) for i in data["id"].values], {s["id"]: m["id"] for s, m in zip(src, msk)}
+    if [mask_of[i] for i in kept] != [str(i) for i in raw["id"].values]:
+        raise RuntimeError("stackstac left out other masks than sources")  # a mask's footprint is its source's
     classes = xr.DataArray(
         raw.isel(band=0).data,
         dims=("time", "y", "x"),
@@ -283,8 +289,8 @@ def stack_sources_and_masks(
             "time": data["time"].values,
             "y": data["y"].values,
             "x": data["x"].values,
-            "id": ("time", [d["id"] for d in src]),
-            "mask_id": ("time", [m["id"] for m in msk]),
+            "id": ("time", kept),
+            "mask_id": ("time", [mask_of[i] for i in kept]),
         },
     )
     return data, classes

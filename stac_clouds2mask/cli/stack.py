@@ -49,7 +49,12 @@ def stack(
         typer.Option(metavar="METRES", help="Grid resolution (default: the finest native resolution of the bands)."),
     ] = None,
     epsg: Annotated[
-        Optional[int], typer.Option(metavar="CODE", help="Grid CRS (default: the masks' CRS; needed when they differ).")
+        Optional[int],
+        typer.Option(
+            metavar="CODE",
+            help="Grid CRS (default: the masks' CRS; needed when they differ). Items wholly outside the grid are left "
+            "out.",
+        ),
     ] = None,
     output: Annotated[
         Optional[str],
