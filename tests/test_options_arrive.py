@@ -1098,7 +1098,8 @@ def given(**values: Any) -> Callable[[Place], dict[str, Any]]:
 
 D_WEST_AREA = shapely.geometry.mapping(shapely.geometry.box(*map(float, D_WEST)))
 
-PAYLOAD = {
+# the RunConfig fields a payload names as they are (JSON values), in both tables below
+FIELDS = {
     "resolution": Row(given(resolution=10), ACTS["resolution"]),
     "model": Row(given(model="model_4b_l1c"), ACTS["model"]),
     "device": Row(given(device="cpu"), ACTS["device"]),
@@ -1118,6 +1119,11 @@ PAYLOAD = {
     "model_href": Row(given(model_href=lambda p: p.weights), ACTS["model_href"], needs=("weights",)),
     "fail_fast": Row(given(fail_fast=True), ACTS["fail_fast"], needs=("broken",), source="broken"),
     "write_report": Row(given(write_report=False), ACTS["write_report"]),
+    "clip": Row(given(clip=D_WEST_AREA), ACTS["clip"]),
+}
+
+PAYLOAD = {
+    **FIELDS,
     "limits": Row(given(limits={"max_pixels": 50}), ACTS["limits"]),
     "requester_pays": Row(given(requester_pays=True), ACTS["requester_pays"], needs=("s3",), source="s3"),
     "anon": Row(given(anon=True), ACTS["anon"], needs=("s3",), source="s3"),
@@ -1138,41 +1144,21 @@ PAYLOAD = {
         (*ACTS["modifier"], called("modify", modifier=lambda m: m.__name__ == "sign_inplace")),
         "modify",
     ),
-    "clip": Row(given(clip=D_WEST_AREA), ACTS["clip"]),
 }
 
 CONFIG = {
+    **FIELDS,
     "output": Row(
         given(output=lambda p: str(p.tmp / "elsewhere")),
         (lambda r: f"{D}_cloudmask" in r.items(str(r.place.tmp / "elsewhere")),),
     ),
-    "publish_api": Row(given(publish_api=api_url), ACTS["publish_api"], needs=("api",)),
     "api_headers": Row(given(publish_api=api_url, api_headers=dict([API_KEY])), ACTS["api_headers"], needs=("api",)),
-    "resolution": Row(given(resolution=10), ACTS["resolution"]),
-    "device": Row(given(device="cpu"), ACTS["device"]),
-    "model": Row(given(model="model_4b_l1c"), ACTS["model"]),
-    "overwrite": Row(given(overwrite=True), ACTS["overwrite"], needs=("published",)),
-    "batch_size": Row(given(batch_size=3), ACTS["batch_size"]),
     "options": Row(
         given(options=StorageOptions(modifier=signing_standin.sign)),
         (*ACTS["modifier"], called("modify", modifier=lambda m: m is signing_standin.sign)),
         "modify",
     ),
-    "collection_id": Row(given(collection_id="my-masks"), ACTS["collection_id"]),
-    "api_retries": Row(given(publish_api=api_url, api_retries=1), ACTS["api_retries"], needs=("failing_api",)),
-    "compile": Row(given(compile=True, runtime="torch"), ACTS["compile"], "compile"),
-    "precision": Row(given(precision="fp32"), ACTS["precision"]),
-    "runtime": Row(given(runtime="torch"), ACTS["runtime"]),
-    "probabilities": Row(given(probabilities=True), ACTS["probabilities"]),
-    "patch_size": Row(given(patch_size=128), ACTS["patch_size"]),
-    "overlap": Row(given(overlap=32), ACTS["overlap"]),
-    "cloud_buffer": Row(given(cloud_buffer=40), ACTS["cloud_buffer"]),
-    "shadow_buffer": Row(given(shadow_buffer=40), ACTS["shadow_buffer"]),
-    "model_href": Row(given(model_href=lambda p: p.weights), ACTS["model_href"], needs=("weights",)),
-    "fail_fast": Row(given(fail_fast=True), ACTS["fail_fast"], needs=("broken",), source="broken"),
-    "write_report": Row(given(write_report=False), ACTS["write_report"]),
     "limits": Row(given(limits=Limits(max_pixels=50)), ACTS["limits"]),
-    "clip": Row(given(clip=D_WEST_AREA), ACTS["clip"]),
 }
 
 
