@@ -233,8 +233,9 @@ def _inside(root: str, href: str, what: str, max_bytes: int | None = None) -> bo
     return True
 
 
-def product_item(source: str) -> pystac.Item:
-    """The source item of a local product folder or zipped product, with one asset per model band."""
+def product_item(source: str, limits: Limits | None = None) -> pystac.Item:
+    """The source item of a local product folder or zipped product, with one asset per model band, read within
+    `limits` (default: the environment's)."""
     from stactools.sentinel2.stac import create_item
 
     safe = product_name(source)
@@ -243,7 +244,7 @@ def product_item(source: str) -> pystac.Item:
     path = Path(source)
     if not path.exists():
         raise InvalidInputError(f"product {source} not found")
-    limits = Limits.from_env()
+    limits = limits or Limits.from_env()
     folder = _extract(path, safe, limits) if path.is_file() else path
     root = os.path.realpath(folder)
 

@@ -99,6 +99,7 @@ class Runner:
             api,
             collection_id=config.collection_id,
             max_versions=config.limits.max_versions,
+            max_body_bytes=config.limits.max_body_bytes,
             claim_stale_after=config.limits.item_seconds + 300,
             model_href=config.model_href,
         )
@@ -626,4 +627,4 @@ def run(
         config = dataclasses.replace(config, clip=area)
     runner = Runner(config, progress)
     runner.preflight()
-    return runner.run(search_all(sources, filters, config.options))
+    return runner.run(search_all(sources, filters, config.options, config.limits))

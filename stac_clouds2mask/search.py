@@ -184,16 +184,22 @@ def load_geojson(source: str, options: StorageOptions | None = None) -> dict[str
 
 
 def _read_json_object(
-    url: str, options: StorageOptions | None, what: str, expected: str, field: str | None = None
+    url: str,
+    options: StorageOptions | None,
+    what: str,
+    expected: str,
+    field: str | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
-    """A JSON object from any fsspec URL or standard input ('-'); InvalidInputError naming `what` and the URL
-    otherwise (an OptionError of `field` when the document is the value of a setting)."""
+    """A JSON object from any fsspec URL or standard input ('-'), of at most `limits.max_body_bytes` (default:
+    the environment's limits); InvalidInputError naming `what` and the URL otherwise (an OptionError of
+    `field` when the document is the value of a setting)."""
 
     def error(text: str) -> InvalidInputError:
         return OptionError(field, text) if field else InvalidInputError(text)
 
     try:
-        data = read_json(url, options, Limits.from_env().max_body_bytes)
+        data = read_json(url, options, (limits or Limits.from_env()).max_body_bytes)
     except DocumentTooLarge as exc:
         raise error(f"{what} {exc} (STAC_CLOUDS2MASK_MAX_BODY_BYTES): refused") from None
     except FileNotFoundError as exc:
@@ -214,15 +220,18 @@ def is_api(source: str) -> bool:
 
 
 def search(
-    source: str, filters: SearchFilters | None = None, options: StorageOptions | None = None
+    source: str,
+    filters: SearchFilters | None = None,
+    options: StorageOptions | None = None,
+    limits: Limits | None = None,
 ) -> list[pystac.Item]:
     """Items of a STAC API, a static STAC file or a Sentinel-2 product folder that pass the filters, in
-    source order."""
-    filters = filters or SearchFilters()
+    source order, read within `limits` (default: the environment's)."""
+    filters, limits = filters or SearchFilters(), limits or Limits.from_env()
     if is_api(source):
-        return _search_api(source, filters, options or StorageOptions())
+        return _search_api(source, filters, options or StorageOptions(), limits)
     try:
-        found = iter([product_item(source)]) if is_product(source) else _read_static(source, options)
+        found = iter([product_item(source, limits)]) if is_product(source) else _read_static(source, options, limits)
         return list(_limit(_filter_static(found, filters), filters.max_items))
     except InvalidInputError:
         raise
@@ -231,13 +240,16 @@ def search(
 
 
 def search_all(
-    sources: Sequence[str], filters: SearchFilters | None = None, options: StorageOptions | None = None
+    sources: Sequence[str],
+    filters: SearchFilters | None = None,
+    options: StorageOptions | None = None,
+    limits: Limits | None = None,
 ) -> list[pystac.Item]:
     """Items of every source, in order; EmptySearchError naming the sources and filters when there is none,
     or when any of the ids asked for is not among them (each missing id named), so that a mistyped id or
     collection is never a silent success, not even a partial one."""
     filters = filters or SearchFilters()
-    found = [search(source, filters, options) for source in sources]
+    found = [search(source, filters, options, limits) for source in sources]
     items = [item for items in found for item in items]
     if not items:
         raise EmptySearchError(sources, conditions(filters, sources))
@@ -267,14 +279,13 @@ def conditions(filters: SearchFilters, sources: Sequence[str] = ()) -> list[tupl
     return parts
 
 
-def _search_api(url: str, filters: SearchFilters, options: StorageOptions) -> list[pystac.Item]:
+def _search_api(url: str, filters: SearchFilters, options: StorageOptions, limits: Limits) -> list[pystac.Item]:
     from pystac_client import Client
     from pystac_client.errors import ClientTypeError
     from pystac_client.exceptions import APIError
 
     from .search_io import TrustedStacApiIO
 
-    limits = Limits.from_env()
     stac_io = TrustedStacApiIO(url, limits)  # every link and redirect it follows is checked there
     url = stac_io.home  # without user info (that is the session's auth now), so no item link holds it
     hidden = header_secrets(options.headers)
@@ -342,8 +353,9 @@ def _claimed_self(item: pystac.Item, url: str) -> None:
         raise InvalidInputError(f"{url}: {exc}") from None
 
 
-def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.Item]:
-    data = _read_json_object(url, options, "STAC source", "a STAC Catalog, Collection, Item or ItemCollection")
+def _read_static(url: str, options: StorageOptions | None, limits: Limits) -> Iterator[pystac.Item]:
+    what = "a STAC Catalog, Collection, Item or ItemCollection"
+    data = _read_json_object(url, options, "STAC source", what, limits=limits)
     kind = data.get("type")
     base = _absolute_url(url, options)
     if kind == "FeatureCollection":
@@ -368,7 +380,7 @@ def _read_static(url: str, options: StorageOptions | None) -> Iterator[pystac.It
         item.set_self_href(base)
         yield item
     elif kind in ("Catalog", "Collection"):
-        yield from _walk(data, base, options, Limits.from_env(), {base}, 0)
+        yield from _walk(data, base, options, limits, {base}, 0)
     else:
         raise InvalidInputError(f"{url} is not a STAC Catalog, Collection, Item or ItemCollection (type {kind!r})")
 
@@ -400,7 +412,7 @@ def _walk(
                     f"catalog {url}: child catalogs nested deeper than {limits.max_depth} levels "
                     "(STAC_CLOUDS2MASK_MAX_DEPTH): refused"
                 )
-            doc = _read_json_object(target, options, f"{rel} link of {url}:", "a STAC object")
+            doc = _read_json_object(target, options, f"{rel} link of {url}:", "a STAC object", limits=limits)
             if rel == "child":
                 yield from _walk(doc, target, options, limits, visited, depth + 1)
                 continue

@@ -32,7 +32,7 @@ from .errors import InvalidInputError, LimitExceededError
 from .limits import Limits
 from .publish import versions
 from .publish.items import MASK_ASSET, mask_collection_id
-from .storage import StorageOptions
+from .storage import S3_SCHEMES, StorageOptions
 from .trust import GDAL_SAFE_ENV, check_reference, open_raster_safely
 
 try:
@@ -210,6 +210,7 @@ def stack_sources_and_masks(
 
     sources: (time, band, y, x) of `dtype`, NaN where the source has no data;
     masks: (time, y, x) uint8 classes (0 clear, 1 cloud, 2 shadow, 255 nodata; 255 outside the mask).
+    Items wholly outside the grid (those of another CRS than `epsg`'s, far away) are left out, as stackstac does.
     """
     src = [_absolute_dict(s) for s in sources]
     if not src:
@@ -249,6 +250,9 @@ def stack_sources_and_masks(
         )
     _check_hrefs(src, keys)
     _check_hrefs(msk, [[MASK_ASSET]] * len(msk))
+    hrefs = [d["assets"][k]["href"] for d, ks in zip([*src, *msk], [*keys, *[[MASK_ASSET]] * len(msk)]) for k in ks]
+    # stackstac opens the files with GDAL, not fsspec: the S3 options reach it as GDAL's configuration
+    s3_config = (options or StorageOptions()).gdal_config() if any(h.startswith(S3_SCHEMES) for h in hrefs) else {}
     grid = {
         "epsg": int(epsg),
         "resolution": float(resolution),
@@ -263,7 +267,7 @@ def stack_sources_and_masks(
         for band, key in zip(assets, ks):
             if band != key:
                 d["assets"][band] = d["assets"].pop(key)
-    grid.update(reader=TrustedReader, gdal_env=TRUSTED_GDAL_ENV)
+    grid.update(reader=TrustedReader, gdal_env=TRUSTED_GDAL_ENV.updated(always=s3_config))
     data = stackstac.stack(src, assets=list(assets), dtype=dtype, fill_value=np.nan, rescale=rescale, **grid)
     # fill_value as np.uint8: stackstac checks np.can_cast(type(fill_value), dtype), and a Python int is int64
     raw = stackstac.stack(msk, assets=[MASK_ASSET], dtype="uint8", fill_value=np.uint8(255), rescale=False, **grid)
@@ -271,6 +275,11 @@ def stack_sources_and_masks(
         raise RuntimeError(
             "stackstac put the masks on another grid than the sources"
         )  # cannot happen with explicit grids
+    # stackstac leaves out the items wholly outside the grid (those of another CRS, with epsg=); a mask has its
+    # source's footprint, so the two are left out together
+    kept, mask_of = [str(i) for i in data["id"].values], {s["id"]: m["id"] for s, m in zip(src, msk)}
+    if [mask_of[i] for i in kept] != [str(i) for i in raw["id"].values]:
+        raise RuntimeError("stackstac left out other masks than sources")  # a mask's footprint is its source's
     classes = xr.DataArray(
         raw.isel(band=0).data,
         dims=("time", "y", "x"),
@@ -280,8 +289,8 @@ def stack_sources_and_masks(
             "time": data["time"].values,
             "y": data["y"].values,
             "x": data["x"].values,
-            "id": ("time", [d["id"] for d in src]),
-            "mask_id": ("time", [m["id"] for m in msk]),
+            "id": ("time", kept),
+            "mask_id": ("time", [mask_of[i] for i in kept]),
         },
     )
     return data, classes

@@ -86,25 +86,45 @@ class StorageOptions:
             )
         return replace(self, header_hosts=hosts)
 
+    def s3_anon(self) -> bool:
+        """Whether S3 requests go unsigned: as asked, else when the AWS credential chain finds nothing."""
+        return _have_no_credentials(*(os.environ.get(v) for v in _CREDENTIAL_VARS)) if self.anon is None else self.anon
+
+    def s3_endpoint(self) -> str | None:
+        """The S3 endpoint: as asked, else the environment's (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL), else AWS."""
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
     def fsspec_kwargs(self, url: str) -> dict[str, Any]:
         """Keyword arguments for fsspec's filesystem of this URL."""
         if headers := self.headers_for(url):
             return {"client_kwargs": {"headers": headers}}
         if not url.startswith(S3_SCHEMES):
             return {}
-        anon = _have_no_credentials(*(os.environ.get(v) for v in _CREDENTIAL_VARS)) if self.anon is None else self.anon
         # botocore's "standard" retries: exponential backoff with jitter on 5xx, throttling (SlowDown)
         # and connection errors, never on 403/404; s3fs adds its own bounded retries for cut-off reads
         kwargs: dict[str, Any] = {
-            "anon": anon,
+            "anon": self.s3_anon(),
             "config_kwargs": {"retries": {"max_attempts": S3_ATTEMPTS, "mode": "standard"}},
         }
         if self.requester_pays:
             kwargs["requester_pays"] = True
-        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
+        if endpoint := self.s3_endpoint():
             kwargs["client_kwargs"] = {"endpoint_url": endpoint}
         return kwargs
+
+    def gdal_config(self) -> dict[str, str]:
+        """The same S3 access as GDAL configuration options, for files GDAL opens itself (/vsis3/, as stackstac
+        does): endpoint, unsigned or signed requests, requester pays. No headers: GDAL would send them to every
+        host, not only to the header hosts."""
+        config = {"AWS_NO_SIGN_REQUEST": "YES" if self.s3_anon() else "NO"}
+        if self.requester_pays:
+            config["AWS_REQUEST_PAYER"] = "requester"
+        if endpoint := self.s3_endpoint():
+            parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+            config["AWS_S3_ENDPOINT"] = parts.netloc
+            config["AWS_HTTPS"] = "YES" if parts.scheme == "https" else "NO"
+            config["AWS_VIRTUAL_HOSTING"] = "FALSE"  # bucket in the path, as custom endpoints take it
+        return config
 
 
 _CREDENTIAL_VARS = (

@@ -12,6 +12,10 @@ from rich.table import Table
 from .display import console, guarded, markup
 from .options import Anon, Datetime, EndpointUrl, Ids, Sources, id_list, search_filters, storage_options
 
+# NetCDF 3 (scipy's writer) has no 64-bit integers, in which xarray encodes times with fractions of a second
+# (Earth Search's datetimes have milliseconds): float64 milliseconds keep them to the microsecond
+TIME_ENCODING = {"time": {"units": "milliseconds since 1970-01-01", "dtype": "float64"}}
+
 
 def stack(
     sources: Sources,
@@ -49,7 +53,12 @@ def stack(
         typer.Option(metavar="METRES", help="Grid resolution (default: the finest native resolution of the bands)."),
     ] = None,
     epsg: Annotated[
-        Optional[int], typer.Option(metavar="CODE", help="Grid CRS (default: the masks' CRS; needed when they differ).")
+        Optional[int],
+        typer.Option(
+            metavar="CODE",
+            help="Grid CRS (default: the masks' CRS; needed when they differ). Items wholly outside the grid are left "
+            "out.",
+        ),
     ] = None,
     output: Annotated[
         Optional[str],
@@ -147,7 +156,7 @@ def stack(
             )
             partial = f"{output}.partial"
             try:  # the source bands are read here: a refused file leaves no output behind
-                ds.to_netcdf(partial)
+                ds.to_netcdf(partial, encoding=TIME_ENCODING)
                 os.replace(partial, output)
             except refused as exc:
                 raise InvalidInputError(str(exc)) from exc

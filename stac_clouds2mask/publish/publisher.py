@@ -86,6 +86,7 @@ class Publisher:
     collection_id: str | None = None
     thumbnails: bool = True
     max_versions: int = 100
+    max_body_bytes: int = field(default_factory=lambda: Limits.from_env().max_body_bytes)  # the largest item written
     claim_stale_after: float = 3900.0  # the per-item limit and a margin: a lock this old has no live run
     claim_busy_for: float = 10.0
     model_href: str | None = None
@@ -271,7 +272,7 @@ class Publisher:
             versions.set_links(
                 d, {"predecessor-version": self.catalog.version_href(collection_id, plan.predecessor["id"])}
             )
-        size, most = len(json.dumps(d).encode("utf-8")), Limits.from_env().max_body_bytes
+        size, most = len(json.dumps(d).encode("utf-8")), self.max_body_bytes
         if size > most:  # the footprint is bounded (items.footprint); the other fields copied from the source are not
             raise PublishError(
                 src.id,
