@@ -77,17 +77,16 @@ class TrustedReader(AutoParallelRioReader):
                     f"{self.url!r} is {width} x {height} px, larger than the limit of {limit} px "
                     "(STAC_CLOUDS2MASK_MAX_PIXELS)"
                 )
-            vrt = None
-            own = {"crs": ds.crs.to_epsg(), "transform": ds.transform, "height": ds.height, "width": ds.width}
-            if self.spec.vrt_params != own:
-                with self.gdal_env.open_vrt:
-                    vrt = WarpedVRT(
-                        ds,
-                        sharing=False,
-                        resampling=self.resampling,
-                        add_alpha=ds.nodata is None,
-                        **self.spec.vrt_params,
-                    )
+        vrt = None
+        own = {"crs": ds.crs.to_epsg(), "transform": ds.transform, "height": ds.height, "width": ds.width}
+        if self.spec.vrt_params != own:
+            # not inside `open`: without open_vrt options stackstac's open_vrt *is* the open rasterio.Env, and
+            # entering one Env twice leaves it active in the thread (its options, e.g. --anon, then leak into
+            # every later read of that thread)
+            with self.gdal_env.open_vrt:
+                vrt = WarpedVRT(
+                    ds, sharing=False, resampling=self.resampling, add_alpha=ds.nodata is None, **self.spec.vrt_params
+                )
         threads = ThreadLocalRioDataset if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST else SingleThreadedRioDataset
         return threads(self.gdal_env, ds, vrt=vrt)
 

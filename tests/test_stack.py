@@ -145,6 +145,24 @@ def test_masks_read_from_s3(masks20, sample_catalog, moto_s3, s3_bucket, s3fs_fs
     assert np.array_equal(np.isnan(remote.values), np.isnan(local.values))
 
 
+def test_unsigned_reads_end_with_their_stack(masks20, sample_catalog, moto_s3, s3_bucket, s3fs_fs):
+    """anon=True acts on its own stack only: a later stack in the same process signs its requests again.
+    (Entering stackstac's `open` rasterio.Env a second time for the warped VRT once left it active in the
+    reader threads, so the next stack of a private bucket was sent unsigned and got 403.)"""
+    from conftest import upload_tree
+
+    from stac_clouds2mask.storage import StorageOptions
+
+    upload_tree(s3fs_fs, masks20, f"{s3_bucket}/public")
+    for path in s3fs_fs.find(f"{s3_bucket}/public"):
+        s3fs_fs.chmod(path, "public-read")
+    upload_tree(s3fs_fs, masks20, f"{s3_bucket}/private")
+    public = f"s3://{s3_bucket}/public/catalog.json"
+    unsigned = stack_masked(sources(sample_catalog, F), public, options=StorageOptions(anon=True)).compute()
+    signed = stack_masked(sources(sample_catalog, F), f"s3://{s3_bucket}/private/catalog.json").compute()
+    assert np.array_equal(signed["cloudmask"].values, unsigned["cloudmask"].values)
+
+
 def test_latest_of_many_versions_found_in_a_stac_api(masks20, sample_catalog, clean_stac_api):
     """A STAC API is asked for version 1, 2, ... of each source's mask until one is missing (the rule of
     publish.versions), so an 11th version is found: no fixed number of versions is assumed."""
