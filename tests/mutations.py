@@ -1322,6 +1322,14 @@ MUTATIONS = (
         ),
         "rerun rule: a rerun with another --overlap skips as if the mask were the same",
     ),
+    Mutation(
+        "stack-open-env-entered-twice",
+        "stac_clouds2mask/stack.py",
+        "            with self.gdal_env.open_vrt:\n",
+        "            with self.gdal_env.open, self.gdal_env.open_vrt:\n",
+        ("tests/test_stack.py::test_unsigned_reads_end_with_their_stack",),
+        "after a stack with --anon the reader threads keep sending unsigned requests: a private bucket gives 403",
+    ),
 )
 
 
