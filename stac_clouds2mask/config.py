@@ -40,7 +40,7 @@ class RunConfig:
 
     output: str
     publish_api: str | None = None
-    api_headers: dict[str, str] = field(default_factory=dict)
+    api_headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials: never in a repr
     resolution: float = 20
     device: str = "auto"
     model: str = "auto"

@@ -417,6 +417,19 @@ def test_credentials_of_a_source_url_reach_no_output(server, sample_data_dir, tm
     assert leaks(result.output) == []
 
 
+def test_a_run_config_repr_holds_no_header_value(tmp_path):
+    """A RunConfig's repr (tracebacks, logs, debuggers) shows neither the publish API's nor the sources' headers."""
+    from stac_clouds2mask.config import RunConfig
+    from stac_clouds2mask.storage import StorageOptions
+
+    config = RunConfig(
+        str(tmp_path),
+        api_headers={"Authorization": "Bearer publish-secret"},
+        options=StorageOptions(headers={"X-Api-Key": "source-secret"}),
+    )
+    assert "secret" not in repr(config) and "secret" not in str(config)
+
+
 def test_a_plan_from_an_api_with_credentials_keeps_none(server, tmp_path):
     item = feature("api-item")
     item["links"] = [{"rel": "self", "href": f"{server.url}/collections/x/items/api-item"}]
