@@ -193,12 +193,12 @@ MUTATIONS = (
         "read stage: a private API's credentials go to whatever host an item's asset names",
     ),
     Mutation(
-        "source-headers-on-the-api-session",
+        "source-headers-not-sent-to-the-api",
         "stac_clouds2mask/search.py",
         "client = Client.open(url, stac_io=stac_io, timeout=60, request_modifier=with_headers)",
-        "client = Client.open(url, stac_io=stac_io, timeout=60, headers=dict(options.headers))",
+        "client = Client.open(url, stac_io=stac_io, timeout=60)",
         ("tests/test_private_sources.py::test_headers_go_only_to_their_hosts",),
-        "search stage: headers on the session follow an API's next link to another host",
+        "search stage: a private API never receives its key (headers reach the files only)",
     ),
     Mutation(
         "modifier-not-applied",
@@ -230,7 +230,7 @@ MUTATIONS = (
         'return (f"HTTP {status}: " if status else "") + (redact(str(exc), hidden) or "")',
         'return (f"HTTP {status}: " if status else "") + str(exc)',
         ("tests/test_private_sources.py::test_a_wrong_key_is_refused_and_not_shown",),
-        "search stage: an API that echoes the key puts it on the terminal",
+        "search stage: an API that echoes the key puts it in the error a Python caller gets",
     ),
     Mutation(
         "log-lines-not-redacted",

@@ -128,6 +128,10 @@ def test_a_wrong_key_is_refused_and_not_shown(private_api, tmp_path):
     assert "cannot open the STAC API" in result.output and "401" in result.output
     assert wrong not in result.output
     assert not (tmp_path / "o").exists()
+    # the Python API's error holds no key either (the terminal redacts again, a caller's log would not)
+    with pytest.raises(InvalidInputError, match="401") as caught:
+        search(private_api.url, None, StorageOptions(headers={"X-Api-Key": wrong}).for_sources([private_api.url]))
+    assert wrong not in str(caught.value)
 
 
 def test_headers_go_only_to_their_hosts(sample_data_dir):
