@@ -980,8 +980,11 @@ MUTATIONS = (
         "stac_clouds2mask/cli/display.py",
         'self.bar.console.print(f"[yellow]retry {retries}[/]',
         'None and print(f"[yellow]retry {retries}[/]',
-        ("tests/test_storage.py::test_retries_are_shown_as_they_happen_and_counted_per_item",),
-        "retries are counted but not shown as they happen",
+        (
+            "tests/test_cli_output.py::test_rich_display_shows_each_retry_as_it_happens",
+            "tests/test_storage.py::test_retries_are_shown_as_they_happen_and_counted_per_item",
+        ),
+        "retries are counted but not shown as they happen on a terminal",
     ),
     Mutation(
         "missing-ids-dropped-silently",

@@ -117,6 +117,15 @@ def test_rich_display_counts_patches_with_their_own_bar():
     assert bar.tasks[1].completed == 0 and not bar.tasks[1].visible
 
 
+def test_rich_display_shows_each_retry_as_it_happens():
+    """On a terminal too (the S3 retry test runs without one, so it sees the plain display only)."""
+    out = io.StringIO()
+    display = RichProgressDisplay(RichProgress(console=Console(file=out, width=200), auto_refresh=False))
+    display.start(1)
+    display.retry("scene", 2, "SlowDown from s3://b/x.tif [escaped]")
+    assert "retry 2 scene: SlowDown from s3://b/x.tif [escaped]" in out.getvalue().splitlines()
+
+
 def test_plain_display_prints_patches_every_tenth(capsys):
     display = PlainProgressDisplay()
     display.start(2)
