@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -158,8 +159,9 @@ def test_unsigned_reads_end_with_their_stack(masks20, sample_catalog, moto_s3, s
         s3fs_fs.chmod(path, "public-read")
     upload_tree(s3fs_fs, masks20, f"{s3_bucket}/private")
     public = f"s3://{s3_bucket}/public/catalog.json"
-    unsigned = stack_masked(sources(sample_catalog, F), public, options=StorageOptions(anon=True)).compute()
-    signed = stack_masked(sources(sample_catalog, F), f"s3://{s3_bucket}/private/catalog.json").compute()
+    with dask.config.set(scheduler="synchronous"):  # one reader thread: the second stack surely reuses it
+        unsigned = stack_masked(sources(sample_catalog, F), public, options=StorageOptions(anon=True)).compute()
+        signed = stack_masked(sources(sample_catalog, F), f"s3://{s3_bucket}/private/catalog.json").compute()
     assert np.array_equal(signed["cloudmask"].values, unsigned["cloudmask"].values)
 
 
