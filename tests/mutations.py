@@ -408,7 +408,8 @@ MUTATIONS = (
         "else Resampling.nearest",
         "else Resampling.bilinear",
         (
-            "tests/test_read_grids.py::test_a_coarser_band_is_its_nearest_neighbour_upsampling_and_its_nodata_stays_whole",
+            "tests/test_read_grids.py::"
+            "test_a_coarser_band_is_its_nearest_neighbour_upsampling_and_its_nodata_stays_whole",
         ),
         "read stage: a coarser band is interpolated onto the finer grid, blending neighbours and nodata into data",
     ),
@@ -479,7 +480,8 @@ MUTATIONS = (
         "if i == len(previous) - 1:",
         "if i == 0:",
         (
-            "tests/test_publish_over_time.py::test_a_chain_of_four_versions_links_every_version_to_its_neighbours_and_the_latest",
+            "tests/test_publish_over_time.py::"
+            "test_a_chain_of_four_versions_links_every_version_to_its_neighbours_and_the_latest",
         ),
         "publish stage: from the third version on, successor-version links point past the next version",
     ),
@@ -505,7 +507,8 @@ MUTATIONS = (
         "        try:\n            yield\n        finally:\n",
         "        yield\n        if True:\n",
         (
-            "tests/test_publish_over_time.py::test_a_failed_publish_releases_its_claim_so_a_rerun_with_other_settings_is_not_blocked",
+            "tests/test_publish_over_time.py::"
+            "test_a_failed_publish_releases_its_claim_so_a_rerun_with_other_settings_is_not_blocked",
         ),
         "publish stage: a failed publish keeps its lock; a rerun with other settings is refused for an hour",
     ),
@@ -1222,8 +1225,10 @@ MUTATIONS = (
         "            collection_id=config.collection_id,\n",
         "",
         (
-            "tests/test_options_arrive.py::test_each_option_of_each_command_arrives_where_it_acts[run-target_collection]",
-            "tests/test_options_arrive.py::test_each_run_config_field_and_limit_arrives_where_it_acts[config-collection_id]",
+            "tests/test_options_arrive.py::"
+            "test_each_option_of_each_command_arrives_where_it_acts[run-target_collection]",
+            "tests/test_options_arrive.py::"
+            "test_each_run_config_field_and_limit_arrives_where_it_acts[config-collection_id]",
         ),
         "--target-collection parses, the masks go to <source collection>-cloudmask",
     ),
@@ -1233,8 +1238,10 @@ MUTATIONS = (
         "search_all(sources, filters, config.options, config.limits)",
         "search_all(sources, filters, config.options)",
         (
-            "tests/test_options_arrive.py::test_each_run_config_field_and_limit_arrives_where_it_acts[limits-max_documents]",
-            "tests/test_options_arrive.py::test_each_run_config_field_and_limit_arrives_where_it_acts[limits-max_depth]",
+            "tests/test_options_arrive.py::"
+            "test_each_run_config_field_and_limit_arrives_where_it_acts[limits-max_documents]",
+            "tests/test_options_arrive.py::"
+            "test_each_run_config_field_and_limit_arrives_where_it_acts[limits-max_depth]",
         ),
         "limits given to stac_clouds2mask.run do not bound the catalogs the search walks",
     ),
@@ -1320,8 +1327,10 @@ MUTATIONS = (
         '        "overlap": config.overlap,\n',
         "",
         (
-            "tests/test_options_arrive.py::test_every_field_either_changes_the_recorded_settings_or_leaves_the_mask_as_it_is",
-            "tests/test_options_arrive.py::test_a_rerun_with_a_setting_changed_publishes_and_with_any_other_field_changed_skips",
+            "tests/test_options_arrive.py::"
+            "test_every_field_either_changes_the_recorded_settings_or_leaves_the_mask_as_it_is",
+            "tests/test_options_arrive.py::"
+            "test_a_rerun_with_a_setting_changed_publishes_and_with_any_other_field_changed_skips",
         ),
         "rerun rule: a rerun with another --overlap skips as if the mask were the same",
     ),
