@@ -26,8 +26,9 @@ import shapely
 import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
+from .infer.plan import LATTICE  # the encoder's total stride: read windows start on its multiples
+
 CONTEXT_MARGIN = 96  # px of the processing grid read around the AOI window (benchmarks/aoi_margin.py)
-LATTICE = 32  # the encoder's total stride (infer.plan.LATTICE): read windows start on its multiples
 _ID_DIGITS = 7  # coordinates rounded to 1e-7 degree (~1 cm) for the AOI's identity
 _DENSIFY_DEGREES = 0.01  # edges split every ~1 km before reprojection, so curved edges stay inside
 

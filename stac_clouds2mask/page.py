@@ -101,10 +101,10 @@ def _card(entry: dict[str, Any], preview: bytes | None) -> str:
     stats = entry.get("statistics") or {}
     if not preview:
         picture = '<div class="none">no preview</div>'
-    elif preview.startswith(b"\x89PNG"):  # a skipped item's published thumbnail: the mask alone
-        picture = f'<img alt="the published mask" src="data:image/png;base64,{base64.b64encode(preview).decode()}">'
-    else:
-        picture = f'<img alt="mask over true colour" src="data:image/jpeg;base64,{base64.b64encode(preview).decode()}">'
+    else:  # a PNG is a skipped item's published thumbnail (the mask alone), a JPEG the mask over true colour
+        png = preview.startswith(b"\x89PNG")
+        kind, alt = ("png", "the published mask") if png else ("jpeg", "mask over true colour")
+        picture = f'<img alt="{alt}" src="data:image/{kind};base64,{base64.b64encode(preview).decode()}">'
 
     lines = [f'<div class="item" data-source-id="{escape(str(entry["source_id"]))}">', picture]
     lines.append(f"<div><b>{escape(str(entry.get('datetime') or 'no date'))}</b></div>")
