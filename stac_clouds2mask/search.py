@@ -30,16 +30,9 @@ from .trust import check_reference
 log = logging.getLogger(__name__)
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
-# what pystac and pystac-client raise on JSON that is not the STAC they expect
-_MALFORMED = (
-    pystac.STACError,
-    pystac.STACTypeError,
-    NotImplementedError,
-    KeyError,
-    TypeError,
-    ValueError,
-    AttributeError,
-)
+# what pystac raises on JSON that is not the STAC it expects (and pystac-client's pages, NotImplementedError too)
+_NOT_STAC = (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError)
+_MALFORMED = (*_NOT_STAC, NotImplementedError)
 DEFAULT_API_COLLECTION = "sentinel-2-l1c"
 MAX_PAGE_SIZE = 10_000  # pystac-client refuses a larger limit
 
@@ -235,7 +228,7 @@ def search(
         return list(_limit(_filter_static(found, filters), filters.max_items))
     except InvalidInputError:
         raise
-    except (OSError, pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (OSError, *_NOT_STAC) as exc:
         raise InvalidInputError(f"cannot read the STAC source {source}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -254,7 +247,8 @@ def search_all(
     if not items:
         raise EmptySearchError(sources, conditions(filters, sources))
     cut = filters.max_items is not None and any(len(of_source) >= filters.max_items for of_source in found)
-    missing = [i for i in dict.fromkeys(filters.ids or ()) if i not in {item.id for item in items}]
+    found_ids = {item.id for item in items}
+    missing = [i for i in dict.fromkeys(filters.ids or ()) if i not in found_ids]
     if missing and not cut:  # ids that --max-items left out are not missing
         raise EmptySearchError(sources, conditions(filters, sources), missing)
     log.info("%d item(s) found in %s", len(items), ", ".join(redact(s) or "" for s in sources))
@@ -366,7 +360,7 @@ def _read_static(url: str, options: StorageOptions | None, limits: Limits) -> It
         for n, feature in enumerate(features):
             try:
                 item = pystac.Item.from_dict(feature, migrate=True)
-            except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            except _NOT_STAC as exc:
                 raise InvalidInputError(
                     f"feature {n} of {url} is not a STAC item: {type(exc).__name__}: {exc}"
                 ) from exc
@@ -375,7 +369,7 @@ def _read_static(url: str, options: StorageOptions | None, limits: Limits) -> It
     elif kind == "Feature":
         try:
             item = pystac.Item.from_dict(data, migrate=True)
-        except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except _NOT_STAC as exc:
             raise InvalidInputError(f"{url} is not a STAC item: {type(exc).__name__}: {exc}") from exc
         item.set_self_href(base)
         yield item
@@ -418,7 +412,7 @@ def _walk(
                 continue
             try:
                 item = pystac.Item.from_dict(doc, migrate=True)
-            except (pystac.STACError, pystac.STACTypeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            except _NOT_STAC as exc:
                 raise InvalidInputError(
                     f"{target} (an item of {url}) is not a STAC item: {type(exc).__name__}"
                 ) from exc
