@@ -285,7 +285,7 @@ def run_shard(
                 "status": o.status,
                 "stage": o.stage,
                 "error": o.error,
-                "nothing_to_mask": o.status == "skipped" and o.mask_item_id is None,
+                "nothing_to_mask": o.nothing_to_mask,
             }
             for i, o in zip(payload.items, report.outcomes)
         ],

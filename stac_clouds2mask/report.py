@@ -121,7 +121,13 @@ class ItemOutcome:
     mask_item_id: str | None = None  # the mask item published now, or found published (skipped)
     statistics: dict[str, float] | None = None  # valid, clear, cloud, shadow % of the mask (of the AOI when clipped)
     acquired: str | None = None  # the source's acquisition time (datetime, else start_datetime)
-    preview: bytes | None = field(default=None, repr=False)  # PNG: the mask over true colour, for the run page
+    # for the run page: the mask over true colour (JPEG), or for a skipped item its published thumbnail (PNG)
+    preview: bytes | None = field(default=None, repr=False)
+
+    @property
+    def nothing_to_mask(self) -> bool:
+        """Skipped without a mask: the item holds nothing of the AOI (no footprint there, no valid pixel)."""
+        return self.status == "skipped" and self.mask_item_id is None
 
 
 @dataclass

@@ -41,7 +41,7 @@ from .products import from_product
 from .publish import Publisher, PublishPlan, StacApi, StaticCatalog, overlay_preview, published_thumbnail, statistics
 from .publish.items import EXECUTION
 from .read import read_scene
-from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, environment_secrets, redact
+from .report import REPORT_TYPE, RUNS_DIR, ItemOutcome, Progress, RunReport, redact
 from .scene import MaskResult, Scene
 from .search import SearchFilters, geometry_from_geojson, search_all
 from .storage import (
@@ -109,12 +109,11 @@ class Runner:
         self._checked = False  # preflight() passed
 
     def _secrets(self) -> list[str]:
-        """Header values of the publish API and the sources, and credentials from the environment: what
-        redact() takes out of every message."""
+        """Header values of the publish API and the sources: what redact() takes out of every message (with the
+        environment's credentials, which it adds itself)."""
         return [
             *header_secrets(self.config.api_headers),
             *header_secrets(self.config.options.headers),
-            *environment_secrets(),
         ]
 
     def _failed(
@@ -600,7 +599,7 @@ class _Work:
     plan: PublishPlan | None = None
     scene: Scene | None = None
     result: MaskResult | None = None
-    preview: bytes | None = None  # the mask over true colour (PNG), for the run page
+    preview: bytes | None = None  # the mask over true colour (JPEG), for the run page
     outcome: ItemOutcome | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     retries: RetryCounter = field(default_factory=RetryCounter)  # S3 retries of its requests, all stages

@@ -384,7 +384,7 @@ def mask_items(
     features, failures = [], []
     for item, outcome in zip(job.items, report.outcomes):
         d = None
-        if outcome.status == "skipped" and outcome.mask_item_id is None:  # the AOI holds nothing of the item
+        if outcome.nothing_to_mask:
             continue
         if outcome.status in ("published", "skipped"):
             runner = runners[job.root_for(item)]
@@ -485,7 +485,7 @@ class Clouds2MaskTask(Task):
         nothing = [
             {"source_item": o.source_id, "collection": o.collection, "reason": o.error}
             for o in self.report.outcomes
-            if o.status == "skipped" and o.mask_item_id is None
+            if o.nothing_to_mask
         ]
         if nothing:
             self.payload[NOTHING_TO_MASK] = nothing

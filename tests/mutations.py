@@ -235,7 +235,7 @@ MUTATIONS = (
     Mutation(
         "log-lines-not-redacted",
         "stac_clouds2mask/cli/display.py",
-        'return redact(super().format(record), [*OUTPUT.hidden, *environment_secrets()]) or ""',
+        'return redact(super().format(record), OUTPUT.hidden) or ""',
         "return super().format(record)",
         ("tests/test_private_sources.py::test_private_api_and_signed_files_end_to_end",),
         "-vv logs pystac-client's request headers, the source key among them",
@@ -396,7 +396,7 @@ MUTATIONS = (
     Mutation(
         "plan-drops-clip",
         "stac_clouds2mask/cli/batch.py",
-        '            params["clip"] = filters.aoi()',
+        '            params["clip"] = aoi',
         "            pass",
         ("tests/test_aoi.py::test_plan_shards_carry_the_aoi_and_publish_aoi_masks",),
         "plan --clip: the shards mask whole scenes",

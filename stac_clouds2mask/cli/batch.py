@@ -162,7 +162,7 @@ def plan(
         from stac_clouds2mask import InvalidInputError, RunConfig, batch
 
         options = storage_options(anon, requester_pays, endpoint_url, header, header_host)
-        hide(list(options.headers.values()))
+        hide(options.headers)
         filters = search_filters(
             options,
             bbox=bbox,
@@ -192,9 +192,10 @@ def plan(
         if requester_pays:
             params["requester_pays"] = True
         if clip:
-            if filters.aoi() is None:
+            aoi = filters.aoi()
+            if aoi is None:
                 raise InvalidInputError("--clip needs an area of interest: --bbox and/or --intersects")
-            params["clip"] = filters.aoi()
+            params["clip"] = aoi
         # checks resolution, model, patches and buffers early
         RunConfig(
             **{k: v for k, v in params.items() if k in RunConfig.__dataclass_fields__}, output=masks, device="cpu"

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
@@ -26,7 +26,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stac_clouds2mask import ItemOutcome, Progress, RunReport, environment_secrets
+from stac_clouds2mask import ItemOutcome, Progress, RunReport
+from stac_clouds2mask.access import header_secrets
 
 if TYPE_CHECKING:
     from stac_clouds2mask import Interrupted, InvalidInputError
@@ -99,7 +100,7 @@ class _Stderr(logging.StreamHandler):
     def format(self, record: logging.LogRecord) -> str:
         from stac_clouds2mask import redact
 
-        return redact(super().format(record), [*OUTPUT.hidden, *environment_secrets()]) or ""
+        return redact(super().format(record), OUTPUT.hidden) or ""  # redact adds the environment's
 
 
 _HANDLER = _Stderr()
@@ -127,9 +128,9 @@ def configure_output(verbose: int, quiet: bool) -> None:
     _HANDLER.setLevel(level)
 
 
-def hide(values: list[str]) -> None:
+def hide(*headers: Mapping[str, str]) -> None:
     """Keep these header values, and their credentials alone ('Bearer TOKEN' -> 'TOKEN'), out of every log line."""
-    OUTPUT.hidden.extend(v for value in values for v in (value, *value.split(None, 1)[1:]) if v)
+    OUTPUT.hidden.extend(v for h in headers for v in header_secrets(h) if v)
 
 
 def _outcome_text(outcome: ItemOutcome) -> tuple[str, str]:

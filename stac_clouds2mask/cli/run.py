@@ -220,7 +220,7 @@ def run(
             **({"Authorization": f"Bearer {api_token}"} if api_token else {}),
             **parse_headers(api_header or [], "api_headers"),
         }
-        hide([*options.headers.values(), *api_headers.values()])
+        hide(options.headers, api_headers)
         chosen = id_list(ids)
         if rerun_failed:
             if chosen:

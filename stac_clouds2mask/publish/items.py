@@ -64,7 +64,6 @@ UKIS_CSMASK = "https://github.com/dlr-eoc/ukis-csmask"
 UKIS_LICENSE = f"{UKIS_CSMASK}/blob/main/LICENSE"
 PROJECT_URL = "https://github.com/stac-clouds2mask/stac-clouds2mask"
 ARCHITECTURE = "U-Net (EfficientNet-B4 encoder)"
-# RunConfig options that change the mask, with their defaults: named in processing:expression when set otherwise
 EXPRESSION_DEFAULTS: dict[str, Any] = {  # the RunConfig options that change a mask, and their defaults
     "patch_size": "auto",
     "overlap": DEFAULT_OVERLAP,
