@@ -16,7 +16,7 @@ from .lazy import lazy_names
 __version__ = "0.1.0"
 
 _NAMES = {
-    "access": ("headers_from_env", "parse_headers"),
+    "access": ("header_secrets", "headers_from_env", "parse_headers"),
     "api": ("mask_array",),
     "config": ("RunConfig",),
     "errors": (
@@ -70,6 +70,7 @@ __all__ = [
     "StorageOptions",
     "absolute_item_dict",
     "environment_secrets",
+    "header_secrets",
     "headers_from_env",
     "interruptible",
     "list_models",
@@ -92,7 +93,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
-    from .access import headers_from_env, parse_headers
+    from .access import header_secrets, headers_from_env, parse_headers
     from .api import mask_array
     from .config import RunConfig
     from .errors import (

@@ -26,8 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stac_clouds2mask import ItemOutcome, Progress, RunReport
-from stac_clouds2mask.access import header_secrets
+from stac_clouds2mask import ItemOutcome, Progress, RunReport, header_secrets
 
 if TYPE_CHECKING:
     from stac_clouds2mask import Interrupted, InvalidInputError
