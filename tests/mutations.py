@@ -305,6 +305,22 @@ MUTATIONS = (
         "rerun rule: the machine's choice joins the compared settings, so a rerun elsewhere makes a new version",
     ),
     Mutation(
+        "patch-rows-not-overlapped",
+        "stac_clouds2mask/infer/engine.py",
+        "started.append((y0, group, net.submit(patches, bs)))",
+        "started.append((y0, group, (lambda t: lambda: t)(net.submit(patches, bs)())))",
+        ("tests/test_engine_contract.py::test_a_patch_row_starts_before_the_row_before_is_blended",),
+        "infer stage: each batch waited for at once, so streams idle at the end of every patch row",
+    ),
+    Mutation(
+        "openvino-output-buffer-not-copied",
+        "stac_clouds2mask/infer/runtimes.py",
+        "out[i] = self.requests[k].get_output_tensor(0).data.copy()",
+        "out[i] = self.requests[k].get_output_tensor(0).data",
+        ("tests/test_engine_contract.py::test_openvino_batches_in_flight_each_get_their_own_logits",),
+        "infer stage: a patch's logits overwritten by the next patch its OpenVINO request runs",
+    ),
+    Mutation(
         "auto-runtime-is-torch",
         "stac_clouds2mask/infer/runtimes.py",
         'return "openvino" if device.type == "cpu" and openvino_available() else "torch"',

@@ -3,7 +3,9 @@
 the network as data. A spy module records what the network is given and the dtype it computes in.
 
 The precision tests wrap a tiny randomly initialised convolution (plumbing only: they say nothing about
-clouds); the nodata test wraps the real pretrained 6-band L1C U-Net on the real DNs of crop D."""
+clouds); the nodata test wraps the real pretrained 6-band L1C U-Net on the real DNs of crop D. The last
+tests show patch rows kept in flight: one patch row started before the one before is blended, and the
+OpenVINO runtime giving each batch in flight its own logits."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import torch
 from conftest import unchanged_items
 from torch import nn
 
-from stac_clouds2mask.infer import ExecMode, plan_patches, predict
+from stac_clouds2mask.infer import ExecMode, open_network, plan_patches, predict
 from stac_clouds2mask.infer import cpu as cpu_module
+from stac_clouds2mask.infer.runtimes import Network, TorchNetwork
 from stac_clouds2mask.model import get_model_spec, load_model
 from stac_clouds2mask.read import declared_nodata, find_asset, scale_offset
 from stac_clouds2mask.search import SearchFilters, search
@@ -147,3 +150,58 @@ def test_a_declared_nodata_value_never_reaches_the_network_as_data(spec6, crop_d
     assert (x.amax(dim=(0, 2, 3)).numpy() < as_data / 2).all()
     assert all(pred.classes[r, c] == NODATA for _, r, c in holes)
     assert (pred.classes[valid] < 3).all()
+
+
+# ------------------------------------------------------------------------------------------
+# patch rows in flight
+# ------------------------------------------------------------------------------------------
+
+
+class Ledger(Network):
+    """Runs a torch module, and writes down when each batch is submitted and when its logits are taken."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.inner = TorchNetwork(module, torch.device("cpu"), ExecMode("fp32", False), 1)
+        self.execution = self.inner.execution
+        self.torch_threads = 1
+        self.events: list[str] = []
+
+    def submit(self, batch: torch.Tensor, batch_size: int | None = None):  # noqa: ANN201
+        n = sum(e.startswith("submit") for e in self.events)
+        self.events.append(f"submit {n}")
+        logits = self.inner(batch, batch_size)
+
+        def taken() -> torch.Tensor:
+            self.events.append(f"logits {n}")
+            return logits
+
+        return taken
+
+
+def test_a_patch_row_starts_before_the_row_before_is_blended(spec6):
+    """Three patch rows of one patch each (a tiny random convolution: plumbing only): each row's batch is
+    submitted before the logits of the row before are taken, so a runtime with several streams starts the
+    next row while the last patch of a row runs; the classes are those of the same module run directly."""
+    x, valid = scene(1300, 200)
+    ledger = Ledger(tiny_conv())
+    pred = predict(x, valid, spec6, ledger, patch_size=512)
+    assert len(pred.plan.rows) == 3 and pred.plan.count == 3
+    assert ledger.events == ["submit 0", "submit 1", "logits 0", "submit 2", "logits 1", "logits 2"]
+    direct = predict(x, valid, spec6, tiny_conv(), patch_size=512, mode=ExecMode("fp32", False))
+    assert np.array_equal(pred.classes, direct.classes)
+
+
+def test_openvino_batches_in_flight_each_get_their_own_logits():
+    """Two batches of three patches submitted at once (more patches than streams, so requests are reused
+    while the first batch's logits are still untaken), taken in the opposite order: each patch's logits are
+    the ones the same network gives for that patch alone."""
+    spec = get_model_spec("model_4b_l2a")
+    net = open_network(spec, torch.device("cpu"), "openvino", "fp32")
+    batches = [
+        torch.from_numpy(np.random.default_rng(s).normal(size=(3, 4, 64, 96)).astype(np.float32)) for s in (1, 2)
+    ]
+    alone = [torch.cat([net(b[i : i + 1]) for i in range(3)]) for b in batches]
+    first, second = (net.submit(b, 2) for b in batches)
+    assert torch.equal(second(), alone[1]) and torch.equal(first(), alone[0])
+    assert not torch.equal(alone[0][0], alone[0][2])  # the patches differ, so a mix-up would show
+    assert net.started == [] and net.holds == [None] * net.execution.streams

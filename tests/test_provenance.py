@@ -122,7 +122,7 @@ def test_openvino_runs_in_the_precision_and_threads_it_records():
         assert {"fp32": "float32", "bf16": "bfloat16"}[precision] in hint and net.execution.precision == precision
         assert net.compiled.get_property("INFERENCE_NUM_THREADS") == net.execution.threads == cpu.cpu_threads()
         assert net.compiled.get_property("NUM_STREAMS") == net.execution.streams == net.execution.batch_size
-        assert net.queue.get_idle_request_id() >= 0 and len(net.queue) == net.execution.streams
+        assert len(net.requests) == net.execution.streams
 
 
 @pytest.mark.parametrize("limit", [["taskset", "-c", "0"], ["env", "OMP_NUM_THREADS=1"]], ids=["taskset", "omp"])

@@ -7,6 +7,8 @@ out over the overlap, is summed into a device-resident stripe accumulator. Rows 
 can reach are argmaxed on the device and only the uint8 classes (and, if asked, uint8 probabilities)
 come back to the host. Host memory beyond the input and the outputs is one stripe; on CUDA the
 stripe goes through pinned memory and the next stripe's copy overlaps the current row's compute.
+A patch row is started before the row before it is blended (Network.submit), so a runtime that runs
+patches at once keeps every stream busy across the end of a row.
 The network is a runtimes.Network (OpenVINO on a CPU, torch on CUDA and as fallback): the patch plan,
 cutting, blending, nodata handling and argmax around it are this same code whichever runs it.
 """
@@ -28,6 +30,7 @@ from .plan import DEFAULT_OVERLAP, DEFAULT_PATCH_SIZE, LATTICE, PatchPlan, fitte
 from .runtimes import Execution, Network, open_network
 
 log = logging.getLogger(__name__)
+Batch = tuple[int, list[int], Callable[[], torch.Tensor]]  # a patch row's origin, its batch's columns, their logits
 
 
 @dataclass
@@ -267,11 +270,25 @@ def _run(
         wsum = torch.cat([wsum[n_acc:], torch.zeros((n_acc, w), **f32)], 0)
         top += n  # rows past the stripe (n > ph) had no patch: they stay nodata
 
+    def blend(row: list[Batch]) -> None:
+        """Add the weighted softmax of a patch row's batches, once their logits are there, to the stripe."""
+        nonlocal done
+        for y0, group, logits in row:
+            probs = torch.softmax(logits(), dim=1) * weight
+            ya, yb = max(y0, 0), min(y0 + ph, h)
+            for p, x0 in zip(probs, group):
+                xa, xb = max(x0, 0), min(x0 + pw, w)
+                acc[:, ya - top : yb - top, xa:xb] += p[:, ya - y0 : yb - y0, xa - x0 : xb - x0]
+                wsum[ya - top : yb - top, xa:xb] += weight[ya - y0 : yb - y0, xa - x0 : xb - x0]
+            done += len(group)
+            if progress is not None:
+                progress(done, total)
+
     stripes = _Stripes(data, ph, dev)
     row_starts = list(plan.rows)
     done, total = 0, plan.count
+    running: list[Batch] = []  # the row before, still in the network
     for r, y0 in enumerate(row_starts):
-        finalise(y0)
         raw = stripes.get(y0)
         if r + 1 < len(row_starts):
             stripes.prefetch(row_starts[r + 1])
@@ -288,17 +305,14 @@ def _run(
         xs = plan.rows[y0]
         left = xs[0]  # the row's columns [left, right), mirrored where they pass the scene's edges
         x = _mirrored(x, 2, left, xs[-1] + pw - left)
-        ya, yb = max(y0, 0), min(y0 + ph, h)
+        started: list[Batch] = []
         for i in range(0, len(xs), bs):
             group = xs[i : i + bs]
-            logits = net(torch.stack([x[:, :, x0 - left : x0 - left + pw] for x0 in group]), bs)
-            probs = torch.softmax(logits, dim=1) * weight
-            for p, x0 in zip(probs, group):
-                xa, xb = max(x0, 0), min(x0 + pw, w)
-                acc[:, ya - top : yb - top, xa:xb] += p[:, ya - y0 : yb - y0, xa - x0 : xb - x0]
-                wsum[ya - top : yb - top, xa:xb] += weight[ya - y0 : yb - y0, xa - x0 : xb - x0]
-            done += len(group)
-            if progress is not None:
-                progress(done, total)
+            patches = torch.stack([x[:, :, x0 - left : x0 - left + pw] for x0 in group])
+            started.append((y0, group, net.submit(patches, bs)))
+        blend(running)  # this row is in the network meanwhile
+        finalise(y0)
+        running = started
+    blend(running)
     finalise(h)
     return classes, probabilities

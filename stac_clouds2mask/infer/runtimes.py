@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -79,6 +80,13 @@ class Network:
         """Logits of ``batch``, one of a run's calls of at most ``batch_size`` patches."""
         raise NotImplementedError
 
+    def submit(self, batch: torch.Tensor, batch_size: int | None = None) -> Callable[[], torch.Tensor]:
+        """Start ``batch``; the returned call gives its logits. The engine starts a patch row before it blends
+        the row before, so a runtime that runs patches at once (OpenVINO's streams) starts the next row's
+        patches as the last ones of a row finish rather than leaving cores idle. Here: run now."""
+        logits = self(batch, batch_size)
+        return lambda: logits
+
     def batch_size(self, patch_h: int, patch_w: int) -> int:
         """Patches per call for this patch size, when the caller does not say."""
         return self.execution.batch_size
@@ -140,16 +148,19 @@ def openvino_config(precision: str, threads: int) -> dict[str, Any]:
 
 
 class OpenVinoNetwork(Network):
-    """The model's ONNX graph compiled by OpenVINO for the CPU, with a dynamic batch and patch size; each
-    call runs its patches as concurrent requests, one per stream."""
+    """The model's ONNX graph compiled by OpenVINO for the CPU, with a dynamic batch and patch size; patches
+    run as concurrent requests, one per stream, and a batch submitted while another runs fills the requests
+    that one leaves free."""
 
     def __init__(self, spec: ModelSpec, precision: str, threads: int) -> None:
         import openvino as ov
 
         self.compiled = ov.Core().compile_model(openvino_graph(spec), "CPU", openvino_config(precision, threads))
         streams = int(self.compiled.get_property("NUM_STREAMS"))
-        self.queue = ov.AsyncInferQueue(self.compiled, streams)
-        self.lock = threading.Lock()  # networks are shared within a process (open_network); one call at a time
+        self.requests = [self.compiled.create_infer_request() for _ in range(streams)]
+        self.holds: list[tuple[list[np.ndarray], int] | None] = [None] * streams  # whose patch a request runs
+        self.started: list[int] = []  # the busy requests, oldest first
+        self.lock = threading.Lock()  # networks are shared within a process (open_network)
         self.torch_threads = 1
         self.execution = Execution(
             runtime="openvino",
@@ -164,18 +175,46 @@ class OpenVinoNetwork(Network):
         )
 
     def __call__(self, batch: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        return self.submit(batch, batch_size)()
+
+    def submit(self, batch: torch.Tensor, batch_size: int | None = None) -> Callable[[], torch.Tensor]:
+        """Each patch of ``batch`` starts on a request of its own as soon as one is free (one per stream).
+
+        A free request is an idle one, else one that has finished, else the one started first, once its
+        output has been copied to the batch it belongs to (the request's buffer is reused by the next patch).
+        """
         x = batch.detach().contiguous().numpy()
         out: list[np.ndarray] = [np.empty(0)] * len(x)
-
-        def keep(request: Any, i: int) -> None:
-            out[i] = request.get_output_tensor(0).data.copy()  # the request's buffer is reused by the next patch
-
         with self.lock:
-            self.queue.set_callback(keep)
             for i in range(len(x)):
-                self.queue.start_async([x[i : i + 1]], i)
-            self.queue.wait_all()
-        return torch.from_numpy(np.concatenate(out))
+                k = self._free()
+                self.requests[k].start_async({0: x[i : i + 1]})
+                self.holds[k] = (out, i)
+                self.started.append(k)
+
+        def logits() -> torch.Tensor:
+            with self.lock:
+                for k in [k for k in self.started if self.holds[k][0] is out]:  # type: ignore[index]
+                    self._collect(k)
+            return torch.from_numpy(np.concatenate(out))
+
+        return logits
+
+    def _free(self) -> int:
+        idle = [k for k, held in enumerate(self.holds) if held is None]
+        if idle:
+            return idle[0]
+        k = next((k for k in self.started if self.requests[k].wait_for(0)), self.started[0])
+        self._collect(k)
+        return k
+
+    def _collect(self, k: int) -> None:
+        """Wait for request ``k`` (its error, if any, raised here) and copy its output to its batch."""
+        out, i = self.holds[k]  # type: ignore[misc]
+        self.holds[k] = None
+        self.started.remove(k)
+        self.requests[k].wait()
+        out[i] = self.requests[k].get_output_tensor(0).data.copy()
 
 
 def openvino_available() -> bool:
