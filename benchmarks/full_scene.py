@@ -215,7 +215,7 @@ def run_ours(
     import pystac
     import torch
 
-    from stac_clouds2mask.infer import fitted_plan, open_network, predict, resolve_device
+    from stac_clouds2mask.infer import open_network, predict, resolve_device
     from stac_clouds2mask.model import choose_model
     from stac_clouds2mask.publish.cog import write_mask_cog
     from stac_clouds2mask.read import read_scene
@@ -261,7 +261,7 @@ def run_ours(
     write_mask_cog(pred.classes, scene.crs, scene.transform, out.with_suffix(".tif"))
     t3 = time.perf_counter()
     np.save(out, pred.classes)
-    np.save(out.with_name("seams.npy"), fitted_plan(scene.valid).seam_band())
+    np.save(out.with_name("seams.npy"), pred.plan.seam_band())
     name = f"{pred.mode}, network ready in {ready_s:.1f} s once per process, not in the time"
     return {
         "read": t1 - t0,

@@ -126,14 +126,14 @@ def main() -> None:
                         f"{plan.processed_pixels / nv:16.2f}",
                         flush=True,
                     )
-            best = fitted_plan(valid)
-            sizes = f"{PATCH_SIZES[0]}-{PATCH_SIZES[-1]} px"
-            print(
-                f"{name:8s} {res:>3d}m  the engine's choice (fitted_plan over {sizes}): "
-                f"{best.patch_h} px, {best.count} patches, {best.processed_pixels / valid.sum():.2f} processed px "
-                "per valid px",
-                flush=True,
-            )
+            for streams in (1, 2):
+                best = fitted_plan(valid, streams=streams)
+                print(
+                    f"{name:8s} {res:>3d}m  the engine's choice (fitted_plan, {streams} stream(s), each side "
+                    f"{PATCH_SIZES[0]}-{PATCH_SIZES[-1]} px): {best.patch_h} x {best.patch_w} px, {best.count} "
+                    f"patches, {best.processed_pixels / valid.sum():.2f} processed px per valid px",
+                    flush=True,
+                )
     cost, mode = time_per_pixel(SIZES)
     print(f"network cost on this machine ({mode}): " + ", ".join(f"{s}: {cost[s] * 1e6:.3f} s/MP" for s in SIZES))
     totals = {}

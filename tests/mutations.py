@@ -313,6 +313,33 @@ MUTATIONS = (
         "infer stage: each batch waited for at once, so streams idle at the end of every patch row",
     ),
     Mutation(
+        "plan-ignores-the-streams",
+        "stac_clouds2mask/infer/engine.py",
+        "else fitted_plan(valid, overlap, streams=streams)",
+        "else fitted_plan(valid, overlap)",
+        ("tests/test_engine_contract.py::test_the_engine_plans_for_the_streams_its_network_runs",),
+        "infer stage: a network of two streams gets the one-stream plan, whose odd last patch leaves a core idle",
+    ),
+    Mutation(
+        "plan-counts-pixels-not-rounds",
+        "stac_clouds2mask/infer/plan.py",
+        "            p.rounds(streams) * p.patch_h * p.patch_w,\n",
+        "            p.processed_pixels,\n",
+        (
+            "tests/test_infer.py::test_with_two_streams_the_plan_keeps_both_busy",
+            "tests/test_properties.py::test_the_fitted_plan_covers_the_data_and_is_never_busier_than_a_square_one",
+        ),
+        "infer stage: the planner counts processed pixels alone, as if one patch ran at a time",
+    ),
+    Mutation(
+        "plan-any-amount-of-work",
+        "stac_clouds2mask/infer/plan.py",
+        "(p for p in plans if p.processed_pixels <= MORE_WORK * least)",
+        "(p for p in plans)",
+        ("tests/test_infer.py::test_with_two_streams_the_plan_keeps_both_busy",),
+        "infer stage: a 512 px chip runs as two patches, twice the work, to finish a little sooner on idle streams",
+    ),
+    Mutation(
         "openvino-output-buffer-not-copied",
         "stac_clouds2mask/infer/runtimes.py",
         "out[i] = self.requests[k].get_output_tensor(0).data.copy()",

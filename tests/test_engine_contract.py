@@ -9,6 +9,8 @@ OpenVINO runtime giving each batch in flight its own logits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import rasterio
@@ -16,7 +18,7 @@ import torch
 from conftest import unchanged_items
 from torch import nn
 
-from stac_clouds2mask.infer import ExecMode, open_network, plan_patches, predict
+from stac_clouds2mask.infer import ExecMode, fitted_plan, open_network, plan_patches, predict
 from stac_clouds2mask.infer import cpu as cpu_module
 from stac_clouds2mask.infer.runtimes import Network, TorchNetwork
 from stac_clouds2mask.model import get_model_spec, load_model
@@ -189,6 +191,17 @@ def test_a_patch_row_starts_before_the_row_before_is_blended(spec6):
     assert ledger.events == ["submit 0", "submit 1", "logits 0", "submit 2", "logits 1", "logits 2"]
     direct = predict(x, valid, spec6, tiny_conv(), patch_size=512, mode=ExecMode("fp32", False))
     assert np.array_equal(pred.classes, direct.classes)
+
+
+def test_the_engine_plans_for_the_streams_its_network_runs(spec6):
+    """A network that runs two patches at once (a tiny random convolution standing in: plumbing only) gets
+    the plan fitted for two streams, which on this scene is not the one-stream plan."""
+    x, valid = scene(2048, 2048)
+    net = TorchNetwork(tiny_conv(), torch.device("cpu"), ExecMode("fp32", False), 1)
+    net.execution = replace(net.execution, streams=2)
+    pred = predict(x, valid, spec6, net)
+    assert pred.plan == fitted_plan(valid, streams=2) != fitted_plan(valid)
+    assert pred.record()["patch_size"] == [pred.plan.patch_h, pred.plan.patch_w]
 
 
 def test_openvino_batches_in_flight_each_get_their_own_logits():

@@ -241,6 +241,21 @@ def test_plan_on_a_swath_edge_carries_data_and_beats_the_naive_grid():
     assert plan.processed_pixels < 0.7 * plan.naive * plan.patch_h * plan.patch_w
 
 
+def test_with_two_streams_the_plan_keeps_both_busy():
+    """Planner only: a 2048 px square of data. One stream: the fewest processed pixels, in an odd number of
+    patches, whose last round leaves one of two streams idle. Two streams: a plan that keeps the network busy
+    less time on them (rounds x patch area), for a few more processed pixels at most."""
+    from stac_clouds2mask.infer import fitted_plan
+
+    valid = np.ones((2048, 2048), bool)
+    one, two = fitted_plan(valid), fitted_plan(valid, streams=2)
+    assert one.count % 2 == 1 and one.rounds(2) == one.count // 2 + 1
+    assert two.rounds(2) * two.patch_h * two.patch_w < one.rounds(2) * one.patch_h * one.patch_w
+    assert one.processed_pixels <= two.processed_pixels < 1.1 * one.processed_pixels
+    chip = np.ones((512, 512), bool)  # one patch; two would finish sooner on idle streams, for twice the work
+    assert fitted_plan(chip, streams=2).count == fitted_plan(chip).count == 1
+
+
 def test_planner_covers_every_valid_pixel_and_skips_pure_nodata():
     """Planner only (no model): a real-looking swath edge (diagonal nodata wedge) plus a nodata band."""
     from stac_clouds2mask.infer import plan_patches

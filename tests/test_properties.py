@@ -14,8 +14,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stac_clouds2mask.errors import InvalidInputError
-from stac_clouds2mask.infer import PATCH_SIZES, plan_patches
-from stac_clouds2mask.infer.plan import LATTICE, PHASE
+from stac_clouds2mask.infer import PATCH_SIZES, fitted_plan, plan_patches
+from stac_clouds2mask.infer.plan import LATTICE, MORE_WORK, PHASE
 from stac_clouds2mask.publish import StaticCatalog
 from stac_clouds2mask.read import target_grid
 from stac_clouds2mask.search import SearchFilters, geometry_from_geojson, parse_bbox, parse_datetime_interval, search
@@ -107,6 +107,32 @@ def test_planner_covers_all_valid_pixels_with_no_empty_patch(h, w, seed, density
     assert covered[valid].all()
     assert plan.patch_h % 32 == 0 and plan.patch_w % 32 == 0
     assert plan_patches(valid).rows == plan.rows
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 1600), st.integers(1, 1600), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0), st.integers(1, 4))
+def test_the_fitted_plan_covers_the_data_and_is_never_busier_than_a_square_one(h, w, seed, density, streams):
+    """Fitted to a footprint and to the streams that run patches at once: every valid pixel in a patch, no
+    patch without data, each side a candidate size (or the whole short axis), at most MORE_WORK times the
+    fewest processed pixels of the square plans, and no square plan with fewer keeps the network busy less
+    (rounds x patch area)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((h // 131 + 2, w // 131 + 2)) < density
+    valid = np.kron(coarse, np.ones((131, 131), bool))[:h, :w]
+    plan = fitted_plan(valid, streams=streams)
+    covered = np.zeros_like(valid)
+    for y0, x0 in plan.origins():
+        window = (slice(max(y0, 0), y0 + plan.patch_h), slice(max(x0, 0), x0 + plan.patch_w))
+        assert valid[window].any()
+        covered[window] = True
+    assert covered[valid].all()
+    for side, n in ((plan.patch_h, h), (plan.patch_w, w)):
+        assert side in PATCH_SIZES or side < PATCH_SIZES[0] or side > n
+    squares = [plan_patches(valid, s) for s in PATCH_SIZES]
+    assert plan.processed_pixels <= MORE_WORK * min(p.processed_pixels for p in squares)
+    busy = plan.rounds(streams) * plan.patch_h * plan.patch_w
+    for rival in (p for p in squares if p.processed_pixels <= plan.processed_pixels):  # surely among the candidates
+        assert rival.rounds(streams) * rival.patch_h * rival.patch_w >= busy
 
 
 # ------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_the_plan_recomputed_from_the_published_mask_is_the_one_the_item_records
     ran = props["clouds2mask:execution"]
     with rasterio.open(path.with_name(item["assets"]["cloudmask"]["href"].split("/")[-1])) as ds:
         mask = ds.read(1)
-    plan = fitted_plan(mask != 255, ran["overlap"])
+    plan = fitted_plan(mask != 255, ran["overlap"], streams=ran["streams"])
     assert [plan.patch_h, plan.patch_w] == ran["patch_size"] and plan.count == ran["patches"]
     assert ran["patch_size"] != [640, 640]  # the default size is not what this scene ran with
     lineage = props["processing:lineage"]

@@ -41,8 +41,8 @@ class PlanSpy:
             self.calls.append(("fixed", patch_size, overlap))
             return fixed(valid, patch_size, overlap)
 
-        def fitted_plan(valid, overlap):  # noqa: ANN001, ANN202
-            plan = fitted(valid, overlap)
+        def fitted_plan(valid, overlap, streams):  # noqa: ANN001, ANN202
+            plan = fitted(valid, overlap, streams=streams)
             self.calls.append(("fitted", plan.patch_h, overlap))
             return plan
 

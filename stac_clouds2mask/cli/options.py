@@ -217,8 +217,8 @@ PatchSize = Annotated[
     typer.Option(
         metavar="PX",
         callback=checked("check_patch_size"),
-        help="Patch size, a multiple of 32 from 64 to 2048 px (default: per scene, the size from 512 to 768 px that "
-        "runs the fewest pixels).",
+        help="Patch size, a multiple of 32 from 64 to 2048 px (default: per scene, the patch height and width, each "
+        "from 512 to 768 px, that keep the network busy the shortest time).",
     ),
 ]
 Overlap = Annotated[

@@ -190,8 +190,9 @@ def predict(
     network sees at nodata follows ukis-csmask, whose models were trained so: with DNs, each band value
     that is nodata (DN 0, or that band's ``nodata``) enters as reflectance 0 and the other bands of the
     pixel as they are (real swath edges differ by band); with reflectance, pixels not ``valid`` enter as
-    0 in every band. ``patch_size`` (a multiple of 32; default: the size near 640 px that runs the
-    fewest pixels for this scene, see plan.fitted_plan) and ``overlap`` (at most half the patch).
+    0 in every band. ``patch_size`` (a multiple of 32; default: the patch height and width near 640 px that
+    keep the network busy the shortest time for this scene, see plan.fitted_plan) and ``overlap`` (at most
+    half the patch).
     ``runtime`` (auto, openvino, torch; see runtimes.py) and ``precision`` (auto, fp32, bf16, fp16)
     choose how the network runs; ``model`` (a Network from runtimes.open_network, or a torch module) and
     ``mode`` (for a torch module) override that choice. The Prediction records what ran. On a CPU this
@@ -208,7 +209,8 @@ def predict(
         net = open_network(spec, dev, runtime, precision, module=model, mode=mode)
     if net.torch_threads is not None and torch.get_num_threads() != net.torch_threads:
         torch.set_num_threads(net.torch_threads)
-    plan = plan_patches(valid, patch_size, overlap) if patch_size else fitted_plan(valid, overlap)
+    streams = net.execution.streams
+    plan = plan_patches(valid, patch_size, overlap) if patch_size else fitted_plan(valid, overlap, streams=streams)
     bs = batch_size or net.batch_size(plan.patch_h, plan.patch_w)
     with torch.inference_mode():
         classes, probabilities = _run(

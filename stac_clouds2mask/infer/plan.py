@@ -28,6 +28,7 @@ PHASE = -51 % LATTICE  # the reference runtime's grid phase (see above)
 DEFAULT_PATCH_SIZE = 640  # by measurement: per-pixel cost vs overlap waste (benchmarks/patch_economy.py)
 PATCH_SIZES = tuple(range(DEFAULT_PATCH_SIZE - 4 * LATTICE, DEFAULT_PATCH_SIZE + 4 * LATTICE + 1, LATTICE))
 DEFAULT_OVERLAP = 64  # the narrowest that hides seams (tests/test_infer.py::test_no_visible_seams)
+MORE_WORK = 1.1  # a fitted plan runs at most this many times the fewest processed pixels (see fitted_plan)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class PatchPlan:
     def processed_pixels(self) -> int:
         """Pixels run through the network (each patch in full)."""
         return self.count * self.patch_h * self.patch_w
+
+    def rounds(self, streams: int) -> int:
+        """Patch times the network is busy when it runs ``streams`` patches at once."""
+        return -(-self.count // max(streams, 1))
 
     def origins(self) -> list[tuple[int, int]]:
         return [(y0, x0) for y0, xs in self.rows.items() for x0 in xs]
@@ -125,25 +130,55 @@ def naive_count(n: int, patch: int, overlap: int) -> int:
     return 1 if span <= patch else 1 + math.ceil((span - patch) / (patch - overlap))
 
 
-def plan_patches(valid: np.ndarray, patch_size: int = DEFAULT_PATCH_SIZE, overlap: int = DEFAULT_OVERLAP) -> PatchPlan:
-    """The patches over a scene: every valid pixel in at least one, none without a valid pixel.
+def _row_stripes(valid: np.ndarray, ph: int, overlap: int) -> dict[int, np.ndarray]:
+    """The patch rows of ``ph`` px over a scene, each as one "any valid" flag per column of its stripe
+    (so planning needs no scene-sized temporary, and the widths tried for one height share them)."""
+    starts = axis_starts(valid.any(axis=1), ph, min(overlap, ph // 2))
+    return {y0: valid[max(y0, 0) : y0 + ph].any(axis=0) for y0 in starts}
 
-    Each patch row is reduced to one "any valid" flag per column first, so planning needs no
-    scene-sized temporary.
-    """
-    h, w = valid.shape
-    ph, pw = patch_length(h, patch_size), patch_length(w, patch_size)
+
+def _plan(shape: tuple[int, int], stripes: dict[int, np.ndarray], ph: int, pw: int, overlap: int) -> PatchPlan:
     rows: dict[int, list[int]] = {}
-    for y0 in axis_starts(valid.any(axis=1), ph, min(overlap, ph // 2)):
-        xs = axis_starts(valid[max(y0, 0) : y0 + ph].any(axis=0), pw, min(overlap, pw // 2))
+    for y0, occupied in stripes.items():
+        xs = axis_starts(occupied, pw, min(overlap, pw // 2))
         if xs:
             rows[y0] = xs
+    h, w = shape
     return PatchPlan(h, w, ph, pw, overlap, rows, naive_count(h, ph, overlap) * naive_count(w, pw, overlap))
 
 
-def fitted_plan(valid: np.ndarray, overlap: int = DEFAULT_OVERLAP, sizes: tuple[int, ...] = PATCH_SIZES) -> PatchPlan:
-    """The plan that runs the fewest pixels through the network among patch sizes near the default
-    (640 px +- 128: the network's cost per pixel is flat over them on the CPUs measured, and a size that
-    divides the scene well wastes less overlap and margin; ties go to the size nearest the default)."""
-    plans = [plan_patches(valid, size, overlap) for size in sizes]
-    return min(plans, key=lambda p: (p.processed_pixels, abs(p.patch_h - DEFAULT_PATCH_SIZE)))
+def plan_patches(valid: np.ndarray, patch_size: int = DEFAULT_PATCH_SIZE, overlap: int = DEFAULT_OVERLAP) -> PatchPlan:
+    """The patches of ``patch_size`` (square) over a scene: every valid pixel in at least one, none without
+    a valid pixel."""
+    ph, pw = patch_length(valid.shape[0], patch_size), patch_length(valid.shape[1], patch_size)
+    return _plan(valid.shape, _row_stripes(valid, ph, overlap), ph, pw, overlap)
+
+
+def fitted_plan(
+    valid: np.ndarray, overlap: int = DEFAULT_OVERLAP, sizes: tuple[int, ...] = PATCH_SIZES, streams: int = 1
+) -> PatchPlan:
+    """The plan that keeps the network busy the shortest time, among patch heights and widths near the
+    default (each 640 px +- 128: the network's cost per pixel is flat over them on the CPUs measured, and a
+    shape that divides the scene well wastes less overlap and margin).
+
+    With ``streams`` patches run at once (the engine keeps them busy across patch rows), a plan takes
+    ``PatchPlan.rounds(streams)`` patch times: 9 patches on 2 streams take as long as 10. So the cost is
+    rounds x patch area (processed pixels with one stream); ties go to fewer processed pixels, then to the
+    shape nearest the default. Only plans within MORE_WORK of the fewest processed pixels compete: on a
+    machine whose other cores are busy the streams do not run at once and a plan costs its pixels, so a
+    512 px chip stays one patch rather than two that would finish a little sooner on an idle machine.
+    """
+    h, w = valid.shape
+    plans = []
+    for ph in sorted({patch_length(h, size) for size in sizes}):
+        stripes = _row_stripes(valid, ph, overlap)
+        plans += [_plan(valid.shape, stripes, ph, pw, overlap) for pw in sorted({patch_length(w, s) for s in sizes})]
+    least = min(p.processed_pixels for p in plans)
+    return min(
+        (p for p in plans if p.processed_pixels <= MORE_WORK * least),
+        key=lambda p: (
+            p.rounds(streams) * p.patch_h * p.patch_w,
+            p.processed_pixels,
+            abs(p.patch_h - DEFAULT_PATCH_SIZE) + abs(p.patch_w - DEFAULT_PATCH_SIZE),
+        ),
+    )
