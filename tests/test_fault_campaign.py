@@ -52,8 +52,10 @@ def test_batch_through_20_percent_faults_loses_nothing(
     )
     injected = sum(proxy.faults.values())
     direct = moto_s3.filesystem()  # check against moto itself, not through the proxy
-    runs = direct.find(f"{s3_bucket}/masks/.clouds2mask-runs")
-    [report] = [json.loads(direct.cat(p)) for p in runs if p.endswith(".json")]
+    runs = [p for p in direct.find(f"{s3_bucket}/masks/.clouds2mask-runs") if p.endswith(".json")]
+    ran = f"exit {result.exit_code}, {proxy.requests} requests through the proxy"
+    assert len(runs) == 1, f"{len(runs)} run reports; {ran}:\n{result.output}"
+    report = json.loads(direct.cat(runs[0]))
     print(
         f"\nfault campaign: {proxy.requests} requests, {injected} faults injected {dict(proxy.faults)}, "
         f"{proxy.retried} requests retried (seen by the proxy), {report['totals']['s3_retries']} counted by the "

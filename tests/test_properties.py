@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stac_clouds2mask.errors import InvalidInputError
-from stac_clouds2mask.infer import PATCH_SIZES, fitted_plan, plan_patches
+from stac_clouds2mask.infer import PATCH_SIZES, PatchPlan, fitted_plan, plan_patches
 from stac_clouds2mask.infer.plan import LATTICE, MORE_WORK, PHASE
 from stac_clouds2mask.publish import StaticCatalog
 from stac_clouds2mask.read import target_grid
@@ -91,20 +91,32 @@ def test_bow_tie_aoi_is_refused(x, size):
         geometry_from_geojson({"type": "Polygon", "coordinates": [ring]})
 
 
+def blobs(h: int, w: int, seed: int, density: float, blob: int) -> np.ndarray:
+    """Blobs of valid pixels: a coarse random field upsampled, so runs of nodata span whole patches."""
+    coarse = np.random.default_rng(seed).random((h // blob + 2, w // blob + 2)) < density
+    return np.kron(coarse, np.ones((blob, blob), bool))[:h, :w]
+
+
+def assert_covers(plan: PatchPlan, valid: np.ndarray) -> None:
+    """Every patch starts on the reference lattice, reaches less than 32 px past any scene edge (the margin
+    that is mirrored) and holds a valid pixel, and every valid pixel is in a patch."""
+    (h, w), covered = valid.shape, np.zeros_like(valid)
+    for y0, x0 in plan.origins():
+        assert (y0 - PHASE) % LATTICE == 0 and (x0 - PHASE) % LATTICE == 0
+        assert y0 > -LATTICE and x0 > -LATTICE, (y0, x0)
+        assert y0 + plan.patch_h < h + LATTICE and x0 + plan.patch_w < w + LATTICE, (y0, x0)
+        window = (slice(max(y0, 0), y0 + plan.patch_h), slice(max(x0, 0), x0 + plan.patch_w))
+        assert valid[window].any(), (y0, x0)
+        covered[window] = True
+    assert covered[valid].all()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 700), st.integers(1, 700), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
 def test_planner_covers_all_valid_pixels_with_no_empty_patch(h, w, seed, density):
-    rng = np.random.default_rng(seed)
-    # blobs of valid pixels: coarse random field upsampled, so runs of nodata span whole patches
-    coarse = rng.random((h // 97 + 2, w // 97 + 2)) < density
-    valid = np.kron(coarse, np.ones((97, 97), bool))[:h, :w]
+    valid = blobs(h, w, seed, density, 97)
     plan = plan_patches(valid)
-    covered = np.zeros_like(valid)
-    for y0, x0 in plan.origins():
-        window = (slice(max(y0, 0), y0 + plan.patch_h), slice(max(x0, 0), x0 + plan.patch_w))
-        assert valid[window].any()
-        covered[window] = True
-    assert covered[valid].all()
+    assert_covers(plan, valid)
     assert plan.patch_h % 32 == 0 and plan.patch_w % 32 == 0
     assert plan_patches(valid).rows == plan.rows
 
@@ -112,20 +124,13 @@ def test_planner_covers_all_valid_pixels_with_no_empty_patch(h, w, seed, density
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 1600), st.integers(1, 1600), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0), st.integers(1, 4))
 def test_the_fitted_plan_covers_the_data_and_is_never_busier_than_a_square_one(h, w, seed, density, streams):
-    """Fitted to a footprint and to the streams that run patches at once: every valid pixel in a patch, no
-    patch without data, each side a candidate size (or the whole short axis), at most MORE_WORK times the
-    fewest processed pixels of the square plans, and no square plan with fewer keeps the network busy less
-    (rounds x patch area)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((h // 131 + 2, w // 131 + 2)) < density
-    valid = np.kron(coarse, np.ones((131, 131), bool))[:h, :w]
+    """Fitted to a footprint and to the streams that run patches at once: patches on the lattice within the
+    mirrored margin, every valid pixel in a patch, no patch without data, each side a candidate size (or
+    the whole short axis), at most MORE_WORK times the fewest processed pixels of the square plans, and no
+    square plan with fewer keeps the network busy less (rounds x patch area)."""
+    valid = blobs(h, w, seed, density, 131)
     plan = fitted_plan(valid, streams=streams)
-    covered = np.zeros_like(valid)
-    for y0, x0 in plan.origins():
-        window = (slice(max(y0, 0), y0 + plan.patch_h), slice(max(x0, 0), x0 + plan.patch_w))
-        assert valid[window].any()
-        covered[window] = True
-    assert covered[valid].all()
+    assert_covers(plan, valid)
     for side, n in ((plan.patch_h, h), (plan.patch_w, w)):
         assert side in PATCH_SIZES or side < PATCH_SIZES[0] or side > n
     squares = [plan_patches(valid, s) for s in PATCH_SIZES]
@@ -184,19 +189,8 @@ def test_patches_stay_within_the_mirrored_margin_on_the_lattice(h, w, seed, dens
     """Blobs of data of every size (runs that end near a scene edge included): every patch starts on the
     reference lattice, reaches less than 32 px past any scene edge (the margin that is mirrored), carries
     data, and together the patches cover every valid pixel."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((h // blob + 2, w // blob + 2)) < density
-    valid = np.kron(coarse, np.ones((blob, blob), bool))[:h, :w]
-    plan = plan_patches(valid, patch, min(overlap, patch // 2))
-    covered = np.zeros_like(valid)
-    for y0, x0 in plan.origins():
-        assert (y0 - PHASE) % LATTICE == 0 and (x0 - PHASE) % LATTICE == 0
-        assert y0 > -LATTICE and x0 > -LATTICE, (y0, x0)
-        assert y0 + plan.patch_h < h + LATTICE and x0 + plan.patch_w < w + LATTICE, (y0, x0)
-        window = (slice(max(y0, 0), y0 + plan.patch_h), slice(max(x0, 0), x0 + plan.patch_w))
-        assert valid[window].any()
-        covered[window] = True
-    assert covered[valid].all()
+    valid = blobs(h, w, seed, density, blob)
+    assert_covers(plan_patches(valid, patch, min(overlap, patch // 2)), valid)
 
 
 segments = st.text(st.sampled_from("abcxyz019-_."), min_size=1, max_size=6).filter(lambda s: s not in (".", ".."))
