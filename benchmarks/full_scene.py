@@ -276,6 +276,7 @@ def run_ours(
         "processed": pred.processed_pixels,
         "valid": int(scene.valid.sum()),
         "gflops": matmul_gflops(str(dev), pred.execution.precision),
+        "load": os.getloadavg()[0],  # during this run, not after the conditions that follow it
     }
 
 
@@ -365,7 +366,8 @@ def condition(label: str, a_runs: list[dict], b_runs: list[dict], size: int) -> 
         for name, runs in (("(a)", a_runs), ("(b)", b_runs))
         if runs
     )
-    print(f"--- {label}; load average {os.getloadavg()[0]:.1f}; median of {len(b_runs)} run(s); min-max {spread}")
+    load = sorted(r["load"] for r in b_runs)[len(b_runs) // 2]
+    print(f"--- {label}; load average {load:.1f} as (b) ran; median of {len(b_runs)} run(s); min-max {spread}")
     if a_runs:
         report("(a) ukis-csmask", median_run(a_runs), size)
     report("(b) stac-clouds2mask", median_run(b_runs), size)
