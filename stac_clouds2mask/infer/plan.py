@@ -169,10 +169,11 @@ def fitted_plan(
     512 px chip stays one patch rather than two that would finish a little sooner on an idle machine.
     """
     h, w = valid.shape
+    widths = sorted({patch_length(w, size) for size in sizes})
     plans = []
     for ph in sorted({patch_length(h, size) for size in sizes}):
         stripes = _row_stripes(valid, ph, overlap)
-        plans += [_plan(valid.shape, stripes, ph, pw, overlap) for pw in sorted({patch_length(w, s) for s in sizes})]
+        plans += [_plan(valid.shape, stripes, ph, pw, overlap) for pw in widths]
     least = min(p.processed_pixels for p in plans)
     return min(
         (p for p in plans if p.processed_pixels <= MORE_WORK * least),

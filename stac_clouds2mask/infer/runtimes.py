@@ -201,9 +201,9 @@ class OpenVinoNetwork(Network):
         return logits
 
     def _free(self) -> int:
-        idle = [k for k, held in enumerate(self.holds) if held is None]
-        if idle:
-            return idle[0]
+        idle = next((k for k, held in enumerate(self.holds) if held is None), None)
+        if idle is not None:
+            return idle
         k = next((k for k in self.started if self.requests[k].wait_for(0)), self.started[0])
         self._collect(k)
         return k
